@@ -1,0 +1,139 @@
+"""Process configuration, validated once at start-up (`operations.md`).
+
+Every problem is reported at once, one line each, before the port is bound: an operator fixing a
+deployment should not have to restart it once per typo.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """Invalid configuration; `problems` holds one human line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STK_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./.stk-bridge")
+    registry_url: str | None = None
+    kv_url: str | None = None
+    redis_url: str | None = None
+    master_keys: str | None = Field(default=None, repr=False)
+    master_keys_file: Path | None = None
+    admin_tokens: str | None = Field(default=None, repr=False)
+    admin_tokens_file: Path | None = None
+    host_suffix: str | None = None
+    trust_forwarded_host: bool = False
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    select_max_rows: int = Field(default=1000, ge=1)
+    pool_max_per_tenant: int = Field(default=5, ge=1)
+    pool_max_total: int = Field(default=200, ge=1)
+    pool_timeout_ms: int = Field(default=2000, ge=1)
+    pool_idle_seconds: float = Field(default=300, gt=0)
+    statement_timeout_ms: int = Field(default=10_000, ge=1)
+    tenant_max_concurrency: int = Field(default=64, ge=1)
+    cache_ttl_seconds: float = Field(default=30, gt=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] | None = None
+    auto_migrate: bool = True
+    audit_retention_days: int = Field(default=365, ge=1)
+    metrics_tenant_label: bool = False
+
+    @field_validator("kv_url")
+    @classmethod
+    def _kv_scheme(cls, value: str | None) -> str | None:
+        return _require_scheme(value, ("memory://", "file://", "redis://"))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        return _require_scheme(value, ("redis://", "rediss://"))
+
+    @field_validator("registry_url")
+    @classmethod
+    def _registry_scheme(cls, value: str | None) -> str | None:
+        return _require_scheme(value, ("sqlite+aiosqlite://", "postgresql+asyncpg://"))
+
+    @model_validator(mode="after")
+    def _defaults_and_exclusions(self) -> Settings:
+        problems = []
+        if self.master_keys and self.master_keys_file:
+            problems.append("STK_MASTER_KEYS and STK_MASTER_KEYS_FILE are both set; set one")
+        if self.admin_tokens and self.admin_tokens_file:
+            problems.append("STK_ADMIN_TOKENS and STK_ADMIN_TOKENS_FILE are both set; set one")
+        if self.host_suffix is not None:
+            self.host_suffix = self.host_suffix.strip(".").lower()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def registry(self) -> str:
+        return self.registry_url or f"sqlite+aiosqlite:///{self.data_dir.resolve()}/registry.db"
+
+    @property
+    def kv(self) -> str:
+        return self.kv_url or f"file://{self.data_dir.resolve()}/kv"
+
+    @property
+    def invalidation_redis(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        return self.kv if self.kv.startswith("redis://") else None
+
+    def master_key_text(self) -> str | None:
+        return _read_secret(self.master_keys, self.master_keys_file)
+
+    def admin_token_list(self) -> list[str]:
+        text = _read_secret(self.admin_tokens, self.admin_tokens_file) or ""
+        return [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
+
+
+def _require_scheme(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is not None and not value.startswith(schemes):
+        raise ValueError("must start with " + " or ".join(schemes))
+    return value
+
+
+def _read_secret(value: str | None, path: Path | None) -> str | None:
+    if path is not None:
+        return path.read_text()
+    return value
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings or raise ConfigError with one line per problem."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            name = f"STK_{loc.upper()}" if loc else "configuration"
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            for part in msg.split("; "):
+                problems.append(f"{name}: {part}" if loc else part)
+        raise ConfigError(problems) from None
+    problems = []
+    for label, path in (
+        ("STK_MASTER_KEYS_FILE", settings.master_keys_file),
+        ("STK_ADMIN_TOKENS_FILE", settings.admin_tokens_file),
+    ):
+        if path is not None and not path.is_file():
+            problems.append(f"{label}: file {path} does not exist")
+    short = [t for t in settings.admin_token_list() if len(t) < 32] if not problems else []
+    if short:
+        problems.append("STK_ADMIN_TOKENS: every admin token must be at least 32 characters")
+    if problems:
+        raise ConfigError(problems)
+    return settings
