@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
@@ -31,8 +36,8 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
+@asynccontextmanager
+async def pg_database() -> AsyncIterator[str]:
     """A fresh, uniquely named PostgreSQL database (plain `postgresql://` URL), dropped after."""
     try:
         admin = await asyncpg.connect(PG_URL, timeout=3)
@@ -45,6 +50,12 @@ async def pg_url() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    async with pg_database() as url:
+        yield url
 
 
 @pytest.fixture
@@ -65,6 +76,60 @@ async def redis_url() -> AsyncIterator[str]:
         await client.aclose()
 
 
+# --- the Bridge app over real HTTP semantics (httpx → ASGI), with its lifespan ---------------
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef-xyz"
+
+
+@dataclass
+class Bridge:
+    client: httpx.AsyncClient
+    app: Any
+    settings: Any
+    data_dir: Path
+
+    @property
+    def rt(self) -> Any:
+        return self.app.state.stk.rt
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@asynccontextmanager
+async def running_bridge(
+    data_dir: Path, registry_url: str | None = None, kv_url: str = "memory://", **overrides: Any
+) -> AsyncIterator[Bridge]:
+    from bridge.app import create_app
+    from tenancy.keyring import Keyring
+    from tenancy.settings import load_settings
+
+    settings = load_settings(
+        data_dir=data_dir,
+        registry_url=registry_url or f"sqlite+aiosqlite:///{data_dir}/registry.db",
+        kv_url=kv_url,
+        host_suffix="api.example.com",
+        **overrides,
+    )
+    keyring = Keyring.parse(Keyring.generate_entry("test"))
+    app = create_app(settings, keyring, [ADMIN_TOKEN], migrate=True)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.example.com") as c:
+            yield Bridge(c, app, settings, data_dir)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The registry on SQLite and on PostgreSQL (asyncpg), both tested."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/registry.db"
+        return
+    async with pg_database() as url:
+        yield url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
 @pytest.fixture
-def data_dir(tmp_path: object) -> Iterator[object]:
-    yield tmp_path
+async def bridge(tmp_path: Path) -> AsyncIterator[Bridge]:
+    async with running_bridge(tmp_path) as b:
+        yield b

@@ -1,0 +1,50 @@
+"""API-key format (`security.md`): `stk_<keyId>.<secret>`, only a hash of the secret is stored."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import string
+from dataclasses import dataclass
+
+KEY_PREFIX = "stk_"
+_KEY_ID_ALPHABET = string.ascii_lowercase + string.digits
+_KEY_ID_LENGTH = 16
+_SECRET_BYTES = 32
+# 32 bytes in unpadded base64url are exactly 43 characters.
+_API_KEY = re.compile(re.escape(KEY_PREFIX) + r"([a-z0-9]{16})\.([A-Za-z0-9_-]{43})")
+
+
+@dataclass(frozen=True, repr=False)
+class NewApiKey:
+    """`api_key` is shown once to the creator; only `key_id` and `secret_hash` are stored."""
+
+    key_id: str
+    api_key: str
+    secret_hash: str
+
+    def __repr__(self) -> str:
+        return f"NewApiKey(key_id={self.key_id!r}, api_key=<hidden>)"
+
+
+def new_api_key() -> NewApiKey:
+    key_id = "".join(secrets.choice(_KEY_ID_ALPHABET) for _ in range(_KEY_ID_LENGTH))
+    secret = secrets.token_urlsafe(_SECRET_BYTES)
+    return NewApiKey(key_id, f"{KEY_PREFIX}{key_id}.{secret}", hash_secret(secret))
+
+
+def parse_api_key(text: str) -> tuple[str, str] | None:
+    """`(key_id, secret)`, or None when `text` is not exactly an API key."""
+    match = _API_KEY.fullmatch(text)
+    return (match[1], match[2]) if match else None
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def secret_matches(secret: str, stored_hash: str) -> bool:
+    """Constant-time, so response timing does not reveal how much of a guess was right."""
+    return hmac.compare_digest(hash_secret(secret).encode(), stored_hash.encode())

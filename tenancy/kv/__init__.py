@@ -1,0 +1,66 @@
+"""The KV store: where bundles and manifests live (`manifest.md`, "Storage keys").
+
+One small contract, three backends. `cas` is the only primitive the release store needs for safe
+concurrent updates; every backend implements it atomically, across processes where it can be
+shared (file, redis).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+
+class KVStore(ABC):
+    """Bytes by string key; every method raises `ServiceUnavailable` when unreachable."""
+
+    @abstractmethod
+    async def get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def set(self, key: str, value: bytes) -> None:
+        """Store `value`; it is durable when this returns."""
+
+    @abstractmethod
+    async def cas(self, key: str, expected: bytes | None, value: bytes | None) -> bool:
+        """Atomically replace (or delete, when `value` is None) if the current value is `expected`.
+
+        `expected=None` means "absent". Returns whether the swap happened.
+        """
+
+    @abstractmethod
+    async def delete(self, *keys: str) -> None: ...
+
+    @abstractmethod
+    async def keys(self, prefix: str) -> list[str]:
+        """Every key starting with `prefix`, sorted."""
+
+    @abstractmethod
+    async def ping(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+def open_kv(url: str) -> KVStore:
+    """`memory://`, `file:///abs/path` or `redis[s]://host:port/db[?prefix=ns:]`."""
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        from tenancy.kv.memory import MemoryKV
+
+        return MemoryKV()
+    if parts.scheme == "file":
+        if parts.netloc or not parts.path.startswith("/"):
+            raise ValueError(f"KV URL must be file:///absolute/path, got {url!r}")
+        from tenancy.kv.file import FileKV
+
+        return FileKV(unquote(parts.path))
+    if parts.scheme in ("redis", "rediss"):
+        if not parts.hostname:
+            raise ValueError(f"KV URL {url!r} has no host")
+        query = parse_qs(parts.query)
+        prefix = query.pop("prefix", [""])[0]
+        from tenancy.kv.redis import RedisKV
+
+        return RedisKV(parts._replace(query=urlencode(query, doseq=True)).geturl(), prefix=prefix)
+    raise ValueError(f"KV URL {url!r}: scheme must be memory://, file:// or redis://")

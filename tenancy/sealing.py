@@ -1,0 +1,74 @@
+"""Secret values encrypted under a project's data key (envelope encryption, `security.md`).
+
+The associated data binds each ciphertext to its project, env and name, so a value copied to
+another place fails authentication instead of decrypting there.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_PREFIX = "v1."
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
+_DEK_BYTES = 32
+
+
+class SealError(Exception):
+    """A value could not be sealed or unsealed; the message never contains secret material."""
+
+
+def _encrypt(aead: AESGCM, aad: bytes, plaintext: bytes) -> str:
+    """Shared by sealing and key wrapping: one stored format, `v1.<b64url(nonce||ct||tag)>`."""
+    nonce = os.urandom(_NONCE_BYTES)
+    blob = nonce + aead.encrypt(nonce, plaintext, aad)
+    return _PREFIX + base64.urlsafe_b64encode(blob).rstrip(b"=").decode("ascii")
+
+
+def _decrypt(aead: AESGCM, aad: bytes, token: str) -> bytes:
+    """Inverse of `_encrypt`. Raises ValueError with a reason that is safe to show."""
+    if not token.startswith(_PREFIX):
+        raise ValueError("unknown format (expected 'v1.' prefix)")
+    body = token[len(_PREFIX) :]
+    try:
+        blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except ValueError:
+        raise ValueError("malformed base64url payload") from None
+    # urlsafe_b64decode skips stray characters; insist on the one canonical spelling.
+    if base64.urlsafe_b64encode(blob).rstrip(b"=").decode("ascii") != body:
+        raise ValueError("malformed base64url payload")
+    if len(blob) < _NONCE_BYTES + _TAG_BYTES:
+        raise ValueError("payload too short")
+    try:
+        return aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], aad)
+    except InvalidTag:
+        raise ValueError("authentication failed (wrong key or moved ciphertext)") from None
+
+
+def _secret_aead(dek: bytes, project: str, env: str) -> AESGCM:
+    if len(dek) != _DEK_BYTES:
+        raise SealError("data key must be 32 bytes")
+    # ':' separates the associated-data fields; only the last one (name) may contain it.
+    if ":" in project or ":" in env:
+        raise SealError("project and env must not contain ':'")
+    return AESGCM(dek)
+
+
+def _secret_aad(project: str, env: str, name: str) -> bytes:
+    return f"stk:secret:v1:{project}:{env}:{name}".encode()
+
+
+def seal(dek: bytes, project: str, env: str, name: str, plaintext: bytes) -> str:
+    return _encrypt(_secret_aead(dek, project, env), _secret_aad(project, env, name), plaintext)
+
+
+def unseal(dek: bytes, project: str, env: str, name: str, token: str) -> bytes:
+    aead = _secret_aead(dek, project, env)
+    try:
+        return _decrypt(aead, _secret_aad(project, env, name), token)
+    except ValueError as exc:
+        raise SealError(f"cannot unseal secret {name!r}: {exc}") from None
