@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+REGISTRY_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+
 
 class ConfigError(Exception):
     """Invalid configuration; `problems` holds one human line per problem."""
@@ -25,7 +27,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STK_", env_file=".env", extra="ignore")
 
     data_dir: Path = Path("./.stk-bridge")
-    registry_url: str | None = None
+    registry_url: str | None = Field(default=None, repr=False)
+    registry_url_file: Path | None = None
     kv_url: str | None = None
     redis_url: str | None = None
     master_keys: str | None = Field(default=None, repr=False)
@@ -52,7 +55,7 @@ class Settings(BaseSettings):
     @field_validator("kv_url")
     @classmethod
     def _kv_scheme(cls, value: str | None) -> str | None:
-        return _require_scheme(value, ("memory://", "file://", "redis://"))
+        return _require_scheme(value, ("memory://", "file://", "redis://", "rediss://"))
 
     @field_validator("redis_url")
     @classmethod
@@ -62,13 +65,15 @@ class Settings(BaseSettings):
     @field_validator("registry_url")
     @classmethod
     def _registry_scheme(cls, value: str | None) -> str | None:
-        return _require_scheme(value, ("sqlite+aiosqlite://", "postgresql+asyncpg://"))
+        return _require_scheme(value, REGISTRY_SCHEMES)
 
     @model_validator(mode="after")
     def _defaults_and_exclusions(self) -> Settings:
         problems = []
         if self.master_keys and self.master_keys_file:
             problems.append("STK_MASTER_KEYS and STK_MASTER_KEYS_FILE are both set; set one")
+        if self.registry_url and self.registry_url_file:
+            problems.append("STK_REGISTRY_URL and STK_REGISTRY_URL_FILE are both set; set one")
         if self.admin_tokens and self.admin_tokens_file:
             problems.append("STK_ADMIN_TOKENS and STK_ADMIN_TOKENS_FILE are both set; set one")
         if self.host_suffix is not None:
@@ -89,7 +94,7 @@ class Settings(BaseSettings):
     def invalidation_redis(self) -> str | None:
         if self.redis_url:
             return self.redis_url
-        return self.kv if self.kv.startswith("redis://") else None
+        return self.kv if self.kv.startswith(("redis://", "rediss://")) else None
 
     def master_key_text(self) -> str | None:
         return _read_secret(self.master_keys, self.master_keys_file)
@@ -126,6 +131,7 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(problems) from None
     problems = []
     for label, path in (
+        ("STK_REGISTRY_URL_FILE", settings.registry_url_file),
         ("STK_MASTER_KEYS_FILE", settings.master_keys_file),
         ("STK_ADMIN_TOKENS_FILE", settings.admin_tokens_file),
     ):
@@ -134,6 +140,13 @@ def load_settings(**overrides: object) -> Settings:
     short = [t for t in settings.admin_token_list() if len(t) < 32] if not problems else []
     if short:
         problems.append("STK_ADMIN_TOKENS: every admin token must be at least 32 characters")
+    if settings.registry_url_file is not None and not problems:
+        try:
+            settings.registry_url = _require_scheme(
+                settings.registry_url_file.read_text().strip(), REGISTRY_SCHEMES
+            )
+        except ValueError as exc:
+            problems.append(f"STK_REGISTRY_URL_FILE: {exc}")
     if problems:
         raise ConfigError(problems)
     return settings

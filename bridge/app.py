@@ -1,0 +1,58 @@
+"""App factory: wires the core (`tenancy.runtime`) to the HTTP routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from bridge import errors
+from bridge.middleware import RequestMiddleware
+from bridge.routes import call, health
+from bridge.routes.admin import keys, projects, releases, secrets
+from bridge.state import AppState
+from tenancy.keyring import Keyring
+from tenancy.runtime import Runtime
+from tenancy.settings import Settings
+
+
+def admin_router() -> APIRouter:
+    router = APIRouter(prefix="/admin/v1")
+    for module in (projects, secrets, releases, keys):
+        router.include_router(module.router)
+    return router
+
+
+def create_app(
+    settings: Settings,
+    keyring: Keyring,
+    admin_tokens: list[str],
+    *,
+    migrate: bool | None = None,
+) -> FastAPI:
+    """`migrate` defaults to `settings.auto_migrate` (tests and `dev` always migrate)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        run_migrations = settings.auto_migrate if migrate is None else migrate
+        rt = await Runtime.start(settings, keyring, migrate_schema=run_migrations)
+        app.state.stk = AppState(rt, tuple(t.encode() for t in admin_tokens))
+        try:
+            yield
+        finally:
+            await rt.close()
+
+    app = FastAPI(
+        title="Santokit Bridge",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(call.router)
+    app.include_router(admin_router())
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,17 @@
+"""ASGI entry for `stk-bridge serve` (an import string, so uvicorn can run several workers)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from bridge import logs
+from bridge.app import create_app
+from tenancy.keyring import Keyring
+from tenancy.settings import load_settings
+
+
+def create() -> FastAPI:
+    settings = load_settings()
+    logs.configure(settings.log_level, settings.log_format or "json")
+    keyring = Keyring.parse(settings.master_key_text() or "")
+    return create_app(settings, keyring, settings.admin_token_list())

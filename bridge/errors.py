@@ -1,0 +1,93 @@
+"""The error envelope of `api.md`, for every endpoint (admin included)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from bridge.context import info
+from tenancy.errors import StkError, TooManyRequests
+
+log = logging.getLogger("stk.errors")
+
+CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "BAD_REQUEST",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    429: "TOO_MANY_REQUESTS",
+    500: "INTERNAL_ERROR",
+    503: "SERVICE_UNAVAILABLE",
+    504: "TIMEOUT",
+}
+
+
+def envelope(
+    status: int,
+    message: str,
+    request_id: str,
+    *,
+    code: str | None = None,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    error: dict[str, Any] = {
+        "code": code or CODES.get(status, "BAD_REQUEST"),
+        "message": message,
+        "requestId": request_id,
+    }
+    if details is not None:
+        error["details"] = details
+    return Response(
+        orjson.dumps({"error": error}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def from_stk(exc: StkError, request_id: str) -> Response:
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
+    return envelope(
+        exc.status, exc.message, request_id, code=exc.code, details=exc.details, headers=headers
+    )
+
+
+def install(app: FastAPI) -> None:
+    async def stk_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StkError)
+        return from_stk(exc, info(request.scope).request_id)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"]}
+            for err in exc.errors()
+        ]
+        return envelope(
+            400, "Invalid request body", info(request.scope).request_id, details=details
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        status = 400 if exc.status_code == 422 else exc.status_code
+        message = "Not found" if status == 404 else str(exc.detail)
+        return envelope(status, message, info(request.scope).request_id)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return envelope(500, "Internal error", info(request.scope).request_id)
+
+    app.add_exception_handler(StkError, stk_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,101 @@
+"""Outermost ASGI layer: request id, body limit, access log line.
+
+Written as plain ASGI (not BaseHTTPMiddleware) because it wraps every request on the hot path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bridge.context import RequestInfo
+from bridge.errors import envelope
+from tenancy.ids import REQUEST_ID, new_ulid
+
+access = logging.getLogger("stk.access")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and REQUEST_ID.fullmatch(incoming) else new_ulid()
+        req = RequestInfo(request_id)
+        scope["stk"] = req
+        status = 500
+        response_started = False
+        rid_header = (b"x-request-id", request_id.encode())
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        length = _header(scope, b"content-length")
+        try:
+            if length is not None and (not length.isdigit() or int(length) > self.max_body):
+                status = 413 if length.isdigit() else 400
+                message = "Request body too large" if status == 413 else "Invalid Content-Length"
+                await envelope(status, message, request_id)(scope, receive, send_wrapper)
+                return
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body:
+                        raise BodyTooLarge
+                return message
+
+            await self.app(scope, limited_receive, send_wrapper)
+        except BodyTooLarge:
+            if not response_started:
+                await envelope(413, "Request body too large", request_id)(
+                    scope, receive, send_wrapper
+                )
+        except Exception:
+            # The error handlers already answered; the exception is only re-raised for servers.
+            if not response_started:
+                await envelope(500, "Internal error", request_id)(scope, receive, send_wrapper)
+        finally:
+            _log(req, scope, status, started)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _log(req: RequestInfo, scope: Scope, status: int, started: float) -> None:
+    extra: dict[str, Any] = {
+        "requestId": req.request_id,
+        "project": req.project,
+        "env": req.env,
+        "release": req.release,
+        "route": req.route or scope.get("path"),
+        "status": status,
+        "durationMs": round((time.perf_counter() - started) * 1000, 2),
+        "authType": req.auth_type,
+    }
+    access.info("%s %s %s", scope.get("method"), extra["route"], status, extra=extra)

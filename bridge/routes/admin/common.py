@@ -1,0 +1,55 @@
+"""Admin auth, body models and list pagination shared by the admin routes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Query, Request
+from pydantic import BaseModel, ConfigDict
+
+from bridge.context import info
+from bridge.state import state_of
+from tenancy.audit import Actor
+from tenancy.errors import BadRequest, NotFound, Unauthorized
+from tenancy.runtime import Runtime
+
+T = TypeVar("T")
+
+
+class Body(BaseModel):
+    """Admin bodies: strict types, unknown fields rejected."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def admin_actor(request: Request) -> Actor:
+    state = state_of(request)
+    if not state.admin_tokens:
+        raise NotFound("Not found")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    matched = state.admin_token_matches(token.strip()) if scheme.lower() == "bearer" else None
+    if matched is None:
+        raise Unauthorized("Admin token required")
+    return Actor.for_token(matched, info(request.scope).request_id)
+
+
+def runtime(request: Request) -> Runtime:
+    return state_of(request).rt
+
+
+ActorDep = Annotated[Actor, Depends(admin_actor)]
+RuntimeDep = Annotated[Runtime, Depends(runtime)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def page(items: Sequence[T], limit: int, cursor: str | None) -> dict[str, Any]:
+    """`{"items", "nextCursor"}` over a short, stably ordered list; the cursor is an offset."""
+    if cursor is None:
+        offset = 0
+    elif cursor.isdigit() and len(cursor) < 7:
+        offset = int(cursor)
+    else:
+        raise BadRequest("Invalid cursor")
+    end = offset + limit
+    return {"items": list(items[offset:end]), "nextCursor": str(end) if end < len(items) else None}

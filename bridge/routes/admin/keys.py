@@ -1,0 +1,87 @@
+"""API keys of an env, the master keyring, DEK rotation and the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from bridge import responses
+from bridge.routes.admin.common import ActorDep, Body, Limit, RuntimeDep, page
+from tenancy import audit
+from tenancy.control import apikeys, secrets
+from tenancy.errors import BadRequest
+
+router = APIRouter()
+
+
+class NewApiKey(Body):
+    name: str
+    roles: list[str] = []
+
+
+@router.post("/projects/{project}/envs/{env}/api-keys", status_code=201)
+async def create_api_key(
+    project: str, env: str, body: NewApiKey, actor: ActorDep, rt: RuntimeDep
+) -> Response:
+    answer = await apikeys.create(rt, actor, project, env, body.name, body.roles)
+    return responses.json(answer, 201)
+
+
+@router.get("/projects/{project}/envs/{env}/api-keys")
+async def list_api_keys(
+    project: str,
+    env: str,
+    rt: RuntimeDep,
+    _: ActorDep,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> Response:
+    return responses.json(page(await apikeys.list_keys(rt, project, env), limit, cursor))
+
+
+@router.delete("/projects/{project}/envs/{env}/api-keys/{key_id}", status_code=204)
+async def revoke_api_key(
+    project: str, env: str, key_id: str, actor: ActorDep, rt: RuntimeDep
+) -> Response:
+    await apikeys.revoke(rt, actor, project, env, key_id)
+    return responses.empty()
+
+
+@router.post("/keys/rewrap")
+async def rewrap(actor: ActorDep, rt: RuntimeDep) -> Response:
+    return responses.json(await secrets.rewrap(rt, actor))
+
+
+@router.get("/keys/status")
+async def key_status(rt: RuntimeDep, _: ActorDep) -> Response:
+    return responses.json(await secrets.key_status(rt))
+
+
+@router.post("/projects/{project}/rotate-dek")
+async def rotate_dek(project: str, actor: ActorDep, rt: RuntimeDep) -> Response:
+    return responses.json({"secrets": await secrets.rotate_dek(rt, actor, project)})
+
+
+@router.get("/audit")
+async def audit_log(
+    rt: RuntimeDep,
+    _: ActorDep,
+    project: str | None = None,
+    action: str | None = None,
+    since: str | None = None,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> Response:
+    try:
+        since_ts = datetime.fromisoformat(since) if since else None
+    except ValueError:
+        raise BadRequest("since must be an ISO-8601 timestamp") from None
+    if since_ts is not None and since_ts.tzinfo is None:
+        raise BadRequest("since must include a UTC offset")
+    async with rt.sessions() as session:
+        items, next_cursor = await audit.entries(
+            session, project=project, action=action, since=since_ts, limit=limit, cursor=cursor
+        )
+    return responses.json({"items": items, "nextCursor": next_cursor})

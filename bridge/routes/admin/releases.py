@@ -1,0 +1,68 @@
+"""Publish, history, current, rollback, promote."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import Field
+from starlette.responses import Response
+
+from bridge import responses
+from bridge.routes.admin.common import ActorDep, Body, Limit, RuntimeDep, page
+from tenancy.control import releases
+
+router = APIRouter(prefix="/projects/{project}")
+
+
+class PublishBody(Body):
+    files: dict[str, str]
+    ref: str | None = None
+    applySchema: bool = False
+    dryRun: bool = False
+
+
+class RollbackBody(Body):
+    release: str
+
+
+class PromoteBody(Body):
+    source: str = Field(alias="from")
+    to: str
+
+
+@router.post("/envs/{env}/releases", status_code=201)
+async def publish(
+    project: str, env: str, body: PublishBody, actor: ActorDep, rt: RuntimeDep
+) -> Response:
+    answer = await releases.publish(
+        rt, actor, project, env, body.files, body.ref, body.applySchema, body.dryRun
+    )
+    return responses.json(answer, 201)
+
+
+@router.get("/envs/{env}/releases")
+async def history(
+    project: str,
+    env: str,
+    rt: RuntimeDep,
+    _: ActorDep,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> Response:
+    return responses.json(page(await releases.history(rt, project, env), limit, cursor))
+
+
+@router.get("/envs/{env}/releases/current")
+async def current(project: str, env: str, rt: RuntimeDep, _: ActorDep) -> Response:
+    return responses.json(await releases.current(rt, project, env))
+
+
+@router.post("/envs/{env}/releases/rollback")
+async def rollback(
+    project: str, env: str, body: RollbackBody, actor: ActorDep, rt: RuntimeDep
+) -> Response:
+    return responses.json(await releases.rollback(rt, actor, project, env, body.release))
+
+
+@router.post("/promote")
+async def promote(project: str, body: PromoteBody, actor: ActorDep, rt: RuntimeDep) -> Response:
+    return responses.json(await releases.promote(rt, actor, project, body.source, body.to))

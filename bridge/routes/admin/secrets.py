@@ -1,0 +1,85 @@
+"""Connections and named secrets: write-only; answers never hold a value or ciphertext."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from bridge import responses
+from bridge.routes.admin.common import ActorDep, Body, Limit, RuntimeDep, page
+from tenancy.control import secrets
+
+router = APIRouter(prefix="/projects/{project}/envs/{env}")
+
+
+class ConnectionBody(Body):
+    url: str
+
+
+class SecretBody(Body):
+    value: str
+
+
+@router.put("/connections/{alias}")
+async def put_connection(
+    project: str,
+    env: str,
+    alias: str,
+    body: ConnectionBody,
+    actor: ActorDep,
+    rt: RuntimeDep,
+    verify: bool = True,
+) -> Response:
+    answer = await secrets.set_connection(rt, actor, project, env, alias, body.url, verify)
+    return responses.json(answer)
+
+
+@router.get("/connections")
+async def list_connections(
+    project: str,
+    env: str,
+    rt: RuntimeDep,
+    _: ActorDep,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> Response:
+    rows = await secrets.list_kind(rt, project, env, "connection")
+    items = [secrets.connection_json(r) for r in rows]
+    return responses.json(page(items, limit, cursor))
+
+
+@router.delete("/connections/{alias}", status_code=204)
+async def delete_connection(
+    project: str, env: str, alias: str, actor: ActorDep, rt: RuntimeDep
+) -> Response:
+    await secrets.delete_kind(rt, actor, project, env, "connection", alias)
+    return responses.empty()
+
+
+@router.put("/secrets/{name}")
+async def put_secret(
+    project: str, env: str, name: str, body: SecretBody, actor: ActorDep, rt: RuntimeDep
+) -> Response:
+    return responses.json(await secrets.set_secret(rt, actor, project, env, name, body.value))
+
+
+@router.get("/secrets")
+async def list_secrets(
+    project: str,
+    env: str,
+    rt: RuntimeDep,
+    _: ActorDep,
+    limit: Limit = 50,
+    cursor: str | None = None,
+) -> Response:
+    rows = await secrets.list_kind(rt, project, env, "secret")
+    items = [secrets.secret_json(r) for r in rows]
+    return responses.json(page(items, limit, cursor))
+
+
+@router.delete("/secrets/{name}", status_code=204)
+async def delete_secret(
+    project: str, env: str, name: str, actor: ActorDep, rt: RuntimeDep
+) -> Response:
+    await secrets.delete_kind(rt, actor, project, env, "secret", name)
+    return responses.empty()

@@ -1,0 +1,65 @@
+"""Liveness and readiness (`api.md`)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+from starlette.responses import Response
+
+from bridge import responses
+from bridge.state import state_of
+from tenancy.errors import StkError
+from tenancy.ids import is_env_id, is_project_id
+from tenancy.pools import PoolKey
+from tenancy.principal import Tenant
+
+router = APIRouter()
+log = logging.getLogger("stk.health")
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    return responses.json({"ok": True})
+
+
+@router.get("/readyz")
+async def readyz(request: Request, project: str | None = None, env: str | None = None) -> Response:
+    rt = state_of(request).rt
+    if project is not None or env is not None:
+        return await _tenant_ready(request, project, env)
+    try:
+        async with rt.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        log.warning("readiness: registry unreachable")
+        return responses.json({"ok": False, "reason": "registry unreachable"}, 503)
+    try:
+        await rt.kv.ping()
+    except StkError:
+        return responses.json({"ok": False, "reason": "kv unreachable"}, 503)
+    return responses.json({"ok": True})
+
+
+async def _tenant_ready(request: Request, project: str | None, env: str | None) -> Response:
+    """A tenant is ready when its release loads and its `main` connection answers."""
+    rt = state_of(request).rt
+    not_ready = responses.json({"ok": False}, 503)
+    if not is_project_id(project) or (env is not None and not is_env_id(env)):
+        return not_ready
+    assert project is not None
+    record = await rt.directory.project(project)
+    if record is None or not record.active:
+        return not_ready
+    tenant = Tenant(project, env or record.default_env)
+    if tenant.env not in record.envs:
+        return not_ready
+    try:
+        await rt.directory.release(tenant)
+        conn = await rt.directory.connection(tenant, "main")
+        key = PoolKey(tenant.project, tenant.env, conn.alias, conn.version)
+        await rt.pools.query(key, conn.url, "SELECT 1", [])
+    except StkError:
+        return not_ready
+    return responses.json({"ok": True})

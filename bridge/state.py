@@ -1,0 +1,51 @@
+"""What the HTTP layer keeps for the app's lifetime, and header → hints extraction."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from bridge.execute.limits import ConcurrencyLimiter
+from tenancy.resolution import Hints
+from tenancy.runtime import Runtime
+
+
+@dataclass
+class AppState:
+    rt: Runtime
+    admin_tokens: tuple[bytes, ...]
+    limiter: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
+
+    def hints(self, request: Request) -> Hints:
+        headers = request.headers
+        host = headers.get("host")
+        if self.rt.settings.trust_forwarded_host:
+            host = headers.get("x-forwarded-host", host)
+        bearer = None
+        authorization = headers.get("authorization")
+        if authorization is not None:
+            scheme, _, token = authorization.partition(" ")
+            bearer = token.strip() if scheme.lower() == "bearer" else ""
+        return Hints(
+            host=host,
+            project=headers.get("x-santokit-project"),
+            env=headers.get("x-santokit-env"),
+            api_key=headers.get("x-santokit-api-key"),
+            bearer=bearer,
+        )
+
+    def admin_token_matches(self, presented: str) -> str | None:
+        """The matching token (for the audit actor), compared in constant time against each."""
+        given = presented.encode()
+        found = None
+        for token in self.admin_tokens:
+            if hmac.compare_digest(given, token):
+                found = token.decode()
+        return found
+
+
+def state_of(request: Request) -> AppState:
+    state: AppState = request.app.state.stk
+    return state

@@ -1,0 +1,36 @@
+"""Registry schema upgrades through Alembic, usable from an installed package (no alembic.ini)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import migrations
+
+LOCK_KEY = 0x5354_4B42  # "STKB": the registry migration lock
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    """Upgrade on a connection of `engine`, so SQLite in-memory and tests share it."""
+
+    def run(connection: object) -> None:
+        config = alembic_config(str(engine.url))
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together must not race each other through the same revision.
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        await connection.run_sync(run)

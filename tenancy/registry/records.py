@@ -1,0 +1,49 @@
+"""Plain, immutable snapshots of registry rows: what caches hold and the request path reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecord:
+    id: str
+    status: str
+    default_env: str
+    envs: tuple[str, ...]
+    hosts: tuple[str, ...]
+    limits: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    key_id: str
+    project: str
+    env: str
+    name: str
+    roles: tuple[str, ...]
+    status: str
+    secret_hash: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """A decrypted connection: lives only in process memory, for at most the cache TTL."""
+
+    alias: str
+    url: str
+    version: int
+    engine: Literal["postgresql", "sqlite"]
+
+    def __repr__(self) -> str:
+        return f"ConnectionInfo(alias={self.alias!r}, version={self.version})"

@@ -1,0 +1,134 @@
+"""Tenant resolution (`tenancy.md`): request hints and credentials → (Tenant, Principal).
+
+The algorithm is a pure function of the hints plus lookups behind the `Lookups` protocol, so
+every branch can be tested without HTTP. Its answer is fixed for the rest of the request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from tenancy import credentials
+from tenancy.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from tenancy.ids import is_env_id, is_project_id
+from tenancy.principal import ANONYMOUS, Principal, Tenant
+from tenancy.registry.records import ApiKeyRecord, ProjectRecord
+
+NOT_FOUND = "Project or environment not found"
+
+
+@dataclass(frozen=True, slots=True)
+class Hints:
+    """What the request says about its tenant, already extracted from headers."""
+
+    host: str | None = None
+    project: str | None = None
+    env: str | None = None
+    api_key: str | None = None
+    bearer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    tenant: Tenant
+    principal: Principal
+    project: ProjectRecord
+
+
+class Lookups(Protocol):
+    async def project(self, project_id: str) -> ProjectRecord | None: ...
+
+    async def project_for_host(self, host: str) -> str | None: ...
+
+    async def api_key(self, key_id: str) -> ApiKeyRecord | None: ...
+
+    async def verify_bearer(self, project_id: str, token: str) -> tuple[str, Principal]:
+        """Verify with `project_id`'s keys; return (env, principal) or raise Unauthorized."""
+        ...
+
+
+def host_hint(host: str | None, suffix: str | None) -> str | None:
+    """`shop.api.example.com[:port]` → `shop` (exactly one label before the suffix)."""
+    if not host or not suffix:
+        return None
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.lower().rstrip(".")
+    label, dot, rest = name.partition(".")
+    if dot and rest == suffix and label:
+        return label
+    return None
+
+
+async def resolve(hints: Hints, lookups: Lookups, host_suffix: str | None) -> Resolved:
+    from_host = host_hint(hints.host, host_suffix)
+    if from_host is None and hints.host:
+        from_host = await lookups.project_for_host(_bare_host(hints.host))
+    if hints.project is not None and not is_project_id(hints.project):
+        raise BadRequest("Invalid project id in X-Santokit-Project")
+    if from_host is not None and not is_project_id(from_host):
+        raise BadRequest("Invalid project id in Host")
+    if from_host and hints.project and from_host != hints.project:
+        raise BadRequest("Conflicting project hints")
+    if hints.env is not None and not is_env_id(hints.env):
+        raise BadRequest("Invalid env id in X-Santokit-Env")
+    hint = from_host or hints.project
+
+    if hints.api_key is not None:
+        tenant, principal = await _by_api_key(hints.api_key, lookups)
+        if (hint and hint != tenant.project) or (hints.env and hints.env != tenant.env):
+            raise Forbidden("API key is not valid for this project or environment")
+    elif hints.bearer is not None:
+        target = hint or _unverified_project(hints.bearer)
+        if target is None:
+            raise Unauthorized("Invalid token")
+        env, principal = await lookups.verify_bearer(target, hints.bearer)
+        tenant = Tenant(target, env)
+        if (hint and hint != target) or (hints.env and hints.env != env):
+            raise Forbidden("Token is not valid for this project or environment")
+    elif hint is None:
+        raise BadRequest("Project could not be resolved")
+    else:
+        principal = ANONYMOUS
+        tenant = Tenant(hint, hints.env or "")
+
+    project = await lookups.project(tenant.project)
+    if project is None or not project.active:
+        raise NotFound(NOT_FOUND)
+    if not tenant.env:
+        tenant = Tenant(project.id, project.default_env)
+    if tenant.env not in project.envs:
+        raise NotFound(NOT_FOUND)
+    return Resolved(tenant, principal, project)
+
+
+async def _by_api_key(text: str, lookups: Lookups) -> tuple[Tenant, Principal]:
+    parsed = credentials.parse_api_key(text)
+    if parsed is None:
+        raise Unauthorized("Invalid API key")
+    key_id, secret = parsed
+    record = await lookups.api_key(key_id)
+    if (
+        record is None
+        or record.status != "active"
+        or not credentials.secret_matches(secret, record.secret_hash)
+    ):
+        raise Unauthorized("Invalid API key")
+    roles = frozenset((*record.roles, "authenticated", "public"))
+    return Tenant(record.project, record.env), Principal("api_key", record.key_id, roles)
+
+
+def _unverified_project(token: str) -> str | None:
+    """Only chooses whose keys to verify with; never trusted on its own."""
+    import jwt
+
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    project = claims.get("project_id")
+    return project if is_project_id(project) else None
+
+
+def _bare_host(host: str) -> str:
+    return host.rsplit(":", 1)[0].lower().rstrip(".") if not host.endswith("]") else host

@@ -1,0 +1,95 @@
+"""The process-wide core, wired once at start-up and shared by the HTTP layer and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from tenancy.directory import Directory
+from tenancy.invalidation import InvalidationBus
+from tenancy.keyring import Keyring
+from tenancy.kv import KVStore, open_kv
+from tenancy.pools import PoolManager
+from tenancy.registry import migrate
+from tenancy.registry.db import create_registry_engine, session_factory
+from tenancy.releases.store import ReleaseStore
+from tenancy.settings import Settings
+from tenancy.vault import Vault
+
+log = logging.getLogger("stk.runtime")
+# Changes after which a tenant's open pools must drain and close (new requests reconnect).
+RETIRES_POOLS = frozenset(
+    {"project.delete", "project.update", "env.delete", "connection.set", "connection.delete"}
+)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    vault: Vault
+    kv: KVStore
+    releases: ReleaseStore
+    pools: PoolManager
+    bus: InvalidationBus
+    directory: Directory
+    _janitor: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(cls, settings: Settings, keyring: Keyring, *, migrate_schema: bool) -> Runtime:
+        engine = create_registry_engine(settings.registry)
+        if migrate_schema:
+            await migrate.upgrade(engine)
+        kv = open_kv(settings.kv)
+        releases = ReleaseStore(kv)
+        vault = Vault(keyring)
+        sessions = session_factory(engine)
+        rt = cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            vault=vault,
+            kv=kv,
+            releases=releases,
+            pools=PoolManager(
+                max_per_tenant=settings.pool_max_per_tenant,
+                max_total=settings.pool_max_total,
+                timeout_ms=settings.pool_timeout_ms,
+                idle_seconds=settings.pool_idle_seconds,
+                statement_timeout_ms=settings.statement_timeout_ms,
+            ),
+            bus=InvalidationBus(settings.invalidation_redis),
+            directory=Directory(sessions, vault, releases, settings.cache_ttl_seconds),
+        )
+        rt.bus.subscribe(rt._on_invalidation)
+        await rt.bus.start()
+        rt._janitor = asyncio.create_task(
+            rt.pools.run_janitor(min(30.0, settings.pool_idle_seconds))
+        )
+        return rt
+
+    def _on_invalidation(self, kind: str, project: str | None, env: str | None) -> None:
+        self.directory.invalidate(kind, project, env)
+        if project is not None and kind in RETIRES_POOLS:
+            asyncio.get_running_loop().create_task(self.pools.retire(project, env))
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def close(self) -> None:
+        if self._janitor is not None:
+            self._janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._janitor
+        await self.bus.close()
+        await self.pools.close_all()
+        await self.kv.close()
+        await self.engine.dispose()
