@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from bridge import errors
+from bridge.metrics import Metrics
+from bridge.metrics import router as metrics_router
 from bridge.middleware import RequestMiddleware
 from bridge.routes import call, health
 from bridge.routes.admin import keys, projects, releases, secrets
@@ -51,8 +53,12 @@ def create_app(
         openapi_url=None,
     )
     errors.install(app)
+    metrics = Metrics(settings.metrics_tenant_label)
+    app.include_router(metrics_router(lambda request: (metrics, request.app.state.stk.rt)))
     app.include_router(health.router)
     app.include_router(call.router)
     app.include_router(admin_router())
-    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestMiddleware, max_body_bytes=settings.max_body_bytes, observe=metrics.observe
+    )
     return app

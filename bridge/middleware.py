@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,9 +24,15 @@ class BodyTooLarge(Exception):
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        observe: Callable[[RequestInfo, str, int, float], None] | None = None,
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,7 +84,10 @@ class RequestMiddleware:
             if not response_started:
                 await envelope(500, "Internal error", request_id)(scope, receive, send_wrapper)
         finally:
-            _log(req, scope, status, started)
+            elapsed = time.perf_counter() - started
+            _log(req, scope, status, elapsed)
+            if self.observe is not None:
+                self.observe(req, scope.get("path", ""), status, elapsed)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -87,7 +97,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _log(req: RequestInfo, scope: Scope, status: int, started: float) -> None:
+def _log(req: RequestInfo, scope: Scope, status: int, elapsed: float) -> None:
     extra: dict[str, Any] = {
         "requestId": req.request_id,
         "project": req.project,
@@ -95,7 +105,7 @@ def _log(req: RequestInfo, scope: Scope, status: int, started: float) -> None:
         "release": req.release,
         "route": req.route or scope.get("path"),
         "status": status,
-        "durationMs": round((time.perf_counter() - started) * 1000, 2),
+        "durationMs": round(elapsed * 1000, 2),
         "authType": req.auth_type,
     }
     access.info("%s %s %s", scope.get("method"), extra["route"], status, extra=extra)

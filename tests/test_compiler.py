@@ -539,7 +539,9 @@ def test_reference_to_a_unique_column_and_duplicate_relation_names() -> None:
 def test_a_broken_definition_is_reported_once() -> None:
     schema = SCHEMA.replace("type: uuid", "type: uuidd").replace("[title]", "[author_id]")
     schema = schema.replace("  users:\n    id: {name: id, generate: uuid_v4}", "  users: 5\n  x:")
-    schema += "  comments:\n    columns:\n      user_id: {type: string, references: {table: users}}\n"
+    schema += (
+        "  comments:\n    columns:\n      user_id: {type: string, references: {table: users}}\n"
+    )
     permissions = PERMISSIONS + "  users:\n    select: {roles: [a]}\n"
     details = problems(project(schema__app_yaml=schema, config__permissions_yaml=permissions))
     assert [p["message"] for p in details] == [

@@ -241,6 +241,16 @@ EXPECTED: list[list[tuple[Any, ...]]] = [
 ]
 
 
+def assert_demo_results(results: list[Any], affected: object) -> None:
+    """Rows compared on the columns EXPECTED names (the first ones); the last call is the pin."""
+    rows = [
+        [tuple(row[: len(exp[0])]) for row in got]
+        for got, exp in zip(results[:-1], EXPECTED, strict=True)
+    ]
+    assert rows == EXPECTED
+    assert results[-1] == affected
+
+
 def demo_release() -> Release:
     return Release.load(compile_release(load_project_dir(DEMO), connections=["main"]).body)
 
@@ -259,8 +269,7 @@ def test_demo_logics_on_sqlite() -> None:
                 logic.sql["sqlite"], logic.bind_args(params, principal, "", engine="sqlite")
             )
             results.append(cursor.fetchall() if cursor.description else cursor.rowcount)
-    assert [[row[: len(exp[0])] for row in got] for got, exp in zip(results, EXPECTED)] == EXPECTED
-    assert results[-1] == 1  # pin: affected rows
+    assert_demo_results(results, affected=1)
 
 
 async def test_demo_logics_on_postgresql(pg_url: str) -> None:
@@ -283,5 +292,4 @@ async def test_demo_logics_on_postgresql(pg_url: str) -> None:
                 results.append(statement.get_statusmsg())
     finally:
         await conn.close()
-    assert [[row[: len(exp[0])] for row in got] for got, exp in zip(results, EXPECTED)] == EXPECTED
-    assert results[-1] == "UPDATE 1"
+    assert_demo_results(results, affected="UPDATE 1")

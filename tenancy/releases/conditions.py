@@ -78,8 +78,7 @@ def classify(
     try:
         program = cel.compile(text)
     except Exception as exc:  # the binding raises ValueError; any failure is a syntax problem
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return Classified(problems=(f"invalid CEL condition: {first}",))
+        return Classified(problems=(f"invalid CEL condition: {_syntax_message(exc)}",))
     tokens = _tokens(text)
     variables = set(program.variables()) - _macro_variables(tokens)
     problems = [
@@ -103,6 +102,12 @@ def classify(
         )
         return Classified(problems=tuple(problems))
     return Classified(filters=tuple(filters), problems=tuple(problems))
+
+
+def _syntax_message(exc: Exception) -> str:
+    """`<input>:1:15: Syntax error: ...` without the echo of the source and the token list."""
+    text = str(exc).partition("ERROR: ")[2] or str(exc) or type(exc).__name__
+    return text.splitlines()[0].partition(" expecting {")[0]
 
 
 def _macro_variables(tokens: list[_Tok]) -> set[str]:
@@ -227,7 +232,10 @@ class _RowFilterParser:
         self.pos += 1
         if tok.kind not in ("ident", "string", "number"):
             return None
-        value = cel.evaluate(("-" if negative else "") + tok.text)
+        try:
+            value = cel.evaluate(("-" if negative else "") + tok.text)
+        except Exception:  # e.g. -18446744073709551615u: not a literal we can use
+            return None
         if isinstance(value, (str, bool, int)) or value is None:
             return ("value", {"kind": "literal", "value": value})
         return None  # floats, bytes: not an allowed row-filter literal

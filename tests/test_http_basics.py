@@ -1,0 +1,107 @@
+"""Health, readiness, request ids and metrics over the real app."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+from conftest import running_bridge
+from tenant_setup import demo_tenant
+
+HOST = {"Host": "shop.api.example.com"}
+
+
+async def test_healthz(bridge):
+    response = await bridge.client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"ok": True}
+
+
+async def test_readyz_reports_an_unreachable_kv_store(tmp_path):
+    kv_dir = tmp_path / "kv"
+    async with running_bridge(tmp_path, kv_url=f"file://{kv_dir}") as bridge:
+        assert (await bridge.client.get("/readyz")).json() == {"ok": True}
+        shutil.rmtree(kv_dir)
+        kv_dir.write_text("not a directory any more")
+        response = await bridge.client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json() == {"ok": False, "reason": "kv unreachable"}
+
+
+async def test_readyz_reports_an_unreachable_registry(bridge):
+    await bridge.rt.engine.dispose()
+    (bridge.data_dir / "registry.db").unlink()
+    (bridge.data_dir / "registry.db").mkdir()  # SQLite cannot open a directory
+    response = await bridge.client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"ok": False, "reason": "registry unreachable"}
+
+
+async def test_readyz_for_a_tenant(bridge):
+    unknown = await bridge.client.get("/readyz", params={"project": "nope-nope"})
+    assert unknown.status_code == 503 and unknown.json() == {"ok": False}
+    await demo_tenant(bridge, "shop")
+    ready = await bridge.client.get("/readyz", params={"project": "shop", "env": "prod"})
+    assert ready.status_code == 200 and ready.json() == {"ok": True}
+    (bridge.data_dir / "shop.db").unlink()
+    await bridge.rt.pools.close_all()
+    gone = await bridge.client.get("/readyz", params={"project": "shop"})
+    assert gone.status_code == 503
+
+
+async def test_request_id_is_reused_when_valid_and_replaced_otherwise(bridge):
+    kept = await bridge.client.get("/healthz", headers={"X-Request-Id": "abc.DEF_123-x"})
+    assert kept.headers["x-request-id"] == "abc.DEF_123-x"
+    replaced = await bridge.client.get("/healthz", headers={"X-Request-Id": "bad id!" * 20})
+    assert re.fullmatch(r"[0-9A-Z]{26}", replaced.headers["x-request-id"])
+    error = await bridge.client.post("/call", content=b"[", headers={"X-Request-Id": "r-1"})
+    assert error.status_code == 400
+    assert error.json()["error"]["requestId"] == "r-1" == error.headers["x-request-id"]
+
+
+async def test_unknown_route_and_method_use_the_envelope(bridge):
+    missing = await bridge.client.get("/nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "NOT_FOUND"
+    wrong = await bridge.client.get("/call")
+    assert wrong.status_code == 405 or wrong.json()["error"]["code"] == "BAD_REQUEST"
+    assert "error" in wrong.json()
+
+
+async def test_metrics_count_requests_by_route_kind(bridge):
+    key = await demo_tenant(bridge, "shop")
+    for _ in range(3):
+        response = await bridge.client.post(
+            "/call",
+            json={"path": "logics/admin/activity"},
+            headers={**HOST, "X-Santokit-Api-Key": key},
+        )
+        assert response.status_code == 200
+    text = (await bridge.client.get("/metrics")).text
+    assert 'stk_requests_total{route_kind="logics",status="200"} 3.0' in text
+    assert "stk_pools_open 1.0" in text
+    assert "shop" not in text  # no tenant label by default
+
+
+async def test_tenant_concurrency_limit_sheds_with_503(bridge):
+    key = await demo_tenant(bridge, "shop")
+    state = bridge.app.state.stk
+    patch = await bridge.client.patch(
+        "/admin/v1/projects/shop", json={"limits": {"maxConcurrency": 1}}, headers=bridge.admin()
+    )
+    assert patch.status_code == 200
+    record = await bridge.rt.directory.project("shop")
+    from tenancy.principal import Tenant
+
+    with state.limiter.slot(Tenant("shop", "prod"), record.limits["maxConcurrency"]):
+        shed = await bridge.client.post(
+            "/call",
+            json={"path": "logics/public/stats"},
+            headers={**HOST, "X-Santokit-Api-Key": key},
+        )
+    assert shed.status_code == 503
+    assert shed.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+    after = await bridge.client.post(
+        "/call", json={"path": "logics/public/stats"}, headers={**HOST, "X-Santokit-Api-Key": key}
+    )
+    assert after.status_code == 200
