@@ -14,6 +14,7 @@ import httpx
 import uvicorn
 
 from tenancy.audit import Actor
+from tenancy.errors import PublishError
 from tenancy.keyring import Keyring, KeyringError
 from tenancy.settings import ConfigError, Settings, load_settings
 
@@ -28,10 +29,14 @@ def _fail(lines: list[str]) -> None:
 
 def _settings() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
     except ConfigError as exc:
         _fail(exc.problems)
         raise AssertionError from None  # unreachable; _fail exits
+    if settings.registry_url is None or settings.kv_url is None:
+        # The default SQLite registry / file KV live there; SQLite will not create the folder.
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return settings
 
 
 def _keyring(settings: Settings) -> Keyring:
@@ -133,7 +138,11 @@ def cmd_publish(args: argparse.Namespace) -> None:
     token = args.admin_token or os.environ.get("STK_ADMIN_TOKEN")
     if not token:
         _fail(["publish needs --admin-token or STK_ADMIN_TOKEN"])
-    files = load_project_dir(Path(args.dir))
+    try:
+        files = load_project_dir(Path(args.dir))
+    except PublishError as exc:
+        _fail(_problem_lines("cannot read the project", exc.details or []))
+        return
     print(f"read {len(files)} file(s) from {args.dir}; publishing to {args.project}/{args.env}...")
     body = {"files": files, "applySchema": args.apply_schema, "dryRun": args.dry_run}
     if args.ref:
@@ -146,19 +155,31 @@ def cmd_publish(args: argparse.Namespace) -> None:
     except httpx.HTTPError as exc:
         _fail([f"could not reach {args.url}: {type(exc).__name__}"])
         return
-    answer = response.json()
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
     if response.status_code >= 400:
         error = answer.get("error", {})
-        lines = [f"publish failed ({response.status_code}): {error.get('message')}"]
-        lines += [
-            f"  {d.get('file', '?')}:{d.get('line', '')} {d.get('message')}"
-            for d in error.get("details") or []
-        ]
-        _fail(lines)
+        _fail(
+            _problem_lines(
+                f"publish failed ({response.status_code}): {error.get('message')}",
+                error.get("details") or [],
+            )
+        )
     state = "reused" if answer["reused"] else "new"
     print(f"release {answer['release']} ({state}){' [dry run]' if answer['dryRun'] else ''}")
     for statement in answer.get("ddl", []):
         print(f"  {statement}")
+
+
+def _problem_lines(headline: str, details: list[dict[str, Any]]) -> list[str]:
+    """One `file:line: message` line per problem, like a compiler, so editors can jump to it."""
+    lines = [headline]
+    for d in details:
+        where = f"{d.get('file', '?')}:{d['line']}" if d.get("line") else d.get("file", "?")
+        lines.append(f"  {where}: {d.get('message')}")
+    return lines
 
 
 def parser() -> argparse.ArgumentParser:

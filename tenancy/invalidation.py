@@ -2,7 +2,9 @@
 
 Admin changes call `publish`; every process applies it locally at once and, when Redis is
 configured, broadcasts it on `stk:invalidate` so other replicas drop the same entries. The
-message carries no secret: only `{"kind", "project", "env", "origin"}`.
+message carries no secret: only `{"kind", "project", "env", "origin"}`. A `?prefix=ns:` on the
+Redis URL (shared with the KV store) namespaces the channel too (`ns:stk:invalidate`), so
+deployments sharing one Redis do not disturb each other.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 import redis.asyncio as aioredis
@@ -24,7 +27,14 @@ Handler = Callable[[str, str | None, str | None], None]
 class InvalidationBus:
     def __init__(self, redis_url: str | None) -> None:
         self._handlers: list[Handler] = []
-        self._redis = aioredis.Redis.from_url(redis_url) if redis_url else None
+        self._redis: aioredis.Redis | None = None
+        self.channel = CHANNEL
+        if redis_url:
+            parts = urlsplit(redis_url)
+            query = parse_qs(parts.query)
+            self.channel = query.pop("prefix", [""])[0] + CHANNEL
+            url = parts._replace(query=urlencode(query, doseq=True)).geturl()
+            self._redis = aioredis.Redis.from_url(url)
         self._origin = uuid.uuid4().hex
         self._task: asyncio.Task[None] | None = None
         self.received = 0
@@ -43,7 +53,7 @@ class InvalidationBus:
             return
         message = {"kind": kind, "project": project, "env": env, "origin": self._origin}
         try:
-            await self._redis.publish(CHANNEL, orjson.dumps(message))
+            await self._redis.publish(self.channel, orjson.dumps(message))
         except (OSError, aioredis.RedisError):
             log.error("invalidation broadcast failed; peers fall back to the cache TTL")
 
@@ -59,7 +69,7 @@ class InvalidationBus:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(self.channel)
                     ready.set()
                     # Whatever happened while we were not listening is unknown: drop it all.
                     self._apply("resync", None, None)
@@ -70,6 +80,10 @@ class InvalidationBus:
                 raise
             except (OSError, aioredis.RedisError):
                 log.warning("invalidation channel lost; reconnecting")
+                await asyncio.sleep(1)
+            except Exception:
+                # The listener must outlive any surprise, or peers fall back to the cache TTL.
+                log.exception("invalidation listener failed; restarting")
                 await asyncio.sleep(1)
 
     def _receive(self, data: bytes) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REGISTRY_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
@@ -67,19 +67,19 @@ class Settings(BaseSettings):
     def _registry_scheme(cls, value: str | None) -> str | None:
         return _require_scheme(value, REGISTRY_SCHEMES)
 
+    @field_validator("registry_url_file", "master_keys_file", "admin_tokens_file")
+    @classmethod
+    def _one_source(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # A field check (not a model one), so it is reported together with every other problem.
+        plain = str(info.field_name).removesuffix("_file")
+        if value is not None and info.data.get(plain):
+            raise ValueError(f"STK_{plain.upper()} is set too; set only one of them")
+        return value
+
     @model_validator(mode="after")
-    def _defaults_and_exclusions(self) -> Settings:
-        problems = []
-        if self.master_keys and self.master_keys_file:
-            problems.append("STK_MASTER_KEYS and STK_MASTER_KEYS_FILE are both set; set one")
-        if self.registry_url and self.registry_url_file:
-            problems.append("STK_REGISTRY_URL and STK_REGISTRY_URL_FILE are both set; set one")
-        if self.admin_tokens and self.admin_tokens_file:
-            problems.append("STK_ADMIN_TOKENS and STK_ADMIN_TOKENS_FILE are both set; set one")
+    def _normalize(self) -> Settings:
         if self.host_suffix is not None:
             self.host_suffix = self.host_suffix.strip(".").lower()
-        if problems:
-            raise ValueError("; ".join(problems))
         return self
 
     @property
@@ -126,8 +126,7 @@ def load_settings(**overrides: object) -> Settings:
             loc = ".".join(str(p) for p in err["loc"])
             name = f"STK_{loc.upper()}" if loc else "configuration"
             msg = str(err["msg"]).removeprefix("Value error, ")
-            for part in msg.split("; "):
-                problems.append(f"{name}: {part}" if loc else part)
+            problems.append(f"{name}: {msg}" if loc else msg)
         raise ConfigError(problems) from None
     problems = []
     for label, path in (
