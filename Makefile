@@ -22,5 +22,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Benchmark of issue 4 (bench/RESULTS.md): `make bench` < 10 min, `make bench QUICK=1` < 2 min.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
+
 clean:
 	rm -rf $(VENV) .stk-bridge .pytest_cache .mypy_cache .ruff_cache

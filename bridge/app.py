@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from bridge import errors
+from bridge.cors import CorsMiddleware
 from bridge.metrics import Metrics
 from bridge.metrics import router as metrics_router
 from bridge.middleware import RequestMiddleware
-from bridge.routes import call, health
-from bridge.routes.admin import keys, projects, releases, secrets
+from bridge.routes import auth, call, health
+from bridge.routes.admin import keys, projects, releases, secrets, signing
 from bridge.state import AppState
 from tenancy.keyring import Keyring
 from tenancy.runtime import Runtime
@@ -21,7 +22,7 @@ from tenancy.settings import Settings
 
 def admin_router() -> APIRouter:
     router = APIRouter(prefix="/admin/v1")
-    for module in (projects, secrets, releases, keys):
+    for module in (projects, secrets, releases, keys, signing):
         router.include_router(module.router)
     return router
 
@@ -57,7 +58,9 @@ def create_app(
     app.include_router(metrics_router(lambda request: (metrics, request.app.state.stk.rt)))
     app.include_router(health.router)
     app.include_router(call.router)
+    app.include_router(auth.router)
     app.include_router(admin_router())
+    app.add_middleware(CorsMiddleware)  # inside RequestMiddleware: it reads the resolved tenant
     app.add_middleware(
         RequestMiddleware, max_body_bytes=settings.max_body_bytes, observe=metrics.observe
     )

@@ -14,7 +14,7 @@ import httpx
 import uvicorn
 
 from tenancy.audit import Actor
-from tenancy.errors import PublishError
+from tenancy.errors import PublishError, StkError
 from tenancy.keyring import Keyring, KeyringError
 from tenancy.settings import ConfigError, Settings, load_settings
 
@@ -89,7 +89,10 @@ def _with_runtime(work: Callable[[Any], Awaitable[None]], *, migrate: bool = Fal
         finally:
             await rt.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except StkError as exc:
+        _fail([exc.message])
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:

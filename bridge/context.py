@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +18,12 @@ class RequestInfo:
     auth_type: str | None = None
 
 
-def info(scope: dict[str, Any]) -> RequestInfo:
+def info(scope: MutableMapping[str, Any]) -> RequestInfo:
     found: RequestInfo | None = scope.get("stk")
     if found is None:  # a request that bypassed the middleware (never in the app as built)
         found = scope["stk"] = RequestInfo("unknown")
     return found
+
+
+# The request being served, for log lines written deep in the core (`tenancy.md` I5).
+current_request: ContextVar[RequestInfo | None] = ContextVar("stk_request", default=None)

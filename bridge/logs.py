@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import IO
 
 import orjson
+
+from bridge.context import current_request
 
 REQUEST_FIELDS = (
     "requestId",
@@ -36,14 +39,37 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line).decode()
 
 
-def configure(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+class RequestContext(logging.Filter):
+    """Stamps any line logged while a request is served with its id, project, env and release,
+    so lines from the core carry them too (`tenancy.md` I5)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        req = current_request.get()
+        if req is not None and "requestId" not in record.__dict__:
+            record.requestId = req.request_id
+            record.project = req.project
+            record.env = req.env
+            record.release = req.release
+        return True
+
+
+def make_handler(fmt: str, stream: IO[str] | None = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(RequestContext())
+    return handler
+
+
+def configure(level: str, fmt: str) -> None:
+    handler = make_handler(fmt)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True
+    # aiosqlite echoes every statement with its parameter values at DEBUG; those never belong
+    # in a log (`operations.md`), whatever the level.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)

@@ -10,17 +10,21 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bridge.context import RequestInfo
+from bridge.context import RequestInfo, current_request
 from bridge.errors import envelope
 from tenancy.ids import REQUEST_ID, new_ulid
 
 access = logging.getLogger("stk.access")
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """An HTTPException, so a framework that wraps body-read errors (FastAPI: 400) re-raises it."""
+
+    def __init__(self) -> None:
+        super().__init__(413, "Request body too large")
 
 
 class RequestMiddleware:
@@ -43,6 +47,7 @@ class RequestMiddleware:
         request_id = incoming if incoming and REQUEST_ID.fullmatch(incoming) else new_ulid()
         req = RequestInfo(request_id)
         scope["stk"] = req
+        context = current_request.set(req)
         status = 500
         response_started = False
         rid_header = (b"x-request-id", request_id.encode())
@@ -88,6 +93,7 @@ class RequestMiddleware:
             _log(req, scope, status, elapsed)
             if self.observe is not None:
                 self.observe(req, scope.get("path", ""), status, elapsed)
+            current_request.reset(context)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -20,13 +20,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenancy.cache import TTLCache
-from tenancy.errors import NotFound, ServiceUnavailable, StkError, Unauthorized
+from tenancy.errors import NotFound, ServiceUnavailable, StkError
 from tenancy.pools import engine_of
 from tenancy.principal import Principal, Tenant
 from tenancy.registry.models import ApiKey, Env, Project, ProjectHost, Secret, utcnow
 from tenancy.registry.records import ApiKeyRecord, ConnectionInfo, ProjectRecord
 from tenancy.releases.model import Release
 from tenancy.releases.store import ReleaseStore
+from tenancy.tokens import SigningKeys
 from tenancy.vault import Vault, VaultError
 
 log = logging.getLogger("stk.directory")
@@ -51,6 +52,7 @@ class Directory:
         self.api_keys: TTLCache[ApiKeyRecord] = TTLCache("apikey", ttl)
         self.manifests: TTLCache[dict[str, Any]] = TTLCache("manifest", ttl)
         self.connections: TTLCache[ConnectionInfo] = TTLCache("connection", ttl)
+        self.signing = SigningKeys(sessions, vault, ttl)
         self._release_objects: OrderedDict[tuple[str, str], Release] = OrderedDict()
         self._release_cache_size = release_cache_size
         self._touched: dict[str, float] = {}
@@ -58,7 +60,14 @@ class Directory:
 
     @property
     def caches(self) -> tuple[TTLCache[Any], ...]:
-        return (self.projects, self.hosts, self.api_keys, self.manifests, self.connections)
+        return (
+            self.projects,
+            self.hosts,
+            self.api_keys,
+            self.manifests,
+            self.connections,
+            self.signing.cache,
+        )
 
     def invalidate(self, kind: str, project: str | None, env: str | None = None) -> None:
         """Drop what a change may have made stale.
@@ -66,7 +75,7 @@ class Directory:
         Hosts and API keys are keyed by host and key id (the project is unknown before the
         lookup), so they are dropped whole: they are few and cheap to reload.
         """
-        for cache in (self.projects, self.manifests, self.connections):
+        for cache in (self.projects, self.manifests, self.connections, self.signing.cache):
             cache.invalidate(project)
         self.hosts.invalidate()
         self.api_keys.invalidate()
@@ -132,8 +141,7 @@ class Directory:
             log.warning("could not record API key use")
 
     async def verify_bearer(self, project_id: str, token: str) -> tuple[str, Principal]:
-        """No signing keys exist for any tenant yet (end-user tokens land with the data plane)."""
-        raise Unauthorized("Invalid token")
+        return await self.signing.verify(project_id, token)
 
     def has_release(self, project: str, release_id: str) -> bool:
         return (project, release_id) in self._release_objects

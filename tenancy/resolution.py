@@ -11,7 +11,7 @@ from typing import Protocol
 
 from tenancy import credentials
 from tenancy.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from tenancy.ids import is_env_id, is_project_id
+from tenancy.ids import is_env_id, is_hostname, is_project_id
 from tenancy.principal import ANONYMOUS, Principal, Tenant
 from tenancy.registry.records import ApiKeyRecord, ProjectRecord
 
@@ -63,7 +63,7 @@ def host_hint(host: str | None, suffix: str | None) -> str | None:
 async def resolve(hints: Hints, lookups: Lookups, host_suffix: str | None) -> Resolved:
     from_host = host_hint(hints.host, host_suffix)
     if from_host is None and hints.host:
-        from_host = await lookups.project_for_host(_bare_host(hints.host))
+        from_host = await _custom_host(hints.host, lookups)
     if hints.project is not None and not is_project_id(hints.project):
         raise BadRequest("Invalid project id in X-Santokit-Project")
     if from_host is not None and not is_project_id(from_host):
@@ -130,5 +130,7 @@ def _unverified_project(token: str) -> str | None:
     return project if is_project_id(project) else None
 
 
-def _bare_host(host: str) -> str:
-    return host.rsplit(":", 1)[0].lower().rstrip(".") if not host.endswith("]") else host
+async def _custom_host(host: str, lookups: Lookups) -> str | None:
+    """Only well-formed names are looked up: garbage is no hint, and never reaches the registry."""
+    name = host.rsplit(":", 1)[0].lower().rstrip(".") if not host.endswith("]") else host
+    return await lookups.project_for_host(name) if is_hostname(name) else None

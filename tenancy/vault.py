@@ -12,12 +12,17 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenancy import sealing
+from tenancy.errors import ServiceUnavailable
 from tenancy.keyring import Keyring, KeyringError, new_dek
 from tenancy.registry.models import DataKey, Secret
 
 
-class VaultError(Exception):
-    """A value that cannot be decrypted: a wrong key, a moved or tampered ciphertext."""
+class VaultError(ServiceUnavailable):
+    """A value that cannot be decrypted: a wrong key, a moved or tampered ciphertext.
+
+    A 503 when nothing handles it (an admin call on such a project): the keyring, not the
+    caller, is at fault. Messages name projects, kids and secret names, never material.
+    """
 
 
 def aad_name(kind: str, name: str) -> str:
@@ -82,8 +87,10 @@ class Vault:
         for row in (await session.scalars(select(DataKey))).all():
             if row.kid == self.keyring.active_kid:
                 continue
-            dek = self.keyring.unwrap_dek(row.project, row.kid, row.wrapped)
-            row.kid, row.wrapped = self.keyring.wrap_dek(row.project, dek)
+            try:
+                row.kid, row.wrapped = self.keyring.rewrap_dek(row.project, row.kid, row.wrapped)
+            except KeyringError as exc:
+                raise VaultError(f"nothing re-wrapped: {exc}") from None
             count += 1
         return count
 

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from bridge import responses
 from bridge.context import info
 from bridge.execute.body import parse_body, parse_route
+from bridge.execute.crud import run_crud
 from bridge.execute.logics import run_logic
 from bridge.state import state_of
 from tenancy.errors import NotFound, StkError
@@ -36,6 +37,8 @@ async def call(request: Request) -> Response:
             if route.kind == "logics":
                 client_ip = request.client.host if request.client else ""
                 result = await run_logic(state.rt, resolved, release, route.name, params, client_ip)
+            elif route.kind == "db":
+                result = await run_crud(state.rt, resolved, release, route.name, route.op, params)
             else:
                 raise NotFound(f"Route kind '{route.kind}' is not available yet")
     except StkError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import select
@@ -14,6 +15,7 @@ from tenancy.registry.models import ApiKey
 from tenancy.runtime import Runtime
 
 ROLE_MAX = 64
+KEY_ID = re.compile(r"[a-z0-9]{16}")
 
 
 def api_key_json(row: ApiKey) -> dict[str, Any]:
@@ -40,8 +42,8 @@ async def create(
     rt: Runtime, actor: Actor, project: str, env: str, name: str, roles: list[str]
 ) -> dict[str, Any]:
     await require_env(rt, project, env)
-    if not name.strip() or len(name) > 128:
-        raise BadRequest("name must be 1-128 characters")
+    if not name.strip() or len(name) > 128 or not name.isprintable():
+        raise BadRequest("name must be 1-128 printable characters")
     clean_roles = _check_roles(roles)
     new = credentials.new_api_key()
     async with rt.transaction() as session:
@@ -76,6 +78,8 @@ async def list_keys(rt: Runtime, project: str, env: str) -> list[dict[str, Any]]
 
 async def revoke(rt: Runtime, actor: Actor, project: str, env: str, key_id: str) -> None:
     await require_env(rt, project, env)
+    if not KEY_ID.fullmatch(key_id):
+        raise NotFound("API key not found")
     async with rt.transaction() as session:
         row = await session.get(ApiKey, key_id)
         if row is None or row.project != project or row.env != env:

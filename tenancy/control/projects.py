@@ -105,6 +105,8 @@ async def create(
 async def list_projects(
     rt: Runtime, limit: int, cursor: str | None
 ) -> tuple[list[str], str | None]:
+    if cursor and not is_project_id(cursor):
+        raise BadRequest("Invalid cursor")
     query = select(Project.id).order_by(Project.id).limit(limit + 1)
     if cursor:
         query = query.where(Project.id > cursor)

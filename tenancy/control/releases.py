@@ -11,7 +11,10 @@ from tenancy.audit import Actor
 from tenancy.control.projects import require_env
 from tenancy.control.secrets import list_kind
 from tenancy.errors import BadRequest, NotFound
+from tenancy.principal import Tenant
 from tenancy.releases.compiler import compile_release
+from tenancy.releases.ddl import sync_schema
+from tenancy.releases.model import Release
 from tenancy.runtime import Runtime
 
 
@@ -31,14 +34,17 @@ async def publish(
     release nothing changes at all (no audit entry, no invalidation).
     """
     await require_env(rt, project, env)
+    if ref is not None and (len(ref) > 200 or not ref.isprintable()):
+        raise BadRequest("ref must be at most 200 printable characters")
     aliases = {row.name for row in await list_kind(rt, project, env, "connection")}
     compiled = compile_release(files, connections=aliases)
-    if apply_schema:
-        raise BadRequest("applySchema is not supported yet")
+    # A dry run shows what applying would do, whether or not applySchema was also asked for.
+    plan = apply_schema or dry_run
+    ddl = await _schema(rt, project, env, compiled.body, apply=not dry_run) if plan else []
     manifest = await rt.releases.get_manifest(project) or {}
     current = manifest.get("envs", {}).get(env, {}).get("release")
     reused = await rt.kv.get(f"bundle:{project}:{compiled.id}") is not None
-    answer = {"release": compiled.id, "reused": reused, "ddl": [], "dryRun": dry_run}
+    answer = {"release": compiled.id, "reused": reused, "ddl": ddl, "dryRun": dry_run}
     if dry_run or current == compiled.id:
         return answer
     await rt.releases.put_bundle(project, compiled.id, compiled.body)
@@ -49,12 +55,28 @@ async def publish(
     return answer
 
 
+async def _schema(rt: Runtime, project: str, env: str, body: bytes, *, apply: bool) -> list[str]:
+    """Step 4: additive DDL on each connection the release's tables use (planned only, or run)."""
+    tables = Release.load(body).tables.values()
+    tenant = Tenant(project, env)
+    urls = {
+        alias: (await rt.directory.connection(tenant, alias)).url
+        for alias in {table.connection for table in tables}
+    }
+    return await sync_schema(urls, tables, apply=apply)
+
+
 async def history(rt: Runtime, project: str, env: str) -> list[dict[str, Any]]:
     await require_env(rt, project, env)
     entry = ((await rt.releases.get_manifest(project)) or {}).get("envs", {}).get(env)
     if not entry:
         return []
-    return [{**item, "current": item["release"] == entry["release"]} for item in entry["history"]]
+    # History logs every pointer move, so a rolled-back-to release appears twice: only the
+    # newest entry (the move that made it current) is marked current.
+    return [
+        {**item, "current": i == 0 and item["release"] == entry["release"]}
+        for i, item in enumerate(entry["history"])
+    ]
 
 
 async def current(rt: Runtime, project: str, env: str) -> dict[str, Any]:

@@ -60,6 +60,8 @@ async def delete_kind(
     rt: Runtime, actor: Actor, project: str, env: str, kind: str, name: str
 ) -> None:
     await require_env(rt, project, env)
+    if not (is_alias if kind == "connection" else is_secret_name)(name):
+        raise NotFound(f"{kind.capitalize()} not found")
     action = "connection.delete" if kind == "connection" else "secret.delete"
     async with rt.transaction() as session:
         result = await session.execute(

@@ -153,6 +153,28 @@ class EndUser(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class RefreshToken(Base):
+    """Only the SHA-256 of an opaque refresh token is stored. Tokens rotated from one login share
+    a `family`, so replaying a consumed one can revoke the whole chain."""
+
+    __tablename__ = "refresh_tokens"
+    __table_args__ = (
+        ForeignKeyConstraint(["project", "env"], ["envs.project", "envs.id"], ondelete="CASCADE"),
+        Index("ix_refresh_tokens_family", "family"),
+        Index("ix_refresh_tokens_user_id", "user_id"),
+    )
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project: Mapped[str] = mapped_column(String(63))
+    env: Mapped[str] = mapped_column(String(31))
+    user_id: Mapped[str] = mapped_column(ForeignKey("end_users.id", ondelete="CASCADE"))
+    family: Mapped[str] = mapped_column(String(26))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class AuditEntry(Base):
     """Append-only. No foreign key: entries outlive the projects they describe."""
 

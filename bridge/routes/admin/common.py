@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
+from starlette.responses import Response
 
 from bridge.context import info
 from bridge.state import state_of
@@ -32,6 +34,20 @@ def admin_actor(request: Request) -> Actor:
     if matched is None:
         raise Unauthorized("Admin token required")
     return Actor.for_token(matched, info(request.scope).request_id)
+
+
+class AdminRoute(APIRoute):
+    """Checks the admin token before FastAPI reads the body, so a caller without the token gets
+    401, never an answer about its body."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            admin_actor(request)
+            return await handler(request)
+
+        return guarded
 
 
 def runtime(request: Request) -> Runtime:

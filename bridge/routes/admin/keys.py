@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from bridge import responses
-from bridge.routes.admin.common import ActorDep, Body, Limit, RuntimeDep, page
+from bridge.routes.admin.common import ActorDep, AdminRoute, Body, Limit, RuntimeDep, page
 from tenancy import audit
 from tenancy.control import apikeys, secrets
 from tenancy.errors import BadRequest
+from tenancy.ids import is_project_id
 
-router = APIRouter()
+router = APIRouter(route_class=AdminRoute)
+AUDIT_ACTION = re.compile(r"[a-z]+\.[a-z]+")
+AUDIT_CURSOR = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")  # an entry id (ULID)
 
 
 class NewApiKey(Body):
@@ -80,6 +84,13 @@ async def audit_log(
         raise BadRequest("since must be an ISO-8601 timestamp") from None
     if since_ts is not None and since_ts.tzinfo is None:
         raise BadRequest("since must include a UTC offset")
+    # Filters reach the registry as query values: malformed ones stop here (PostgreSQL refuses NUL).
+    if project and not is_project_id(project):
+        raise BadRequest("Invalid project filter")
+    if action and not AUDIT_ACTION.fullmatch(action):
+        raise BadRequest("Invalid action filter")
+    if cursor and not AUDIT_CURSOR.fullmatch(cursor):
+        raise BadRequest("Invalid cursor")
     async with rt.sessions() as session:
         items, next_cursor = await audit.entries(
             session, project=project, action=action, since=since_ts, limit=limit, cursor=cursor

@@ -8,11 +8,11 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from bridge import responses
-from bridge.routes.admin.common import ActorDep, Body, Limit, RuntimeDep
+from bridge.routes.admin.common import ActorDep, AdminRoute, Body, Limit, RuntimeDep
 from tenancy.control import projects
 from tenancy.errors import BadRequest
 
-router = APIRouter()
+router = APIRouter(route_class=AdminRoute)
 
 
 class NewProject(Body):

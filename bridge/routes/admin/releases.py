@@ -7,10 +7,10 @@ from pydantic import Field
 from starlette.responses import Response
 
 from bridge import responses
-from bridge.routes.admin.common import ActorDep, Body, Limit, RuntimeDep, page
+from bridge.routes.admin.common import ActorDep, AdminRoute, Body, Limit, RuntimeDep, page
 from tenancy.control import releases
 
-router = APIRouter(prefix="/projects/{project}")
+router = APIRouter(prefix="/projects/{project}", route_class=AdminRoute)
 
 
 class PublishBody(Body):

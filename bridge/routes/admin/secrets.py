@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from bridge import responses
-from bridge.routes.admin.common import ActorDep, Body, Limit, RuntimeDep, page
+from bridge.routes.admin.common import ActorDep, AdminRoute, Body, Limit, RuntimeDep, page
 from tenancy.control import secrets
 
-router = APIRouter(prefix="/projects/{project}/envs/{env}")
+router = APIRouter(prefix="/projects/{project}/envs/{env}", route_class=AdminRoute)
 
 
 class ConnectionBody(Body):

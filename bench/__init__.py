@@ -1,0 +1,1 @@
+"""Benchmark harness: the Bridge against a hand-written floor, and cost as tenants grow."""

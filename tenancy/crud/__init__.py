@@ -1,0 +1,7 @@
+"""Auto-CRUD (`crud.md`): `db/<table>/<op>` calls planned from the release, run on tenant pools."""
+
+from tenancy.crud.execute import Run, execute
+from tenancy.crud.planner import plan_call
+from tenancy.crud.sql import Statement, render
+
+__all__ = ["Run", "Statement", "execute", "plan_call", "render"]

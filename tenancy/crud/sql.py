@@ -1,0 +1,176 @@
+"""Plan → one SQL statement per engine. Identifiers come from the schema, quoted; values are bound.
+
+PostgreSQL takes `$n` placeholders and a list for `IN` (`= ANY($n)`, one prepared statement for
+any list length); SQLite takes `?n`, and expansion keys as one JSON array (`json_each`), which
+no variable limit caps. SQLite specifics (`crud.md` storage): decimals are TEXT and
+compared as numbers; `$like` is case-sensitive through GLOB (SQLite's LIKE ignores ASCII case);
+`$ilike` is `LOWER() LIKE LOWER()`; NULLs sort as on PostgreSQL (last ascending, first descending).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tenancy.crud.plan import Cond, Delete, Expand, Insert, Plan, Select, Update
+from tenancy.crud.types import encoder
+from tenancy.releases.model import Column, Engine
+
+_COMPARISONS = frozenset({"=", "<>", ">", ">=", "<", "<="})
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    sql: str
+    args: list[Any]
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _Binds:
+    """Collects bound values and names their placeholders."""
+
+    __slots__ = ("args", "engine")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.args: list[Any] = []
+
+    def add(self, value: Any) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}" if self.engine == "postgresql" else f"?{len(self.args)}"
+
+    def value(self, column: Column, value: Any) -> str:
+        """A canonical value of `column`, encoded for the engine."""
+        encode = encoder(column, self.engine)
+        return self.add(value if value is None or encode is None else encode(value))
+
+
+def _numeric(column: Column, engine: Engine) -> bool:
+    return engine == "sqlite" and column.type == "decimal"
+
+
+def _operand(column: Column, engine: Engine) -> str:
+    name = quote(column.name)
+    return f"CAST({name} AS NUMERIC)" if _numeric(column, engine) else name
+
+
+def _cond(cond: Cond, binds: _Binds) -> str:
+    column, op, engine = cond.column, cond.op, binds.engine
+    name = quote(column.name)
+    if op == "null":
+        return f"{name} IS NULL"
+    if op == "notnull":
+        return f"{name} IS NOT NULL"
+    if op == "false":
+        return "1 = 0"
+    if op == "like":
+        if engine == "postgresql":
+            return f"{name} LIKE {binds.add(cond.value)}"
+        return f"{name} GLOB {binds.add(like_to_glob(cond.value))}"
+    if op == "ilike":
+        if engine == "postgresql":
+            return f"{name} ILIKE {binds.add(cond.value)}"
+        return f"LOWER({name}) LIKE LOWER({binds.add(cond.value)}) ESCAPE '\\'"
+    lhs = _operand(column, engine)
+    if op in _COMPARISONS:
+        return f"{lhs} {op} {_rhs(column, binds.value(column, cond.value), engine)}"
+    if engine == "postgresql":  # scalars only, which PostgreSQL binds as they are
+        return f"{lhs} {'= ANY' if op == 'in' else '<> ALL'}({binds.add(cond.value)})"
+    marks = ", ".join(_rhs(column, binds.value(column, v), engine) for v in cond.value)
+    return f"{lhs} {'IN' if op == 'in' else 'NOT IN'} ({marks})"
+
+
+def _rhs(column: Column, mark: str, engine: Engine) -> str:
+    return f"CAST({mark} AS NUMERIC)" if _numeric(column, engine) else mark
+
+
+def _where(conds: Sequence[Cond], binds: _Binds) -> str:
+    if not conds:
+        return ""
+    return " WHERE " + " AND ".join(_cond(cond, binds) for cond in conds)
+
+
+def column_list(columns: Sequence[Column]) -> str:
+    return ", ".join(quote(column.name) for column in columns)
+
+
+def _order(order: Sequence[tuple[Column, bool]], engine: Engine) -> str:
+    if not order:
+        return ""
+    terms = []
+    for column, descending in order:
+        term = _operand(column, engine) + (" DESC" if descending else " ASC")
+        if engine == "sqlite":
+            term += " NULLS FIRST" if descending else " NULLS LAST"
+        terms.append(term)
+    return " ORDER BY " + ", ".join(terms)
+
+
+def render(plan: Plan, engine: Engine) -> Statement:
+    binds = _Binds(engine)
+    table = quote(plan.table.name)
+    if isinstance(plan, Select):
+        sql = (
+            f"SELECT {plan.listing} FROM {table}"
+            f"{_where(plan.where, binds)}{_order(plan.order, engine)}"
+            f" LIMIT {binds.add(plan.limit)} OFFSET {binds.add(plan.offset)}"
+        )
+    elif isinstance(plan, Insert):
+        returning = f" RETURNING {plan.returning_listing}"
+        if not plan.values:
+            sql = f"INSERT INTO {table} DEFAULT VALUES{returning}"
+        else:
+            names = column_list([column for column, _ in plan.values])
+            marks = ", ".join(binds.value(column, value) for column, value in plan.values)
+            sql = f"INSERT INTO {table} ({names}) VALUES ({marks}){returning}"
+    elif isinstance(plan, Update):
+        sets = ", ".join(
+            f"{quote(column.name)} = {binds.value(column, value)}" for column, value in plan.values
+        )
+        sql = f"UPDATE {table} SET {sets}{_where(plan.where, binds)}"
+    else:
+        assert isinstance(plan, Delete)
+        sql = f"DELETE FROM {table}{_where(plan.where, binds)}"
+    return Statement(sql, binds.args)
+
+
+def render_expand(expand: Expand, keys: list[Any], engine: Engine) -> Statement:
+    """The target rows whose key is one of `keys` (values as the source rows hold them)."""
+    binds = _Binds(engine)
+    key = quote(expand.key.name)
+    if engine == "postgresql":
+        match = f"{key} = ANY({binds.add(keys)})"
+    elif any(type(k) is bytes for k in keys):
+        match = f"{key} IN ({', '.join(binds.add(k) for k in keys)})"
+    else:  # one bound JSON array: any number of keys, one statement text
+        match = f"{key} IN (SELECT value FROM json_each({binds.add(orjson.dumps(keys).decode())}))"
+    filters = "".join(" AND " + _cond(cond, binds) for cond in expand.filters)
+    return Statement(
+        f"SELECT {expand.listing} FROM {quote(expand.target.name)} WHERE {match}{filters}",
+        binds.args,
+    )
+
+
+def like_to_glob(pattern: str) -> str:
+    """A LIKE pattern (`%`, `_`, backslash escapes, as PostgreSQL reads it) as a GLOB pattern."""
+    out = []
+    chars = iter(pattern)
+    for char in chars:
+        if char == "\\":
+            char = next(chars, "\\")
+            out.append(f"[{char}]" if char in "*?[" else char)
+        elif char == "%":
+            out.append("*")
+        elif char == "_":
+            out.append("?")
+        elif char in "*?[":
+            out.append(f"[{char}]")
+        else:
+            out.append(char)
+    return "".join(out)

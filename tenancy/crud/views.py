@@ -1,0 +1,56 @@
+"""What one rule grants of one table, computed on first use and kept per release.
+
+A release is immutable and named by its content hash, so (release id, table, op, rule position)
+names the same grant in every Release object built from it. Caching it spares each request the
+walk over the table's columns and the quoting of the SELECT / RETURNING lists, which is most of
+the CPU a simple call would otherwise spend building its statement (docs/decisions-crud.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tenancy.crud.sql import column_list
+from tenancy.releases.model import Column, Release, Rule, Table
+
+_MAX_ENTRIES = 8192  # far above live releases * tables * rules; a reset is rare and cheap
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    columns: tuple[Column, ...]  # granted columns, table order
+    names: frozenset[str]
+    listing: str  # `columns` quoted, for SELECT
+    returning: tuple[Column, ...]  # the id and `columns`, for insert RETURNING
+    returning_listing: str
+
+
+_views: dict[tuple[str, str, str, int], View] = {}
+
+
+def view(release: Release, table: Table, op: str, rule: Rule) -> View:
+    rules = release.permissions[table.name][op]
+    position = next(i for i, candidate in enumerate(rules) if candidate is rule)
+    key = (release.id, table.name, op, position)
+    found = _views.get(key)
+    if found is None:
+        if len(_views) >= _MAX_ENTRIES:
+            _views.clear()
+        found = _views[key] = _build(table, rule)
+    return found
+
+
+def _build(table: Table, rule: Rule) -> View:
+    granted = rule.columns
+    columns = tuple(c for c in table.columns.values() if granted is None or c.name in granted)
+    names = frozenset(c.name for c in columns)
+    returning = tuple(
+        c for c in table.columns.values() if c.name == table.id_column or c.name in names
+    )
+    return View(
+        columns=columns,
+        names=names,
+        listing=column_list(columns),
+        returning=returning,
+        returning_listing=column_list(returning),
+    )

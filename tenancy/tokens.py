@@ -1,0 +1,254 @@
+"""End-user access tokens (`security.md`): Ed25519 JWTs signed per (project, env).
+
+Private keys are sealed in the registry as secrets of kind `signing` (name = kid). Kids are
+ULIDs, so the newest one is the current signer and the one before it still verifies: rotation
+adds a key and keeps exactly one previous. Decrypted keys live only in this process's cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tenancy.cache import TTLCache
+from tenancy.errors import Forbidden, ServiceUnavailable, Unauthorized
+from tenancy.ids import is_env_id, is_project_id, new_ulid
+from tenancy.principal import Principal, Tenant
+from tenancy.registry.models import Secret, utcnow
+from tenancy.vault import Vault, VaultError
+
+log = logging.getLogger("stk.tokens")
+
+KIND = "signing"
+ALGORITHM = "EdDSA"
+LEEWAY_SECONDS = 30
+KEPT_KEYS = 2  # current + previous
+# A kid we do not know may be a key another replica just made: reload, but at most this often.
+RELOAD_AFTER_SECONDS = 1.0
+INVALID = "Invalid token"
+_REQUIRED = ["exp", "iat", "iss", "aud", "sub"]
+
+
+def issuer(tenant: Tenant) -> str:
+    """Both `iss` and `aud`: a token names the one tenant it was made for."""
+    return f"stk:{tenant.project}:{tenant.env}"
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    kid: str
+    private: Ed25519PrivateKey = field(repr=False)
+    public: Ed25519PublicKey = field(repr=False)
+
+    def jwk(self) -> dict[str, str]:
+        raw = self.public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        return {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": x,
+            "kid": self.kid,
+            "alg": ALGORITHM,
+            "use": "sig",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    """One tenant's keys by kid; `current` signs, every key verifies."""
+
+    keys: Mapping[str, SigningKey]
+    loaded_at: float
+
+    @property
+    def current(self) -> SigningKey:
+        return self.keys[max(self.keys)]
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        return {"keys": [self.keys[kid].jwk() for kid in sorted(self.keys, reverse=True)]}
+
+
+async def add_key(session: AsyncSession, vault: Vault, project: str, env: str) -> str:
+    """A new current key in the caller's transaction; keys older than the previous one go."""
+    kid = new_ulid()
+    private = Ed25519PrivateKey.generate()
+    raw = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    meta: dict[str, object] = {"alg": ALGORITHM, "createdAt": utcnow().isoformat()}
+    await vault.put(session, project, env, KIND, kid, raw, meta)
+    kids = sorted(await _kids(session, project, env), reverse=True)
+    stale = kids[KEPT_KEYS:]
+    if stale:
+        await session.execute(
+            delete(Secret).where(
+                Secret.project == project,
+                Secret.env == env,
+                Secret.kind == KIND,
+                Secret.name.in_(stale),
+            )
+        )
+    return kid
+
+
+async def _kids(session: AsyncSession, project: str, env: str) -> list[str]:
+    query = select(Secret.name).where(
+        Secret.project == project, Secret.env == env, Secret.kind == KIND
+    )
+    return list((await session.scalars(query)).all())
+
+
+class SigningKeys:
+    """Tenant signing keys: cached decrypted, created on first need, issue and verify."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], vault: Vault, ttl: float
+    ) -> None:
+        self._sessions = sessions
+        self._vault = vault
+        self.cache: TTLCache[KeySet] = TTLCache("signingkey", ttl)
+        self._creating = asyncio.Lock()
+
+    async def keyset(self, tenant: Tenant) -> KeySet | None:
+        key = (tenant.project, tenant.env)
+        try:
+            return await self.cache.get(key, lambda: self._load(tenant))
+        except (SQLAlchemyError, OSError) as exc:
+            stale = self.cache.peek(key)
+            if stale is not None:
+                log.warning("registry unreachable, serving cached signing keys")
+                return stale
+            raise ServiceUnavailable("Registry unavailable") from exc
+
+    async def _load(self, tenant: Tenant) -> KeySet | None:
+        async with self._sessions() as session:
+            query = select(Secret).where(
+                Secret.project == tenant.project, Secret.env == tenant.env, Secret.kind == KIND
+            )
+            rows = (await session.scalars(query)).all()
+            if not rows:
+                return None
+            try:
+                dek = await self._vault.dek(session, tenant.project)
+                keys = {}
+                for row in rows:
+                    private = Ed25519PrivateKey.from_private_bytes(
+                        await self._vault.open(session, row, dek)
+                    )
+                    keys[row.name] = SigningKey(row.name, private, private.public_key())
+            except (VaultError, ValueError) as exc:
+                log.error("signing key unusable: %s", exc)
+                raise ServiceUnavailable("Token signing keys unavailable") from None
+        return KeySet(keys, time.monotonic())
+
+    async def ensure(self, tenant: Tenant) -> KeySet:
+        """The tenant's keys, making the first one if it has none (its env must exist)."""
+        keys = await self.keyset(tenant)
+        if keys is not None:
+            return keys
+        async with self._creating:
+            keys = await self.keyset(tenant)
+            if keys is not None:
+                return keys
+            try:
+                async with self._sessions() as session, session.begin():
+                    if not await _kids(session, tenant.project, tenant.env):
+                        await add_key(session, self._vault, tenant.project, tenant.env)
+            except (SQLAlchemyError, OSError, VaultError) as exc:
+                log.error("could not create a signing key: %s", type(exc).__name__)
+                raise ServiceUnavailable("Token signing keys unavailable") from None
+            self.cache.invalidate(tenant.project)
+            keys = await self.keyset(tenant)
+        if keys is None:
+            raise ServiceUnavailable("Token signing keys unavailable")
+        return keys
+
+    async def issue(self, tenant: Tenant, sub: str, roles: Iterable[str], ttl: int) -> str:
+        key = (await self.ensure(tenant)).current
+        now = int(time.time())
+        name = issuer(tenant)
+        claims = {
+            "sub": sub,
+            "project_id": tenant.project,
+            "env_id": tenant.env,
+            "roles": sorted({*roles, "authenticated"}),
+            "iat": now,
+            "exp": now + ttl,
+            "jti": new_ulid(),
+            "iss": name,
+            "aud": name,
+        }
+        headers = {"kid": key.kid, "typ": "JWT"}
+        return jwt.encode(claims, key.private, algorithm=ALGORITHM, headers=headers)
+
+    async def verify(self, project: str, token: str) -> tuple[str, Principal]:
+        """Verify with `project`'s keys (the env comes from the claim and is then checked).
+
+        A token that verifies under the project it claims, sent to another project, is 403
+        (a valid credential of another tenant); anything unverifiable is 401.
+        """
+        try:
+            unverified = jwt.decode_complete(token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise Unauthorized(INVALID) from None
+        header, payload = unverified["header"], unverified["payload"]
+        kid, claimed, env = header.get("kid"), payload.get("project_id"), payload.get("env_id")
+        if header.get("alg") != ALGORITHM or not isinstance(kid, str) or not is_env_id(env):
+            raise Unauthorized(INVALID)
+        if claimed != project:
+            if not is_project_id(claimed):
+                raise Unauthorized(INVALID)
+            await self._verified(Tenant(claimed, env), kid, token)
+            raise Forbidden("Token is not valid for this project or environment")
+        claims = await self._verified(Tenant(project, env), kid, token)
+        sub, roles = claims.get("sub"), claims.get("roles")
+        if (
+            not isinstance(sub, str)
+            or not sub
+            or not isinstance(roles, list)
+            or not all(isinstance(r, str) for r in roles)
+        ):
+            raise Unauthorized(INVALID)
+        return env, Principal("user", sub, frozenset((*roles, "authenticated", "public")))
+
+    async def _verified(self, tenant: Tenant, kid: str, token: str) -> dict[str, Any]:
+        keys = await self.keyset(tenant)
+        if (
+            keys is not None
+            and kid not in keys.keys
+            and time.monotonic() - keys.loaded_at > RELOAD_AFTER_SECONDS
+        ):
+            self.cache.invalidate(tenant.project)
+            keys = await self.keyset(tenant)
+        key = keys.keys.get(kid) if keys is not None else None
+        if key is None:
+            raise Unauthorized(INVALID)
+        name = issuer(tenant)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.public,
+                algorithms=[ALGORITHM],
+                issuer=name,
+                audience=name,
+                leeway=LEEWAY_SECONDS,
+                options={"require": _REQUIRED},
+            )
+        except jwt.PyJWTError:
+            raise Unauthorized(INVALID) from None
+        return claims
