@@ -43,7 +43,7 @@ _STATEMENT_CACHE_SIZE = 100
 # The server enforces the statement timeout; this client-side margin only catches a server that
 # stopped answering altogether.
 _BACKSTOP_S = 1.0
-# Command tags after which a PostgreSQL session is as we opened it (docs/decisions-pools.md).
+# Command tags after which a PostgreSQL session is as we opened it (docs/decisions.md).
 _SESSION_SAFE_TAGS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE"})
 
 

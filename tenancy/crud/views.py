@@ -3,7 +3,7 @@
 A release is immutable and named by its content hash, so (release id, table, op, rule position)
 names the same grant in every Release object built from it. Caching it spares each request the
 walk over the table's columns and the quoting of the SELECT / RETURNING lists, which is most of
-the CPU a simple call would otherwise spend building its statement (docs/decisions-crud.md).
+the CPU a simple call would otherwise spend building its statement (docs/decisions.md).
 """
 
 from __future__ import annotations

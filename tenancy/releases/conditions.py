@@ -3,7 +3,7 @@
 A condition that mentions `resource` must be a row filter (equalities joined with `&&`), because
 that is what can be turned into SQL; anything else mentioning `resource` is rejected at publish
 time. Every other condition is a request gate, compiled once per loaded release and evaluated
-with the `cel` package (Rust CEL; see docs/decisions-cel.md). Evaluation errors fail closed.
+with the `cel` package (Rust CEL; see docs/decisions.md). Evaluation errors fail closed.
 """
 
 from __future__ import annotations
