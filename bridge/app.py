@@ -12,8 +12,9 @@ from bridge.cors import CorsMiddleware
 from bridge.metrics import Metrics
 from bridge.metrics import router as metrics_router
 from bridge.middleware import RequestMiddleware
-from bridge.routes import auth, call, health
+from bridge.routes import auth, health
 from bridge.routes.admin import keys, projects, releases, secrets, signing
+from bridge.routes.call import CallEndpoint
 from bridge.state import AppState
 from tenancy.keyring import Keyring
 from tenancy.runtime import Runtime
@@ -52,16 +53,21 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # We export our own Prometheus metrics; FastAPI's OpenTelemetry hooks would only add a
+        # provider lookup to every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     errors.install(app)
     metrics = Metrics(settings.metrics_tenant_label)
     app.include_router(metrics_router(lambda request: (metrics, request.app.state.stk.rt)))
     app.include_router(health.router)
-    app.include_router(call.router)
     app.include_router(auth.router)
     app.include_router(admin_router())
     app.add_middleware(CorsMiddleware)  # inside RequestMiddleware: it reads the resolved tenant
     app.add_middleware(
-        RequestMiddleware, max_body_bytes=settings.max_body_bytes, observe=metrics.observe
+        RequestMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        observe=metrics.observe,
+        routes={"/call": CorsMiddleware(CallEndpoint())},
     )
     return app

@@ -102,7 +102,7 @@ async def _response_origins(scope: Scope) -> frozenset[str]:
 async def _project_origins(scope: Scope) -> frozenset[str]:
     """Resolved from the hints alone (no credential); every env's origins unless one is named."""
     state = _state(scope)
-    hints = dataclasses.replace(state.hints(Request(scope)), api_key=None, bearer=None)
+    hints = dataclasses.replace(state.hints(Request(scope).headers), api_key=None, bearer=None)
     directory = state.rt.directory
     resolved = await resolve(hints, directory, state.rt.settings.host_suffix)
     envs = (resolved.tenant.env,) if hints.env else resolved.project.envs

@@ -64,6 +64,10 @@ def make_handler(fmt: str, stream: IO[str] | None = None) -> logging.Handler:
 
 
 def configure(level: str, fmt: str) -> None:
+    # Thread and process names are never logged; skipping them makes every record cheaper.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = make_handler(fmt)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -34,6 +34,11 @@ class TTLCache(Generic[V]):
         entry = self._entries.get(key)
         return entry[1] if entry is not None else None
 
+    def fresh(self, key: Key) -> V | None:
+        """The cached value if it has not expired; never loads."""
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] > time.monotonic() else None
+
     async def get(self, key: Key, loader: Callable[[], Awaitable[V | None]]) -> V | None:
         entry = self._entries.get(key)
         if entry is not None and entry[0] > time.monotonic():

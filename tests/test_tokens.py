@@ -303,3 +303,15 @@ async def test_a_key_made_by_another_replica_is_picked_up(world: AuthWorld) -> N
     assert jwt.get_unverified_header(token)["kid"] == kid
     await asyncio.sleep(tokens.RELOAD_AFTER_SECONDS + 0.1)
     expect(await me(world, token), 200)
+
+
+async def test_a_remembered_token_still_expires(world: AuthWorld) -> None:
+    """Verified tokens are remembered to skip the signature check; never past their expiry."""
+    login = await world.session()
+    now = int(time.time())
+    # Valid for about one more second: expired 29 s ago, inside the 30 s leeway.
+    token = signed(await current_key(world), claims_for(login["user"]["id"], exp=now - 29))
+    expect(await me(world, token), 200)
+    expect(await me(world, token), 200)  # served from the remembered verification
+    await asyncio.sleep(1.6)
+    expect(await me(world, token), 401)

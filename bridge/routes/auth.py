@@ -31,7 +31,7 @@ class RefreshBody(Body):
 async def _resolve(request: Request) -> tuple[AppState, Resolved]:
     state = state_of(request)
     resolved = await resolve(
-        state.hints(request), state.rt.directory, state.rt.settings.host_suffix
+        state.hints(request.headers), state.rt.directory, state.rt.settings.host_suffix
     )
     req = info(request.scope)
     req.project, req.env = resolved.tenant.project, resolved.tenant.env

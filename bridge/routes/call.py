@@ -1,50 +1,90 @@
-"""`POST /call`: body → route → tenant → release → limits → route handler (`api.md` order)."""
+"""`POST /call`: body → route → tenant → release → limits → route handler (`api.md` order).
+
+Plain ASGI, dispatched by `RequestMiddleware` before FastAPI: on the hot path, FastAPI's
+routing, request object and dependency machinery cost more CPU than the rest of the pipeline
+(bench/RESULTS.md). Errors become the envelope here, exactly as `bridge.errors` renders them.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+import logging
+from typing import Any
+
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from bridge import responses
-from bridge.context import info
+from bridge.context import RequestInfo, info
+from bridge.errors import envelope, from_stk
 from bridge.execute.body import parse_body, parse_route
 from bridge.execute.crud import run_crud
 from bridge.execute.logics import run_logic
-from bridge.state import state_of
+from bridge.state import AppState, raw_headers
 from tenancy.errors import NotFound, StkError
 from tenancy.resolution import resolve
 
-router = APIRouter()
+log = logging.getLogger("stk.call")
 
 
-@router.post("/call")
-async def call(request: Request) -> Response:
-    state = state_of(request)
-    req = info(request.scope)
-    path, params = parse_body(await request.body())
-    route = parse_route(path)
-    req.route = route.template
-    resolved = await resolve(
-        state.hints(request), state.rt.directory, state.rt.settings.host_suffix
-    )
-    tenant = resolved.tenant
-    req.project, req.env, req.auth_type = tenant.project, tenant.env, resolved.principal.type
-    release = await state.rt.directory.release(tenant)
-    req.release = release.id
-    limit = resolved.project.limits.get("maxConcurrency", state.rt.settings.tenant_max_concurrency)
-    try:
-        with state.limiter.slot(tenant, limit):
-            if route.kind == "logics":
-                client_ip = request.client.host if request.client else ""
-                result = await run_logic(state.rt, resolved, release, route.name, params, client_ip)
-            elif route.kind == "db":
-                result = await run_crud(state.rt, resolved, release, route.name, route.op, params)
-            else:
-                raise NotFound(f"Route kind '{route.kind}' is not available yet")
-    except StkError as exc:
-        if exc.status >= 500:
-            state.rt.directory.record_error(tenant, exc.message)
-        raise
-    if resolved.principal.type == "api_key":
-        state.rt.directory.touch_api_key(resolved.principal.sub)
-    return responses.data(result)
+class CallEndpoint:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        req = info(scope)
+        if scope["method"] != "POST":
+            response = envelope(405, "Method not allowed", req.request_id)
+            response.headers["allow"] = "POST"
+        else:
+            body = await _read_body(receive)
+            try:
+                response = await self.handle(scope, req, body)
+            except StkError as exc:
+                response = from_stk(exc, req.request_id)
+            except Exception:
+                log.exception("unhandled error")
+                response = envelope(500, "Internal error", req.request_id)
+        await response(scope, receive, send)
+
+    async def handle(self, scope: Scope, req: RequestInfo, body: bytes) -> Response:
+        state: AppState = scope["app"].state.stk
+        rt = state.rt
+        path, params = parse_body(body)
+        route = parse_route(path)
+        req.route = route.template
+        resolved = await resolve(
+            state.hints(raw_headers(scope)), rt.directory, rt.settings.host_suffix
+        )
+        tenant = resolved.tenant
+        req.project, req.env, req.auth_type = tenant.project, tenant.env, resolved.principal.type
+        release = await rt.directory.release(tenant)
+        req.release = release.id
+        limit = resolved.project.limits.get("maxConcurrency", rt.settings.tenant_max_concurrency)
+        result: Any
+        try:
+            with state.limiter.slot(tenant, limit):
+                if route.kind == "logics":
+                    client = scope.get("client")
+                    client_ip = client[0] if client else ""
+                    result = await run_logic(rt, resolved, release, route.name, params, client_ip)
+                elif route.kind == "db":
+                    result = await run_crud(rt, resolved, release, route.name, route.op, params)
+                else:
+                    raise NotFound(f"Route kind '{route.kind}' is not available yet")
+        except StkError as exc:
+            if exc.status >= 500:
+                rt.directory.record_error(tenant, exc.message)
+            raise
+        if resolved.principal.type == "api_key":
+            rt.directory.touch_api_key(resolved.principal.sub)
+        return responses.data(result)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole body; the middleware's receive already enforces STK_MAX_BODY_BYTES."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
