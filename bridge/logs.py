@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+import time
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
 from bridge.context import current_request
+
+access = logging.getLogger("stk.access")
 
 REQUEST_FIELDS = (
     "requestId",
@@ -23,10 +27,22 @@ REQUEST_FIELDS = (
 )
 
 
+def timestamp(created: float) -> str:
+    """ISO-8601 UTC with milliseconds; the seconds part is formatted once per second."""
+    second = int(created)
+    if second != _last_second[0]:
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_second[:] = [second, text]
+    return f"{_last_second[1]}.{int((created - second) * 1000):03d}+00:00"
+
+
+_last_second: list[Any] = [None, ""]
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -53,14 +69,47 @@ class RequestContext(logging.Filter):
         return True
 
 
+class JsonHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The JSON handler `configure` installs; access lines may be written to it directly."""
+
+
 def make_handler(fmt: str, stream: IO[str] | None = None) -> logging.Handler:
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.StreamHandler[IO[str]]
     if fmt == "json":
+        handler = JsonHandler(stream or sys.stderr)
         handler.setFormatter(JsonFormatter())
     else:
+        handler = logging.StreamHandler(stream or sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(RequestContext())
     return handler
+
+
+def access_line(method: str, fields: dict[str, Any]) -> None:
+    """One access line per request (`operations.md` fields).
+
+    When the root logger's only handler is our JSON handler (production), the line is written
+    to it directly: the logging module's record, caller lookup, filter and handler chain cost
+    more than the rest of the line. Any other set-up (text, tests capturing records) gets an
+    ordinary record.
+    """
+    if not access.isEnabledFor(logging.INFO):
+        return
+    message = f"{method} {fields['route']} {fields['status']}"
+    handlers = logging.root.handlers
+    if len(handlers) == 1 and type(handlers[0]) is JsonHandler and not access.handlers:
+        handler = handlers[0]
+        line = {"ts": timestamp(time.time()), "level": "info", "logger": access.name}
+        line["msg"] = message
+        line.update(fields)
+        text = orjson.dumps(line).decode() + "\n"
+        with handler.lock or contextlib.nullcontext():
+            handler.stream.write(text)
+            handler.stream.flush()
+        return
+    record = logging.LogRecord(access.name, logging.INFO, __file__, 0, message, None, None)
+    record.__dict__.update(fields)
+    access.handle(record)
 
 
 def configure(level: str, fmt: str) -> None:

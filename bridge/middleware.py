@@ -5,9 +5,8 @@ Written as plain ASGI (not BaseHTTPMiddleware) because it wraps every request on
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -15,9 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.context import RequestInfo, current_request
 from bridge.errors import envelope
+from bridge.logs import access_line
 from tenancy.ids import REQUEST_ID, new_ulid
-
-access = logging.getLogger("stk.access")
 
 
 class BodyTooLarge(HTTPException):
@@ -33,13 +31,10 @@ class RequestMiddleware:
         app: ASGIApp,
         max_body_bytes: int,
         observe: Callable[[RequestInfo, str, int, float], None] | None = None,
-        routes: Mapping[str, ASGIApp] | None = None,
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.observe = observe
-        # Hot paths served as plain ASGI, past the framework's routing and exception layers.
-        self.routes = dict(routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -81,8 +76,7 @@ class RequestMiddleware:
                         raise BodyTooLarge
                 return message
 
-            target = self.routes.get(scope["path"], self.app)
-            await target(scope, limited_receive, send_wrapper)
+            await self.app(scope, limited_receive, send_wrapper)
         except BodyTooLarge:
             if not response_started:
                 await envelope(413, "Request body too large", request_id)(
@@ -108,29 +102,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _log(req: RequestInfo, scope: Scope, status: int, elapsed: float) -> None:
-    """One access line per request. The record is built directly: `Logger.info` would walk the
-    stack to find its caller, the largest single cost of logging on the hot path."""
-    if not access.isEnabledFor(logging.INFO):
-        return
-    route = req.route or scope.get("path")
-    record = logging.LogRecord(
-        access.name,
-        logging.INFO,
-        __file__,
-        0,
-        "%s %s %s",
-        (scope.get("method"), route, status),
-        None,
-    )
     fields: dict[str, Any] = {
         "requestId": req.request_id,
         "project": req.project,
         "env": req.env,
         "release": req.release,
-        "route": route,
+        "route": req.route or scope.get("path"),
         "status": status,
         "durationMs": round(elapsed * 1000, 2),
         "authType": req.auth_type,
     }
-    record.__dict__.update(fields)
-    access.handle(record)
+    access_line(scope.get("method", ""), fields)

@@ -1,8 +1,7 @@
 """`POST /call`: body → route → tenant → release → limits → route handler (`api.md` order).
 
-Plain ASGI, dispatched by `RequestMiddleware` before FastAPI: on the hot path, FastAPI's
-routing, request object and dependency machinery cost more CPU than the rest of the pipeline
-(bench/RESULTS.md). Errors become the envelope here, exactly as `bridge.errors` renders them.
+Plain ASGI, dispatched by `bridge.app.BridgeApp` ahead of FastAPI (see there for why). Errors
+become the envelope here, exactly as `bridge.errors` renders them.
 """
 
 from __future__ import annotations
@@ -10,20 +9,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from bridge import responses
 from bridge.context import RequestInfo, info
 from bridge.errors import envelope, from_stk
 from bridge.execute.body import parse_body, parse_route
 from bridge.execute.crud import run_crud
 from bridge.execute.logics import run_logic
 from bridge.state import AppState, raw_headers
+from tenancy.encode import dumps
 from tenancy.errors import NotFound, StkError
 from tenancy.resolution import resolve
 
 log = logging.getLogger("stk.call")
+JSON_TYPE = (b"content-type", b"application/json")
 
 
 class CallEndpoint:
@@ -35,15 +34,21 @@ class CallEndpoint:
         else:
             body = await _read_body(receive)
             try:
-                response = await self.handle(scope, req, body)
+                answer = await self.handle(scope, req, body)
             except StkError as exc:
                 response = from_stk(exc, req.request_id)
             except Exception:
                 log.exception("unhandled error")
                 response = envelope(500, "Internal error", req.request_id)
+            else:
+                headers = [JSON_TYPE, (b"content-length", str(len(answer)).encode())]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": answer})
+                return
         await response(scope, receive, send)
 
-    async def handle(self, scope: Scope, req: RequestInfo, body: bytes) -> Response:
+    async def handle(self, scope: Scope, req: RequestInfo, body: bytes) -> bytes:
+        """The success body; errors are raised as `StkError`."""
         state: AppState = scope["app"].state.stk
         rt = state.rt
         path, params = parse_body(body)
@@ -74,7 +79,7 @@ class CallEndpoint:
             raise
         if resolved.principal.type == "api_key":
             rt.directory.touch_api_key(resolved.principal.sub)
-        return responses.data(result)
+        return dumps({"data": result})
 
 
 async def _read_body(receive: Receive) -> bytes:
