@@ -24,7 +24,14 @@ def test_new_ulid_is_a_valid_time_ordered_ulid() -> None:
 
 @pytest.mark.parametrize(
     ("value", "ok"),
-    [("abc", True), ("shop-1", True), ("ab", False), ("-abc", False), ("abc-", False), ("Abc", False)],
+    [
+        ("abc", True),
+        ("shop-1", True),
+        ("ab", False),
+        ("-abc", False),
+        ("abc-", False),
+        ("Abc", False),
+    ],
 )
 def test_project_ids(value: str, ok: bool) -> None:
     assert ids.is_project_id(value) is ok
