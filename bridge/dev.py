@@ -7,6 +7,7 @@ key and admin token (mode 0600), and one SQLite database per demo tenant. Re-run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shlex
@@ -22,11 +23,13 @@ from bridge.app import create_app
 from tenancy.audit import Actor
 from tenancy.control import apikeys, projects, releases
 from tenancy.control import secrets as tenant_secrets
-from tenancy.errors import NotFound
+from tenancy.errors import Conflict, NotFound
 from tenancy.keyring import Keyring
+from tenancy.principal import Tenant
 from tenancy.releases.compiler import load_project_dir
 from tenancy.runtime import Runtime
 from tenancy.settings import Settings, load_settings
+from tenancy.users import Accounts
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "demo"
 DEMO_PROJECTS = {
@@ -35,6 +38,11 @@ DEMO_PROJECTS = {
     "globex": ["Hammock district plans"],
 }
 DEV_ACTOR = Actor("dev")
+DEMO_PASSWORD = "demo-password-1"  # a local demo account, printed in the banner on purpose
+
+
+def demo_email(project: str) -> str:
+    return f"demo@{project}.example"
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,34 @@ def _seed_database(path: Path, project: str) -> None:
             )
 
 
+async def _demo_user(rt: Runtime, tenant: Tenant) -> str:
+    """The tenant's demo end user (signed up once); its id owns the notes it will see."""
+    auth = (await rt.directory.release(tenant)).auth
+    accounts = Accounts(rt.sessions, rt.directory.signing)
+    with contextlib.suppress(Conflict):
+        await accounts.signup(tenant, auth, demo_email(tenant.project), DEMO_PASSWORD)
+    login = await accounts.login(tenant, auth, demo_email(tenant.project), DEMO_PASSWORD)
+    return str(login["user"]["id"])
+
+
+def _seed_user_notes(path: Path, project: str, user_id: str) -> None:
+    with sqlite3.connect(path) as db:
+        notebook = f"{project}-demo-user-notebook"
+        db.execute(
+            "INSERT OR IGNORE INTO notebooks (id, owner_id, title) VALUES (?, ?, ?)",
+            (notebook, user_id, f"{project} user's notebook"),
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO notes (id, notebook_id, owner_id, title) VALUES (?, ?, ?, ?)",
+            (
+                f"{project}-demo-user-note",
+                notebook,
+                user_id,
+                f"Only {project}'s demo user sees this",
+            ),
+        )
+
+
 async def bootstrap(settings: Settings, keyring: Keyring) -> list[DemoTenant]:
     """Create the demo tenants once; publish the example every time (reused if unchanged)."""
     rt = await Runtime.start(settings, keyring, migrate_schema=True)
@@ -114,6 +150,8 @@ async def bootstrap(settings: Settings, keyring: Keyring) -> list[DemoTenant]:
                 saved[project] = created["apiKey"]
             files = load_project_dir(EXAMPLE)
             await releases.publish(rt, DEV_ACTOR, project, env, files, None, False, False)
+            user_id = await _demo_user(rt, Tenant(project, env))
+            _seed_user_notes(database, project, user_id)
     finally:
         await rt.close()
     keys_file.touch(mode=0o600)
@@ -122,7 +160,9 @@ async def bootstrap(settings: Settings, keyring: Keyring) -> list[DemoTenant]:
 
 
 def curl_commands(base: str, tenants: list[DemoTenant]) -> list[str]:
-    def call(project: str, body: dict[str, object], key: str | None = None) -> str:
+    def call(
+        project: str, body: dict[str, object], key: str | None = None, user: bool = False
+    ) -> str:
         parts = [
             "curl -s -X POST",
             f"{base}/call",
@@ -131,17 +171,46 @@ def curl_commands(base: str, tenants: list[DemoTenant]) -> list[str]:
         ]
         if key:
             parts.append(f"-H {shlex.quote(f'X-Santokit-Api-Key: {key}')}")
+        if user:
+            parts.append('-H "Authorization: Bearer $TOKEN"')
         parts.append(f"-d {shlex.quote(orjson.dumps(body).decode())}")
         return " ".join(parts)
 
+    def login_then_call(project: str, body: dict[str, object]) -> str:
+        credentials = {"email": demo_email(project), "password": DEMO_PASSWORD}
+        login = " ".join(
+            [
+                "curl -q -s -X POST",  # -q: no ~/.curlrc, the output is parsed
+                f"{base}/auth/login",
+                f"-H {shlex.quote(f'Host: {project}.localhost')}",
+                "-H 'Content-Type: application/json'",
+                f"-d {shlex.quote(orjson.dumps(credentials).decode())}",
+                "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'",
+            ]
+        )
+        return f"TOKEN=$({login}) && " + call(project, body, user=True)
+
     commands = []
     for tenant in tenants:
-        commands.append(call(tenant.project, {"path": "logics/public/stats"}))
+        project = tenant.project
+        commands.append(call(project, {"path": "logics/public/stats"}))
         commands.append(
             call(
-                tenant.project,
+                project,
                 {"path": "logics/notebooks/summary", "params": {"owner_id": "demo"}},
                 tenant.api_key,
+            )
+        )
+        commands.append(
+            call(
+                project,
+                {"path": "db/notes/select", "params": {"select": ["title"]}},
+                tenant.api_key,
+            )
+        )
+        commands.append(
+            login_then_call(
+                project, {"path": "db/notes/select", "params": {"select": ["id", "title"]}}
             )
         )
     return commands
@@ -153,7 +222,8 @@ def banner(base: str, token: str, tenants: list[DemoTenant], data_dir: Path) -> 
         f"Santokit Bridge (embedded default) — data in {data_dir.resolve()}",
         f"  admin token: {token}",
         "",
-        "Try (each tenant sees only its own data):",
+        "Try (each tenant sees only its own data; the last of each four signs in as",
+        "the tenant's demo user, whose row filter shows only that user's notes):",
     ]
     lines += [f"  {command}" for command in curl_commands(base, tenants)]
     first = tenants[0]

@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import jwt
@@ -33,6 +34,7 @@ from tenancy.errors import Forbidden, ServiceUnavailable, Unauthorized
 from tenancy.ids import is_env_id, is_project_id, new_ulid
 from tenancy.principal import Principal, Tenant
 from tenancy.registry.models import Secret, utcnow
+from tenancy.releases.compiler import ACCESS_TTL_MAX
 from tenancy.vault import Vault, VaultError
 
 log = logging.getLogger("stk.tokens")
@@ -47,6 +49,15 @@ INVALID = "Invalid token"
 _REQUIRED = ["exp", "iat", "iss", "aud", "sub"]
 
 
+# The previous key verifies until every token it signed has expired: the longest access TTL a
+# release may set (the compiler's bound), plus the leeway (`security.md`).
+PREVIOUS_KEY_GRACE_SECONDS = ACCESS_TTL_MAX + LEEWAY_SECONDS
+
+
+def _retired(key: SigningKey, current: SigningKey) -> bool:
+    return key is not current and time.time() > current.created + PREVIOUS_KEY_GRACE_SECONDS
+
+
 def issuer(tenant: Tenant) -> str:
     """Both `iss` and `aud`: a token names the one tenant it was made for."""
     return f"stk:{tenant.project}:{tenant.env}"
@@ -57,6 +68,7 @@ class SigningKey:
     kid: str
     private: Ed25519PrivateKey = field(repr=False)
     public: Ed25519PublicKey = field(repr=False)
+    created: float = 0.0  # epoch seconds; for the current key, when it replaced the previous
 
     def jwk(self) -> dict[str, str]:
         raw = self.public.public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -166,7 +178,8 @@ class SigningKeys:
                     private = Ed25519PrivateKey.from_private_bytes(
                         await self._vault.open(session, row, dek)
                     )
-                    keys[row.name] = SigningKey(row.name, private, private.public_key())
+                    created = datetime.fromisoformat(row.meta["createdAt"]).timestamp()
+                    keys[row.name] = SigningKey(row.name, private, private.public_key(), created)
             except (VaultError, ValueError) as exc:
                 log.error("signing key unusable: %s", exc)
                 raise ServiceUnavailable("Token signing keys unavailable") from None
@@ -265,7 +278,7 @@ class SigningKeys:
             self.cache.invalidate(tenant.project)
             keys = await self.keyset(tenant)
         key = keys.keys.get(kid) if keys is not None else None
-        if key is None:
+        if key is None or (keys is not None and _retired(key, keys.current)):
             raise Unauthorized(INVALID)
         name = issuer(tenant)
         try:

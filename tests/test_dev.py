@@ -6,6 +6,7 @@ that adds `--write-out`, so not one character of what the user would paste is ch
 
 from __future__ import annotations
 
+import json
 import signal
 import stat
 import subprocess
@@ -27,7 +28,7 @@ def parse_banner(stdout: str) -> Banner:
     for line in (raw.strip() for raw in stdout.splitlines()):
         if line.startswith("admin token:"):
             token = line.removeprefix("admin token:").strip()
-        elif line.startswith("curl "):
+        elif line.startswith(("curl ", "TOKEN=$(curl ")):
             commands.append((heading, line))
         elif line:
             heading = line
@@ -87,18 +88,25 @@ def test_dev_prints_commands_that_work_and_keeps_its_data(tmp_path: Path) -> Non
     server = dev(data_dir, tmp_path)
     try:
         banner = parse_banner(server.stdout())
-        assert len(banner.commands) == 6, server.stdout()
+        assert len(banner.commands) == 10, server.stdout()
         assert sum("(403)" in heading for heading, _ in banner.commands) == 1
         assert any("/admin/v1/" in command for _, command in banner.commands)
         first = run_banner_commands(banner, curl_home)
 
         acme, globex = tenant_answers(first, "acme"), tenant_answers(first, "globex")
-        assert len(acme) == len(globex) == 2
+        assert len(acme) == len(globex) == 4
         assert any("Welcome to acme" in body for body in acme)
         assert any("Welcome to globex" in body for body in globex)
         assert not any("globex" in body for body in acme)
         assert not any("acme" in body for body in globex)
         assert acme != globex  # each tenant's own database, not a shared one
+        # The demo user signs in and its row filter shows exactly its own note.
+        for project, answers in (("acme", acme), ("globex", globex)):
+            user_view = json.loads(answers[-1])["data"]
+            title = f"Only {project}'s demo user sees this"
+            assert user_view == [{"id": f"{project}-demo-user-note", "title": title}]
+            api_view = json.loads(answers[-2])["data"]
+            assert {"title": "Ship v1"} in api_view  # the admin key sees every note
 
         made = httpx.post(
             f"{server.base}/admin/v1/projects",

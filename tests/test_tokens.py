@@ -315,3 +315,17 @@ async def test_a_remembered_token_still_expires(world: AuthWorld) -> None:
     expect(await me(world, token), 200)  # served from the remembered verification
     await asyncio.sleep(1.6)
     expect(await me(world, token), 401)
+
+
+async def test_the_previous_key_retires_once_its_tokens_must_have_expired(
+    world: AuthWorld, monkeypatch: Any
+) -> None:
+    old = (await world.session())["access_token"]
+    await rotate(world)
+    expect(await me(world, old), 200)
+    # Past the grace (the longest access TTL + leeway since the rotation), the previous key
+    # verifies nothing more, while the current one still does.
+    monkeypatch.setattr(tokens, "PREVIOUS_KEY_GRACE_SECONDS", -1)
+    world.bridge.rt.directory.signing._accepted.clear()
+    expect(await me(world, old), 401)
+    expect(await me(world, (await world.session())["access_token"]), 200)

@@ -33,7 +33,11 @@ _LOGIC_FILE = re.compile(r"^logics/(?:[^/]+/)*[^/]+\.sql$")
 _ORIGIN = re.compile(
     r"^https?://[a-z0-9.-]+(?::[0-9]{1,5})?$|^https?://\[[0-9a-f:.]+\](?::[0-9]{1,5})?$"
 )
-_TTL_BOUNDS = {"accessTtlSeconds": (60, 86_400), "refreshTtlSeconds": (300, 31_536_000)}
+ACCESS_TTL_MAX = 86_400
+_TTL_BOUNDS = {
+    "accessTtlSeconds": (60, ACCESS_TTL_MAX),
+    "refreshTtlSeconds": (300, 31_536_000),
+}
 DEFAULT_AUTH: dict[str, Any] = {
     "signup": {"enabled": False, "roles": []},
     "tokens": {"accessTtlSeconds": 900, "refreshTtlSeconds": 2_592_000},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
@@ -59,13 +60,28 @@ RuntimeDep = Annotated[Runtime, Depends(runtime)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
 
-def page(items: Sequence[T], limit: int, cursor: str | None) -> dict[str, Any]:
-    """`{"items", "nextCursor"}` over a short, stably ordered list; the cursor is an offset."""
-    if cursor is None:
-        offset = 0
-    elif cursor.isdigit() and len(cursor) < 7:
-        offset = int(cursor)
-    else:
-        raise BadRequest("Invalid cursor")
-    end = offset + limit
-    return {"items": list(items[offset:end]), "nextCursor": str(end) if end < len(items) else None}
+@dataclass(frozen=True)
+class Paging:
+    """`limit` and `cursor` of a list endpoint (`admin.md`)."""
+
+    limit: int
+    cursor: str | None
+
+    def page(self, items: Sequence[T]) -> dict[str, Any]:
+        """`{"items", "nextCursor"}` over a short, stably ordered list; the cursor is an offset."""
+        if self.cursor is None:
+            offset = 0
+        elif self.cursor.isdigit() and len(self.cursor) < 7:
+            offset = int(self.cursor)
+        else:
+            raise BadRequest("Invalid cursor")
+        end = offset + self.limit
+        more = end < len(items)
+        return {"items": list(items[offset:end]), "nextCursor": str(end) if more else None}
+
+
+def paging(limit: Limit = 50, cursor: str | None = None) -> Paging:
+    return Paging(limit, cursor)
+
+
+PagingDep = Annotated[Paging, Depends(paging)]

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from bridge import responses
-from bridge.routes.admin.common import ActorDep, AdminRoute, Body, Limit, RuntimeDep, page
+from bridge.routes.admin.common import ActorDep, AdminRoute, Body, Limit, PagingDep, RuntimeDep
 from tenancy import audit
 from tenancy.control import apikeys, secrets
 from tenancy.errors import BadRequest
@@ -39,10 +39,9 @@ async def list_api_keys(
     env: str,
     rt: RuntimeDep,
     _: ActorDep,
-    limit: Limit = 50,
-    cursor: str | None = None,
+    paging: PagingDep,
 ) -> Response:
-    return responses.json(page(await apikeys.list_keys(rt, project, env), limit, cursor))
+    return responses.json(paging.page(await apikeys.list_keys(rt, project, env)))
 
 
 @router.delete("/projects/{project}/envs/{env}/api-keys/{key_id}", status_code=204)

@@ -7,7 +7,7 @@ from pydantic import Field
 from starlette.responses import Response
 
 from bridge import responses
-from bridge.routes.admin.common import ActorDep, AdminRoute, Body, Limit, RuntimeDep, page
+from bridge.routes.admin.common import ActorDep, AdminRoute, Body, PagingDep, RuntimeDep
 from tenancy.control import releases
 
 router = APIRouter(prefix="/projects/{project}", route_class=AdminRoute)
@@ -45,10 +45,9 @@ async def history(
     env: str,
     rt: RuntimeDep,
     _: ActorDep,
-    limit: Limit = 50,
-    cursor: str | None = None,
+    paging: PagingDep,
 ) -> Response:
-    return responses.json(page(await releases.history(rt, project, env), limit, cursor))
+    return responses.json(paging.page(await releases.history(rt, project, env)))
 
 
 @router.get("/envs/{env}/releases/current")

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from bridge import responses
-from bridge.routes.admin.common import ActorDep, AdminRoute, Body, Limit, RuntimeDep, page
+from bridge.routes.admin.common import ActorDep, AdminRoute, Body, PagingDep, RuntimeDep
 from tenancy.control import secrets
 
 router = APIRouter(prefix="/projects/{project}/envs/{env}", route_class=AdminRoute)
@@ -36,16 +36,10 @@ async def put_connection(
 
 @router.get("/connections")
 async def list_connections(
-    project: str,
-    env: str,
-    rt: RuntimeDep,
-    _: ActorDep,
-    limit: Limit = 50,
-    cursor: str | None = None,
+    project: str, env: str, rt: RuntimeDep, _: ActorDep, paging: PagingDep
 ) -> Response:
     rows = await secrets.list_kind(rt, project, env, "connection")
-    items = [secrets.connection_json(r) for r in rows]
-    return responses.json(page(items, limit, cursor))
+    return responses.json(paging.page([secrets.connection_json(r) for r in rows]))
 
 
 @router.delete("/connections/{alias}", status_code=204)
@@ -65,16 +59,10 @@ async def put_secret(
 
 @router.get("/secrets")
 async def list_secrets(
-    project: str,
-    env: str,
-    rt: RuntimeDep,
-    _: ActorDep,
-    limit: Limit = 50,
-    cursor: str | None = None,
+    project: str, env: str, rt: RuntimeDep, _: ActorDep, paging: PagingDep
 ) -> Response:
     rows = await secrets.list_kind(rt, project, env, "secret")
-    items = [secrets.secret_json(r) for r in rows]
-    return responses.json(page(items, limit, cursor))
+    return responses.json(paging.page([secrets.secret_json(r) for r in rows]))
 
 
 @router.delete("/secrets/{name}", status_code=204)
