@@ -1,0 +1,139 @@
+"""CPU per `POST /call` request, driven straight through the ASGI app (no HTTP, no load tool).
+
+    .venv/bin/python -m bench.profile_call [--requests 5000] [--profile]
+
+Steadier than req/s on a shared machine, and the way to see where a request's CPU goes:
+`--profile` prints cProfile's top functions. Uses a throwaway PostgreSQL database (S1's table and
+logic from bench/project) and an in-memory KV store; the registry is SQLite in a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import logging
+import os
+import pstats
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from bridge import logs
+from bridge.app import create_app
+from tenancy.keyring import Keyring
+from tenancy.settings import load_settings
+
+PG = os.environ.get("STK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+LOGIC = Path(__file__).parent / "project" / "logics" / "items" / "get.sql"
+TOKEN = "profile-admin-token-0123456789abcdef"
+
+
+async def main(requests: int, profile: bool) -> None:
+    name = f"stk_profile_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(PG)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG.rpartition("/")[0] + "/" + name
+    try:
+        tenant = await asyncpg.connect(url)
+        await tenant.execute(
+            "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL);"
+            "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g"
+        )
+        await tenant.close()
+        await measure(url, requests, profile)
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def measure(url: str, requests: int, profile: bool) -> None:
+    data = Path(tempfile.mkdtemp())
+    settings = load_settings(
+        data_dir=data, kv_url="memory://", host_suffix="api.example.com", log_format="json"
+    )
+    logs.configure("info", "json")
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(io.StringIO())  # the production JSON path, written to memory
+    app = create_app(settings, Keyring.parse(Keyring.generate_entry("p")), [TOKEN], migrate=True)
+    async with app.router.lifespan_context(app):
+        key = await register(app, url)
+        body = b'{"path":"logics/items/get","params":{"id":42}}'
+        headers = [
+            (b"host", b"shop.api.example.com"),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"x-santokit-api-key", key.encode()),
+        ]
+        for _ in range(300):  # warm: pool open, statement prepared, caches filled
+            await one(app, headers, body)
+        profiler = cProfile.Profile() if profile else None
+        started = time.process_time()
+        if profiler:
+            profiler.enable()
+        for _ in range(requests):
+            await one(app, headers, body)
+        if profiler:
+            profiler.disable()
+        spent = time.process_time() - started
+    print(f"{spent / requests * 1e6:.1f} µs CPU per request ({requests} requests, in process)")
+    if profiler:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+
+
+async def register(app: Any, url: str) -> str:
+    transport = httpx.ASGITransport(app=app)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://x", headers=auth) as c:
+        base = "/admin/v1/projects"
+        (await c.post(base, json={"id": "shop"})).raise_for_status()
+        put = await c.put(f"{base}/shop/envs/prod/connections/main", json={"url": url})
+        put.raise_for_status()
+        files = {"logics/items/get.sql": LOGIC.read_text()}
+        (await c.post(f"{base}/shop/envs/prod/releases", json={"files": files})).raise_for_status()
+        made = await c.post(f"{base}/shop/envs/prod/api-keys", json={"name": "p", "roles": []})
+        return str(made.raise_for_status().json()["apiKey"])
+
+
+async def one(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/call",
+        "raw_path": b"/call",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 8000),
+    }
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200, sent
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    asyncio.run(main(args.requests, args.profile))
