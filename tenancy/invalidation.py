@@ -14,10 +14,11 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 import redis.asyncio as aioredis
+
+from tenancy.redis_url import split_prefix
 
 CHANNEL = "stk:invalidate"
 log = logging.getLogger("stk.invalidation")
@@ -30,10 +31,8 @@ class InvalidationBus:
         self._redis: aioredis.Redis | None = None
         self.channel = CHANNEL
         if redis_url:
-            parts = urlsplit(redis_url)
-            query = parse_qs(parts.query)
-            self.channel = query.pop("prefix", [""])[0] + CHANNEL
-            url = parts._replace(query=urlencode(query, doseq=True)).geturl()
+            url, prefix = split_prefix(redis_url)
+            self.channel = prefix + CHANNEL
             self._redis = aioredis.Redis.from_url(url)
         self._origin = uuid.uuid4().hex
         self._task: asyncio.Task[None] | None = None

@@ -15,6 +15,7 @@ from tenancy.invalidation import InvalidationBus
 from tenancy.keyring import Keyring
 from tenancy.kv import KVStore, open_kv
 from tenancy.pools import PoolManager
+from tenancy.ratelimit import RateLimiter
 from tenancy.registry import migrate
 from tenancy.registry.db import create_registry_engine, session_factory
 from tenancy.releases.store import ReleaseStore
@@ -39,6 +40,7 @@ class Runtime:
     pools: PoolManager
     bus: InvalidationBus
     directory: Directory
+    ratelimit: RateLimiter
     _janitor: asyncio.Task[None] | None = None
 
     @classmethod
@@ -64,8 +66,9 @@ class Runtime:
                 idle_seconds=settings.pool_idle_seconds,
                 statement_timeout_ms=settings.statement_timeout_ms,
             ),
-            bus=InvalidationBus(settings.invalidation_redis),
+            bus=InvalidationBus(settings.shared_redis),
             directory=Directory(sessions, vault, releases, settings.cache_ttl_seconds),
+            ratelimit=RateLimiter(settings.shared_redis),
         )
         rt.bus.subscribe(rt._on_invalidation)
         await rt.bus.start()
@@ -90,6 +93,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._janitor
         await self.bus.close()
+        await self.ratelimit.close()
         await self.pools.close_all()
         await self.kv.close()
         await self.engine.dispose()

@@ -91,7 +91,8 @@ class Settings(BaseSettings):
         return self.kv_url or f"file://{self.data_dir.resolve()}/kv"
 
     @property
-    def invalidation_redis(self) -> str | None:
+    def shared_redis(self) -> str | None:
+        """Redis for what replicas share besides the KV store: invalidations, rate limits."""
         if self.redis_url:
             return self.redis_url
         return self.kv if self.kv.startswith(("redis://", "rediss://")) else None

@@ -98,8 +98,13 @@ class Bridge:
 
 @asynccontextmanager
 async def running_bridge(
-    data_dir: Path, registry_url: str | None = None, kv_url: str = "memory://", **overrides: Any
+    data_dir: Path,
+    registry_url: str | None = None,
+    kv_url: str = "memory://",
+    master_keys: str | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Bridge]:
+    """The app with its lifespan; `master_keys` lets several instances share one registry."""
     from bridge.app import create_app
     from tenancy.keyring import Keyring
     from tenancy.settings import load_settings
@@ -111,7 +116,7 @@ async def running_bridge(
         host_suffix="api.example.com",
         **overrides,
     )
-    keyring = Keyring.parse(Keyring.generate_entry("test"))
+    keyring = Keyring.parse(master_keys or Keyring.generate_entry("test"))
     app = create_app(settings, keyring, [ADMIN_TOKEN], migrate=True)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))

@@ -36,6 +36,9 @@ async def _resolve(request: Request) -> tuple[AppState, Resolved]:
     req = info(request.scope)
     req.project, req.env = resolved.tenant.project, resolved.tenant.env
     req.auth_type = resolved.principal.type
+    per_minute = resolved.project.limits.get("requestsPerMinute")
+    if per_minute:  # the same budget as /call: it also bounds password guessing
+        await state.rt.ratelimit.hit(resolved.tenant, per_minute)
     return state, resolved
 
 

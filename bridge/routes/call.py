@@ -61,6 +61,9 @@ class CallEndpoint:
         req.project, req.env, req.auth_type = tenant.project, tenant.env, resolved.principal.type
         release = await rt.directory.release(tenant)
         req.release = release.id
+        per_minute = resolved.project.limits.get("requestsPerMinute")
+        if per_minute:
+            await rt.ratelimit.hit(tenant, per_minute)
         limit = resolved.project.limits.get("maxConcurrency", rt.settings.tenant_max_concurrency)
         result: Any
         try:

@@ -8,7 +8,9 @@ shared (file, redis).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlsplit
+
+from tenancy.redis_url import split_prefix
 
 
 class KVStore(ABC):
@@ -58,9 +60,8 @@ def open_kv(url: str) -> KVStore:
     if parts.scheme in ("redis", "rediss"):
         if not parts.hostname:
             raise ValueError(f"KV URL {url!r} has no host")
-        query = parse_qs(parts.query)
-        prefix = query.pop("prefix", [""])[0]
         from tenancy.kv.redis import RedisKV
 
-        return RedisKV(parts._replace(query=urlencode(query, doseq=True)).geturl(), prefix=prefix)
+        plain, prefix = split_prefix(url)
+        return RedisKV(plain, prefix=prefix)
     raise ValueError(f"KV URL {url!r}: scheme must be memory://, file:// or redis://")

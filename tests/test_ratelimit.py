@@ -1,0 +1,90 @@
+"""Per-tenant rate limits (`limits.requestsPerMinute` → 429 with Retry-After): counted per
+tenant, never across tenants, shared by replicas through Redis, and covering /auth/*."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import running_bridge
+from tenant_setup import demo_tenant
+
+from tenancy.errors import TooManyRequests
+from tenancy.keyring import Keyring
+from tenancy.principal import Tenant
+from tenancy.ratelimit import RateLimiter
+
+CALL = {"path": "logics/public/stats"}
+
+
+def host(project: str) -> dict[str, str]:
+    return {"Host": f"{project}.api.example.com"}
+
+
+async def limit(bridge, project: str, per_minute: int) -> None:
+    response = await bridge.client.patch(
+        f"/admin/v1/projects/{project}",
+        json={"limits": {"requestsPerMinute": per_minute}},
+        headers=bridge.admin(),
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_a_tenant_over_its_limit_gets_429_and_others_do_not(bridge) -> None:
+    await demo_tenant(bridge, "shop")
+    await demo_tenant(bridge, "other")
+    await limit(bridge, "shop", 3)
+    for _ in range(3):
+        assert (await bridge.client.post("/call", json=CALL, headers=host("shop"))).is_success
+    refused = await bridge.client.post("/call", json=CALL, headers=host("shop"))
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "TOO_MANY_REQUESTS"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.json()["error"]["requestId"] == refused.headers["x-request-id"]
+    # A noisy tenant never spends another tenant's budget.
+    for _ in range(5):
+        assert (await bridge.client.post("/call", json=CALL, headers=host("other"))).is_success
+
+
+async def test_auth_endpoints_share_the_budget(bridge) -> None:
+    await demo_tenant(bridge, "shop")
+    await limit(bridge, "shop", 2)
+    login = {"email": "nobody@example.com", "password": "wrong-password"}
+    statuses = [
+        (await bridge.client.post("/auth/login", json=login, headers=host("shop"))).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [401, 401, 429]
+    assert (await bridge.client.post("/call", json=CALL, headers=host("shop"))).status_code == 429
+
+
+async def test_replicas_share_the_count_through_redis(tmp_path, redis_url) -> None:
+    registry = f"sqlite+aiosqlite:///{tmp_path}/registry.db"
+    shared = {
+        "registry_url": registry,
+        "kv_url": redis_url,
+        "redis_url": redis_url,
+        "master_keys": Keyring.generate_entry("shared"),
+    }
+    async with (
+        running_bridge(tmp_path, **shared) as first,
+        running_bridge(tmp_path, **shared) as second,
+    ):
+        await demo_tenant(first, "shop")
+        await limit(first, "shop", 4)
+        for bridge in (first, second, first, second):
+            response = await bridge.client.post("/call", json=CALL, headers=host("shop"))
+            assert response.is_success, response.text
+        for bridge in (first, second):
+            response = await bridge.client.post("/call", json=CALL, headers=host("shop"))
+            assert response.status_code == 429
+
+
+async def test_an_unreachable_redis_degrades_to_counting_in_process() -> None:
+    limiter = RateLimiter("redis://127.0.0.1:1/0")
+    tenant = Tenant("shop", "prod")
+    try:
+        await limiter.hit(tenant, 2)
+        await limiter.hit(tenant, 2)
+        with pytest.raises(TooManyRequests):
+            await limiter.hit(tenant, 2)
+    finally:
+        await limiter.close()
