@@ -29,7 +29,8 @@ PREFIX = "stk_bench_"
 MIN_CONNECTIONS = 500
 # What the private cluster changes from initdb's defaults, and why.
 CLUSTER_SETTINGS = {
-    "max_connections": "600",  # S4/S6: ~100 warm tenant pools on each of two servers
+    # S4/S6: up to 100 tenant pools x 5 connections on each of the Bridge and the floor, at once
+    "max_connections": "1200",
     "listen_addresses": "127.0.0.1",
     "log_line_prefix": "'%m [%p] '",  # pg_ctl hands -o to a shell: quoted
 }

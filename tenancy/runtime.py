@@ -8,8 +8,10 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from tenancy import audit
 from tenancy.directory import Directory
 from tenancy.invalidation import InvalidationBus
 from tenancy.keyring import Keyring
@@ -23,6 +25,7 @@ from tenancy.settings import Settings
 from tenancy.vault import Vault
 
 log = logging.getLogger("stk.runtime")
+AUDIT_PRUNE_EVERY_SECONDS = 6 * 3600
 # Changes after which a tenant's open pools must drain and close (new requests reconnect).
 RETIRES_POOLS = frozenset(
     {"project.delete", "project.update", "env.delete", "connection.set", "connection.delete"}
@@ -41,7 +44,7 @@ class Runtime:
     bus: InvalidationBus
     directory: Directory
     ratelimit: RateLimiter
-    _janitor: asyncio.Task[None] | None = None
+    _background: tuple[asyncio.Task[None], ...] = ()
 
     @classmethod
     async def start(cls, settings: Settings, keyring: Keyring, *, migrate_schema: bool) -> Runtime:
@@ -72,10 +75,27 @@ class Runtime:
         )
         rt.bus.subscribe(rt._on_invalidation)
         await rt.bus.start()
-        rt._janitor = asyncio.create_task(
-            rt.pools.run_janitor(min(30.0, settings.pool_idle_seconds))
+        rt._background = (
+            asyncio.create_task(rt.pools.run_janitor(min(30.0, settings.pool_idle_seconds))),
+            asyncio.create_task(rt._prune_audit_periodically()),
         )
         return rt
+
+    async def prune_audit(self) -> int:
+        """Drop audit entries past `STK_AUDIT_RETENTION_DAYS`: the log's only removal."""
+        async with self.transaction() as session:
+            return await audit.prune(session, self.settings.audit_retention_days)
+
+    async def _prune_audit_periodically(self) -> None:
+        # Every replica may run it: deleting entries past the cut-off is idempotent.
+        while True:
+            try:
+                removed = await self.prune_audit()
+                if removed:
+                    log.info("pruned %d audit entries past retention", removed)
+            except (SQLAlchemyError, OSError):
+                log.warning("audit pruning failed; retrying later")
+            await asyncio.sleep(AUDIT_PRUNE_EVERY_SECONDS)
 
     def _on_invalidation(self, kind: str, project: str | None, env: str | None) -> None:
         self.directory.invalidate(kind, project, env)
@@ -88,10 +108,10 @@ class Runtime:
             yield session
 
     async def close(self) -> None:
-        if self._janitor is not None:
-            self._janitor.cancel()
+        for task in self._background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._janitor
+                await task
         await self.bus.close()
         await self.ratelimit.close()
         await self.pools.close_all()

@@ -83,7 +83,7 @@ async def test_metrics_count_requests_by_route_kind(bridge):
     assert "shop" not in text  # no tenant label by default
 
 
-async def test_tenant_concurrency_limit_sheds_with_503(bridge):
+async def test_tenant_concurrency_limit_sheds_with_503(bridge, caplog):
     key = await demo_tenant(bridge, "shop")
     state = bridge.app.state.stk
     patch = await bridge.client.patch(
@@ -101,6 +101,11 @@ async def test_tenant_concurrency_limit_sheds_with_503(bridge):
         )
     assert shed.status_code == 503
     assert shed.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+    # The reason reaches the log (the access line alone only says 503).
+    failed = [r for r in caplog.records if r.getMessage().startswith("tenant request failed")]
+    assert [r.getMessage() for r in failed] == [
+        "tenant request failed: Too many concurrent requests for this project"
+    ]
     after = await bridge.client.post(
         "/call", json={"path": "logics/public/stats"}, headers={**HOST, "X-Santokit-Api-Key": key}
     )

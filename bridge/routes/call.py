@@ -78,6 +78,8 @@ class CallEndpoint:
                     raise NotFound(f"Route kind '{route.kind}' is not available yet")
         except StkError as exc:
             if exc.status >= 500:
+                # The envelope's message is already safe to show; operators need it in the log.
+                log.warning("tenant request failed: %s", exc.message)
                 rt.directory.record_error(tenant, exc.message)
             raise
         if resolved.principal.type == "api_key":
