@@ -76,6 +76,16 @@ async def redis_url() -> AsyncIterator[str]:
         await client.aclose()
 
 
+@pytest.fixture(params=["memory", "file", "redis"])
+def kv_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each KV backend in turn, for the suites that hold them all to one contract."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "file":
+        return f"file://{tmp_path}/kv"
+    return str(request.getfixturevalue("redis_url"))
+
+
 # --- the Bridge app over real HTTP semantics (httpx → ASGI), with its lifespan ---------------
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef-xyz"

@@ -16,15 +16,6 @@ from tenancy.kv import KVStore, open_kv
 OpenKV = Callable[[], KVStore]
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
-def kv_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "file":
-        return f"file://{tmp_path}/kv"
-    return str(request.getfixturevalue("redis_url"))
-
-
 @pytest.fixture
 async def open_store(kv_url: str) -> AsyncIterator[OpenKV]:
     """Opens stores on the same data (memory: the same instance, it has no other sharing)."""

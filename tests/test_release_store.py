@@ -26,15 +26,6 @@ def bundle(n: int, project: str = P) -> tuple[str, bytes]:
     return hashlib.sha256(body).hexdigest(), body
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
-def kv_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "file":
-        return f"file://{tmp_path}/kv"
-    return str(request.getfixturevalue("redis_url"))
-
-
 @pytest.fixture
 async def kv(kv_url: str) -> AsyncIterator[KVStore]:
     store = open_kv(kv_url)
