@@ -79,6 +79,3 @@ class TTLCache(Generic[V]):
             return
         for key in [k for k in self._entries if k[0] == project]:
             del self._entries[key]
-
-    def __len__(self) -> int:
-        return len(self._entries)

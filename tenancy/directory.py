@@ -56,6 +56,7 @@ class Directory:
         self._release_objects: OrderedDict[tuple[str, str], Release] = OrderedDict()
         self._release_cache_size = release_cache_size
         self._touched: dict[str, float] = {}
+        self._writes: set[asyncio.Task[None]] = set()
         self._last_errors: dict[tuple[str, str], str] = {}
 
     @property
@@ -129,7 +130,9 @@ class Directory:
         if now - self._touched.get(key_id, -TOUCH_EVERY) < TOUCH_EVERY:
             return
         self._touched[key_id] = now
-        asyncio.get_running_loop().create_task(self._write_last_used(key_id))
+        task = asyncio.get_running_loop().create_task(self._write_last_used(key_id))
+        self._writes.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._writes.discard)
 
     async def _write_last_used(self, key_id: str) -> None:
         try:

@@ -41,10 +41,6 @@ class Conflict(StkError):
     status, code = 409, "CONFLICT"
 
 
-class PayloadTooLarge(StkError):
-    status, code = 413, "PAYLOAD_TOO_LARGE"
-
-
 class TooManyRequests(StkError):
     status, code = 429, "TOO_MANY_REQUESTS"
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -45,6 +45,7 @@ class Runtime:
     directory: Directory
     ratelimit: RateLimiter
     _background: tuple[asyncio.Task[None], ...] = ()
+    _retiring: set[asyncio.Task[int]] = field(default_factory=set)
 
     @classmethod
     async def start(cls, settings: Settings, keyring: Keyring, *, migrate_schema: bool) -> Runtime:
@@ -100,7 +101,9 @@ class Runtime:
     def _on_invalidation(self, kind: str, project: str | None, env: str | None) -> None:
         self.directory.invalidate(kind, project, env)
         if project is not None and kind in RETIRES_POOLS:
-            asyncio.get_running_loop().create_task(self.pools.retire(project, env))
+            task = asyncio.get_running_loop().create_task(self.pools.retire(project, env))
+            self._retiring.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self._retiring.discard)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -64,8 +64,10 @@ async def test_unknown_route_and_method_use_the_envelope(bridge):
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "NOT_FOUND"
     wrong = await bridge.client.get("/call")
-    assert wrong.status_code == 405 or wrong.json()["error"]["code"] == "BAD_REQUEST"
-    assert "error" in wrong.json()
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "POST"
+    assert wrong.json()["error"]["code"] == "BAD_REQUEST"
+    assert wrong.json()["error"]["requestId"] == wrong.headers["x-request-id"]
 
 
 async def test_metrics_count_requests_by_route_kind(bridge):

@@ -28,6 +28,3 @@ class ConcurrencyLimiter:
                 self._active[tenant] = remaining
             else:
                 del self._active[tenant]
-
-    def active(self, tenant: Tenant) -> int:
-        return self._active.get(tenant, 0)

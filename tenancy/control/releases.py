@@ -43,7 +43,7 @@ async def publish(
     ddl = await _schema(rt, project, env, compiled.body, apply=not dry_run) if plan else []
     manifest = await rt.releases.get_manifest(project) or {}
     current = manifest.get("envs", {}).get(env, {}).get("release")
-    reused = await rt.kv.get(f"bundle:{project}:{compiled.id}") is not None
+    reused = await rt.releases.has_bundle(project, compiled.id)
     answer = {"release": compiled.id, "reused": reused, "ddl": ddl, "dryRun": dry_run}
     if dry_run or current == compiled.id:
         return answer

@@ -79,6 +79,9 @@ class ReleaseStore:
             raise BadRequest("bundle does not hash to its release id")
         await self._kv.cas(_bundle_key(project, release_id), None, body)
 
+    async def has_bundle(self, project: str, release_id: str) -> bool:
+        return await self._kv.get(_bundle_key(project, release_id)) is not None
+
     async def get_bundle(self, project: str, release_id: str) -> bytes:
         cache_key = (project, release_id)
         if (cached := self._bundles.get(cache_key)) is not None:
