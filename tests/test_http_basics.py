@@ -112,3 +112,16 @@ async def test_tenant_concurrency_limit_sheds_with_503(bridge, caplog):
         "/call", json={"path": "logics/public/stats"}, headers={**HOST, "X-Santokit-Api-Key": key}
     )
     assert after.status_code == 200
+
+
+async def test_metrics_tenant_label_is_opt_in(tmp_path):
+    async with running_bridge(tmp_path, metrics_tenant_label=True) as bridge:
+        key = await demo_tenant(bridge, "shop")
+        response = await bridge.client.post(
+            "/call",
+            json={"path": "logics/public/stats"},
+            headers={**HOST, "X-Santokit-Api-Key": key},
+        )
+        assert response.status_code == 200
+        text = (await bridge.client.get("/metrics")).text
+    assert 'stk_requests_total{project="shop",route_kind="logics",status="200"} 1.0' in text
