@@ -1,9 +1,14 @@
 """Prometheus metrics (`operations.md`). No tenant label unless STK_METRICS_TENANT_LABEL=true:
-tenant ids are unbounded and would explode the series count of a large fleet."""
+tenant ids are unbounded and would explode the series count of a large fleet.
+
+Request metrics are counted per request; everything the core already counts (pools, cache
+events, invalidations) is read from it at scrape time by `CoreCollector`, so the request path
+pays nothing for them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,10 +16,11 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from starlette.responses import Response
 
 from bridge.context import RequestInfo
@@ -38,19 +44,6 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
-        self.pools_open = Gauge("stk_pools_open", "Open tenant pools", registry=self.registry)
-        self.pool_connections = Gauge(
-            "stk_pool_connections", "Tenant connections", ["state"], registry=self.registry
-        )
-        self.cache_events = Gauge(
-            "stk_tenant_cache_events_total",
-            "Tenant cache lookups",
-            ["cache", "result"],
-            registry=self.registry,
-        )
-        self.invalidations = Gauge(
-            "stk_invalidations_total", "Invalidations applied", registry=self.registry
-        )
 
     def observe(self, req: RequestInfo, path: str, status: int, seconds: float) -> None:
         kind = route_kind(req, path)
@@ -64,16 +57,40 @@ class Metrics:
         children[1].observe(seconds)
 
     def render(self, rt: Runtime) -> bytes:
-        """Gauges over the core's own counters are read at scrape time, not per request."""
-        self.pools_open.set(rt.pools.open_pools)
-        in_use = rt.pools.connections_in_use
-        self.pool_connections.labels("in_use").set(in_use)
-        self.pool_connections.labels("idle").set(rt.pools.open_connections - in_use)
-        for cache in rt.directory.caches:
-            self.cache_events.labels(cache.name, "hit").set(cache.hits)
-            self.cache_events.labels(cache.name, "miss").set(cache.misses)
-        self.invalidations.set(rt.bus.received)
-        return generate_latest(self.registry)
+        core = CollectorRegistry(auto_describe=False)
+        core.register(CoreCollector(rt))
+        return generate_latest(self.registry) + generate_latest(core)
+
+
+class CoreCollector(Collector):
+    """The core's own counters and gauges, read when scraped."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    def collect(self) -> Iterator[Metric]:
+        pools = self._rt.pools
+        yield GaugeMetricFamily("stk_pools_open", "Open tenant pools", value=pools.open_pools)
+        connections = GaugeMetricFamily(
+            "stk_pool_connections", "Tenant connections", labels=["state"]
+        )
+        connections.add_metric(["in_use"], pools.connections_in_use)
+        connections.add_metric(["idle"], pools.open_connections - pools.connections_in_use)
+        yield connections
+        # Counter families take the name without `_total` and expose `<name>_total`.
+        events = CounterMetricFamily(
+            "stk_tenant_cache_events",
+            "Tenant cache lookups by result (stale: a miss answered with a stale value)",
+            labels=["cache", "result"],
+        )
+        for cache in self._rt.caches:
+            events.add_metric([cache.name, "hit"], cache.hits)
+            events.add_metric([cache.name, "miss"], cache.misses)
+            events.add_metric([cache.name, "stale"], cache.stale)
+        yield events
+        yield CounterMetricFamily(
+            "stk_invalidations", "Invalidations applied", value=self._rt.bus.received
+        )
 
 
 def route_kind(req: RequestInfo, path: str) -> str:

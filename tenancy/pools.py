@@ -226,14 +226,15 @@ class PoolManager:
         self._notify()
         return task
 
-    async def retire(
+    def retire(
         self,
         project: str,
         env: str | None = None,
         alias: str | None = None,
         keep_version: int | None = None,
     ) -> int:
-        """Close matching pools after their in-flight queries; new queries build new pools.
+        """Take matching pools out of service now; each closes once its in-flight queries are
+        done (in the background), and new queries build new pools.
 
         For a secret change pass `keep_version` (the new version); for an env or project
         deletion or disable, leave it None. Returns how many pools were retired.

@@ -6,16 +6,21 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenancy import audit
+from tenancy.cache import Cache
+from tenancy.crud.views import VIEWS
 from tenancy.directory import Directory
 from tenancy.invalidation import InvalidationBus
 from tenancy.keyring import Keyring
+from tenancy.keyusage import KeyUsage
 from tenancy.kv import KVStore, open_kv
+from tenancy.lasterrors import LastErrors
 from tenancy.pools import PoolManager
 from tenancy.ratelimit import RateLimiter
 from tenancy.registry import migrate
@@ -30,6 +35,8 @@ AUDIT_PRUNE_EVERY_SECONDS = 6 * 3600
 RETIRES_POOLS = frozenset(
     {"project.delete", "project.update", "env.delete", "connection.set", "connection.delete"}
 )
+# Changes after which a tenant's last recorded error no longer describes anything.
+FORGETS_ERRORS = frozenset({"project.delete", "env.delete"})
 
 
 @dataclass
@@ -44,8 +51,9 @@ class Runtime:
     bus: InvalidationBus
     directory: Directory
     ratelimit: RateLimiter
+    key_usage: KeyUsage
+    last_errors: LastErrors
     _background: tuple[asyncio.Task[None], ...] = ()
-    _retiring: set[asyncio.Task[int]] = field(default_factory=set)
 
     @classmethod
     async def start(cls, settings: Settings, keyring: Keyring, *, migrate_schema: bool) -> Runtime:
@@ -73,6 +81,8 @@ class Runtime:
             bus=InvalidationBus(settings.shared_redis),
             directory=Directory(sessions, vault, releases, settings.cache_ttl_seconds),
             ratelimit=RateLimiter(settings.shared_redis),
+            key_usage=KeyUsage(sessions),
+            last_errors=LastErrors(),
         )
         rt.bus.subscribe(rt._on_invalidation)
         await rt.bus.start()
@@ -98,12 +108,23 @@ class Runtime:
                 log.warning("audit pruning failed; retrying later")
             await asyncio.sleep(AUDIT_PRUNE_EVERY_SECONDS)
 
+    @property
+    def caches(self) -> tuple[Cache[Any], ...]:
+        """Every cache of the process, for `/metrics`."""
+        return (*self.directory.caches, self.releases.bundles, self.key_usage.recent, VIEWS)
+
     def _on_invalidation(self, kind: str, project: str | None, env: str | None) -> None:
-        self.directory.invalidate(kind, project, env)
-        if project is not None and kind in RETIRES_POOLS:
-            task = asyncio.get_running_loop().create_task(self.pools.retire(project, env))
-            self._retiring.add(task)  # the loop keeps only a weak reference to a task
-            task.add_done_callback(self._retiring.discard)
+        """What a change means for this process, wherever it was made (the one home of pool
+        retirement: local admin changes and peers' broadcasts both arrive here)."""
+        self.directory.invalidate(kind, project)
+        if project is None:
+            return
+        if kind in RETIRES_POOLS:
+            self.pools.retire(project, env)
+        if kind in FORGETS_ERRORS:
+            self.last_errors.forget(project, env)
+        if kind == "project.delete":
+            self.releases.bundles.invalidate(project)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,7 +28,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tenancy.cache import TTLCache
+from tenancy.cache import REGISTRY, Cache
 from tenancy.errors import Forbidden, ServiceUnavailable, Unauthorized
 from tenancy.ids import is_env_id, is_project_id, new_ulid
 from tenancy.principal import Principal, Tenant
@@ -145,23 +144,19 @@ class SigningKeys:
     ) -> None:
         self._sessions = sessions
         self._vault = vault
-        self.cache: TTLCache[KeySet] = TTLCache("signingkey", ttl)
+        self.cache: Cache[KeySet] = Cache("signingkey", ttl, stale_on_error=REGISTRY)
         self._creating = asyncio.Lock()
         # Tokens already verified, with the key set that verified them: a repeat presentation
         # skips the signature check (the largest CPU cost of a user request) for as long as
         # that very key set is still the cached one and the token has not expired.
-        self._accepted: OrderedDict[str, _Accepted] = OrderedDict()
+        self.accepted: Cache[_Accepted] = Cache("token", None, max_entries=ACCEPTED_MAX)
+
+    @property
+    def caches(self) -> tuple[Cache[KeySet], Cache[_Accepted]]:
+        return self.cache, self.accepted
 
     async def keyset(self, tenant: Tenant) -> KeySet | None:
-        key = (tenant.project, tenant.env)
-        try:
-            return await self.cache.get(key, lambda: self._load(tenant))
-        except (SQLAlchemyError, OSError) as exc:
-            stale = self.cache.peek(key)
-            if stale is not None:
-                log.warning("registry unreachable, serving cached signing keys")
-                return stale
-            raise ServiceUnavailable("Registry unavailable") from exc
+        return await self.cache.get((tenant.project, tenant.env), lambda: self._load(tenant))
 
     async def _load(self, tenant: Tenant) -> KeySet | None:
         async with self._sessions() as session:
@@ -231,12 +226,12 @@ class SigningKeys:
         A token that verifies under the project it claims, sent to another project, is 403
         (a valid credential of another tenant); anything unverifiable is 401.
         """
-        accepted = self._accepted.get(token)
-        if accepted is not None and accepted.tenant.project == project:
+        accepted = self.accepted.lookup((project, token))
+        if accepted is not None:
             current = self.cache.fresh((project, accepted.tenant.env))
             if current is accepted.keys and time.time() <= accepted.expires + LEEWAY_SECONDS:
                 return accepted.tenant.env, accepted.principal
-            del self._accepted[token]
+            self.accepted.discard((project, token))
         try:
             unverified = jwt.decode_complete(token, options={"verify_signature": False})
         except jwt.PyJWTError:
@@ -263,9 +258,8 @@ class SigningKeys:
         principal = Principal("user", sub, frozenset((*roles, "authenticated", "public")))
         keys = self.cache.fresh((project, env))
         if keys is not None:
-            self._accepted[token] = _Accepted(tenant, keys, float(claims["exp"]), principal)
-            while len(self._accepted) > ACCEPTED_MAX:
-                self._accepted.popitem(last=False)
+            accepted = _Accepted(tenant, keys, float(claims["exp"]), principal)
+            self.accepted.put((project, token), accepted)
         return env, principal
 
     async def _verified(self, tenant: Tenant, kid: str, token: str) -> dict[str, Any]:

@@ -1,20 +1,29 @@
-"""The tenant cache: TTL backstop, misses kept at most a second, single flight, per-project
-invalidation — and, through the real app, stale-while-error when the registry goes away."""
+"""The cache toolkit (`tenancy.cache`): TTL backstop, LRU bound, misses kept at most a second,
+single flight, stale-on-error, per-project invalidation and counters — and, through the real
+app, stale-while-error when the registry goes away and every cache counted in /metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
+from conftest import running_bridge
 from tenant_setup import demo_tenant
 
-from tenancy.cache import TTLCache
+from tenancy.cache import KV, MISS_TTL_MAX, REGISTRY, Cache, StaleOnError
+from tenancy.errors import ServiceUnavailable
 
 HOST = {"Host": "shop.api.example.com"}
+STATS = {"path": "logics/public/stats"}
+
+
+async def value(v: str) -> str:
+    return v
 
 
 async def test_concurrent_misses_load_once() -> None:
-    cache: TTLCache[str] = TTLCache("t", ttl=30)
+    cache: Cache[str] = Cache("t", ttl=30)
     calls = 0
 
     async def load() -> str:
@@ -26,11 +35,13 @@ async def test_concurrent_misses_load_once() -> None:
     results = await asyncio.gather(*(cache.get(("p", "e"), load) for _ in range(50)))
     assert results == ["value"] * 50
     assert calls == 1
+    assert (cache.hits, cache.misses) == (0, 50)
     assert await cache.get(("p", "e"), load) == "value" and calls == 1
+    assert (cache.hits, cache.misses, cache.stale) == (1, 50, 0)
 
 
 async def test_a_failed_load_reaches_every_waiter_and_is_not_cached() -> None:
-    cache: TTLCache[str] = TTLCache("t", ttl=30)
+    cache: Cache[str] = Cache("t", ttl=30)
     calls = 0
 
     async def failing() -> str:
@@ -45,25 +56,42 @@ async def test_a_failed_load_reaches_every_waiter_and_is_not_cached() -> None:
     assert all(isinstance(r, OSError) for r in results) and calls == 1
     with pytest.raises(OSError):
         await cache.get(("p",), failing)
-    assert calls == 2
+    assert calls == 2 and len(cache) == 0
 
 
 async def test_misses_are_kept_at_most_the_miss_ttl() -> None:
-    cache: TTLCache[str] = TTLCache("t", ttl=30, miss_ttl=0.2)
-    value: str | None = None
+    cache: Cache[str] = Cache("t", ttl=30, miss_ttl=0.2)
+    found: str | None = None
 
     async def load() -> str | None:
-        return value
+        return found
 
     assert await cache.get(("new",), load) is None
-    value = "created"
+    found = "created"
     assert await cache.get(("new",), load) is None  # the miss is still cached...
     await asyncio.sleep(0.25)
     assert await cache.get(("new",), load) == "created"  # ...for no longer than miss_ttl
 
 
+async def test_no_cache_keeps_a_miss_longer_than_a_second() -> None:
+    for ttl in (30.0, None):
+        asked: Cache[str] = Cache("t", ttl=ttl, miss_ttl=60)
+        assert asked.miss_ttl == MISS_TTL_MAX == 1.0
+    assert Cache("t", ttl=0.5).miss_ttl == 0.5  # and never longer than the TTL itself
+    cache: Cache[str] = Cache("t", ttl=None, miss_ttl=60)
+    found: str | None = None
+
+    async def load() -> str | None:
+        return found
+
+    assert await cache.get(("new",), load) is None
+    found = "created"
+    await asyncio.sleep(MISS_TTL_MAX + 0.1)
+    assert await cache.get(("new",), load) == "created"
+
+
 async def test_values_expire_after_the_ttl() -> None:
-    cache: TTLCache[int] = TTLCache("t", ttl=0.1)
+    cache: Cache[int] = Cache("t", ttl=0.1)
     counter = iter(range(10))
 
     async def load() -> int:
@@ -72,20 +100,49 @@ async def test_values_expire_after_the_ttl() -> None:
     assert await cache.get(("p",), load) == 0
     assert await cache.get(("p",), load) == 0
     await asyncio.sleep(0.15)
+    assert cache.fresh(("p",)) is None and cache.peek(("p",)) == 0  # expired, still held
     assert await cache.get(("p",), load) == 1
     assert cache.fresh(("p",)) == 1
 
 
-async def test_invalidation_drops_one_project_and_in_flight_loads() -> None:
-    cache: TTLCache[str] = TTLCache("t", ttl=30)
+async def test_values_without_a_ttl_never_expire() -> None:
+    cache: Cache[str] = Cache("t", ttl=None)
+    await cache.get(("p", "r1"), lambda: value("body"))
+    assert cache.ttl == float("inf")
+    assert await cache.get(("p", "r1"), lambda: value("other")) == "body"
 
-    async def value(v: str) -> str:
-        return v
+
+async def test_the_lru_bound_evicts_the_least_recently_stored() -> None:
+    cache: Cache[str] = Cache("t", ttl=30, max_entries=3)
+    for name in "abcd":
+        await cache.get((name,), lambda name=name: value(name))  # type: ignore[misc]
+    assert len(cache) == 3 and cache.peek(("a",)) is None
+    # A hit on a TTL'd entry does not reorder it (a hit stays a lookup and a clock read)...
+    assert await cache.get(("b",), lambda: value("again")) == "b"
+    cache.put(("e",), "e")
+    assert cache.peek(("b",)) is None and len(cache) == 3
+
+
+async def test_without_a_ttl_a_hit_makes_an_entry_the_most_recent() -> None:
+    # ...but without a TTL nothing else would refresh it: a hit moves it to the end (true LRU).
+    cache: Cache[str] = Cache("t", ttl=None, max_entries=3)
+    for name in "abc":
+        cache.put((name,), name)
+    assert await cache.get(("a",), lambda: value("never")) == "a"
+    assert cache.lookup(("b",)) == "b"
+    cache.put(("d",), "d")
+    assert [k for k in "abcd" if cache.peek((k,)) is not None] == ["a", "b", "d"]
+
+
+async def test_invalidation_drops_one_project_and_in_flight_loads() -> None:
+    cache: Cache[str] = Cache("t", ttl=30)
 
     await cache.get(("a", "prod"), lambda: value("a1"))
+    await cache.get(("a", "dev"), lambda: value("a2"))
     await cache.get(("b", "prod"), lambda: value("b1"))
     cache.invalidate("a")
-    assert cache.peek(("a", "prod")) is None and cache.peek(("b", "prod")) == "b1"
+    assert cache.peek(("a", "prod")) is None and cache.peek(("a", "dev")) is None
+    assert cache.peek(("b", "prod")) == "b1"
 
     release = asyncio.Event()
 
@@ -100,22 +157,140 @@ async def test_invalidation_drops_one_project_and_in_flight_loads() -> None:
     assert await pending == "stale"
     assert cache.peek(("a", "prod")) is None  # ...so that load is not kept
 
+    cache.invalidate()
+    assert len(cache) == 0
 
-async def test_stale_while_error_when_the_registry_is_gone(bridge) -> None:
-    """A tenant already served keeps being served; one never seen gets 503."""
+
+async def test_lookup_put_and_discard_count_like_get() -> None:
+    cache: Cache[str] = Cache("t", ttl=30)
+    assert cache.lookup(("p", "k")) is None
+    cache.put(("p", "k"), "v")
+    assert cache.lookup(("p", "k")) == "v"
+    cache.discard(("p", "k"))
+    cache.discard(("p", "never"))
+    assert cache.lookup(("p", "k")) is None
+    assert (cache.hits, cache.misses, cache.stale) == (1, 2, 0)
+
+
+DOWN = StaleOnError("test db", (OSError,), "Test db unavailable")
+
+
+async def failing() -> str:
+    raise ConnectionRefusedError("down")
+
+
+async def test_stale_on_error_serves_the_last_value_and_counts_it() -> None:
+    cache: Cache[str] = Cache("t", ttl=0.05, stale_on_error=DOWN)
+    assert await cache.get(("p",), lambda: value("v1")) == "v1"
+    await asyncio.sleep(0.08)
+    results = await asyncio.gather(*(cache.get(("p",), failing) for _ in range(3)))
+    assert results == ["v1"] * 3
+    assert (cache.hits, cache.misses, cache.stale) == (0, 4, 3)
+    # The dependency is back: the next lookup reloads.
+    assert await cache.get(("p",), lambda: value("v2")) == "v2"
+
+
+async def test_stale_on_error_without_a_value_is_503() -> None:
+    cache: Cache[str] = Cache("t", ttl=30, stale_on_error=DOWN)
+    with pytest.raises(ServiceUnavailable, match="Test db unavailable") as raised:
+        await cache.get(("never-seen",), failing)
+    assert isinstance(raised.value.__cause__, ConnectionRefusedError)
+    assert cache.stale == 0
+
+
+async def test_an_invalidated_value_is_not_served_stale() -> None:
+    cache: Cache[str] = Cache("t", ttl=30, stale_on_error=DOWN)
+    await cache.get(("p",), lambda: value("before the change"))
+    cache.invalidate("p")
+    with pytest.raises(ServiceUnavailable):
+        await cache.get(("p",), failing)
+
+
+async def test_errors_that_are_not_the_dependency_failing_pass_through() -> None:
+    cache: Cache[str] = Cache("t", ttl=0.01, stale_on_error=DOWN)
+    await cache.get(("p",), lambda: value("v1"))
+    await asyncio.sleep(0.02)
+
+    async def broken() -> str:
+        raise ValueError("a bug, not an outage")
+
+    with pytest.raises(ValueError):
+        await cache.get(("p",), broken)
+    assert cache.stale == 0
+
+
+async def test_the_dependency_policies() -> None:
+    """The registry's failure becomes one 503; the KV store's own 503 passes as it is."""
+    registry: Cache[str] = Cache("t", ttl=30, stale_on_error=REGISTRY)
+    with pytest.raises(ServiceUnavailable, match="Registry unavailable"):
+        await registry.get(("p",), failing)
+
+    async def kv_down() -> str:
+        raise ServiceUnavailable("KV store (redis) unavailable: ConnectionError")
+
+    kv: Cache[str] = Cache("t", ttl=0.01, stale_on_error=KV)
+    with pytest.raises(ServiceUnavailable, match="KV store"):
+        await kv.get(("p",), kv_down)
+    await kv.get(("p",), lambda: value("manifest"))
+    await asyncio.sleep(0.02)
+    assert await kv.get(("p",), kv_down) == "manifest" and kv.stale == 1
+
+
+def cache_events(text: str) -> dict[tuple[str, str], float]:
+    pattern = r'^stk_tenant_cache_events_total\{cache="(\w+)",result="(\w+)"\} (\S+)$'
+    return {(c, r): float(v) for c, r, v in re.findall(pattern, text, re.MULTILINE)}
+
+
+async def test_every_cache_is_counted_in_metrics(bridge) -> None:
     key = await demo_tenant(bridge, "shop")
     headers = {**HOST, "X-Santokit-Api-Key": key}
-    body = {"path": "logics/public/stats"}
-    assert (await bridge.client.post("/call", json=body, headers=headers)).status_code == 200
-    for cache in bridge.rt.directory.caches:
-        cache.ttl = cache.miss_ttl = 0  # every lookup now goes back to the registry
-    await bridge.rt.engine.dispose()
-    (bridge.data_dir / "registry.db").unlink()
-    (bridge.data_dir / "registry.db").mkdir()  # SQLite cannot open a directory
-    served = await bridge.client.post("/call", json=body, headers=headers)
-    assert served.status_code == 200, served.text
-    unknown = await bridge.client.post(
-        "/call", json=body, headers={"Host": "other.api.example.com"}
-    )
-    assert unknown.status_code == 503
-    assert unknown.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+    for _ in range(3):
+        assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
+    text = (await bridge.client.get("/metrics")).text
+    assert "# TYPE stk_tenant_cache_events_total counter" in text
+    assert "# TYPE stk_invalidations_total counter" in text
+    assert re.search(r"^stk_invalidations_total [1-9]", text, re.MULTILINE)
+    events = cache_events(text)
+    names = {cache.name for cache in bridge.rt.caches}
+    assert names >= {
+        "project",
+        "host",
+        "apikey",
+        "manifest",
+        "connection",
+        "release",
+        "signingkey",
+        "token",
+        "bundle",
+        "apikey_use",
+        "view",
+    }
+    assert set(events) == {(name, result) for name in names for result in ("hit", "miss", "stale")}
+    # Three calls with one key: after the first, the project, key, manifest, release and
+    # connection lookups hit, and the key's use was written once.
+    for name in ("project", "apikey", "manifest", "release", "connection"):
+        assert events[(name, "hit")] >= 2, name
+    assert events[("apikey_use", "miss")] == 1 and events[("apikey_use", "hit")] == 2
+
+
+async def test_stale_while_error_when_the_registry_is_gone(tmp_path) -> None:
+    """A tenant already served keeps being served after its entries expired; one never seen
+    gets 503; /metrics counts the stale answers."""
+    async with running_bridge(tmp_path, cache_ttl_seconds=0.2) as bridge:
+        key = await demo_tenant(bridge, "shop")
+        headers = {**HOST, "X-Santokit-Api-Key": key}
+        assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
+        await bridge.rt.engine.dispose()
+        (bridge.data_dir / "registry.db").unlink()
+        (bridge.data_dir / "registry.db").mkdir()  # SQLite cannot open a directory
+        await asyncio.sleep(0.3)  # every cached registry entry has expired
+        served = await bridge.client.post("/call", json=STATS, headers=headers)
+        assert served.status_code == 200, served.text
+        unknown = await bridge.client.post(
+            "/call", json=STATS, headers={"Host": "other.api.example.com"}
+        )
+        assert unknown.status_code == 503
+        assert unknown.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+        events = cache_events((await bridge.client.get("/metrics")).text)
+    for name in ("project", "apikey", "connection"):
+        assert events[(name, "stale")] >= 1, name

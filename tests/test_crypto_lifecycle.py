@@ -376,7 +376,7 @@ async def test_moved_ciphertext_does_not_decrypt(
         await put_ciphertext(
             b, ("blog", "prod", "connection", "main"), blog[("prod", "connection", "main")]
         )
-        b.rt.directory.invalidate("connection.set", "blog", "prod")
+        b.rt.directory.invalidate("connection.set", "blog")
         await assert_serves(b, "blog")
         await assert_serves(b, "shop")
 

@@ -294,7 +294,7 @@ async def test_each_secret_version_has_its_pool_and_retire_waits_for_in_flight(
     await manager.query(new, pg_url, "SELECT 1", [])
     assert [s["version"] for s in manager.stats("acme")] == [1, 2]
 
-    assert await manager.retire("acme", keep_version=2) == 1
+    assert manager.retire("acme", keep_version=2) == 1
     assert [s["version"] for s in manager.stats("acme")] == [2]
     assert manager.open_connections == 2  # the old pool drains
     assert (await slow).rows == [{"done": 1}]  # the in-flight query finished normally
@@ -302,8 +302,8 @@ async def test_each_secret_version_has_its_pool_and_retire_waits_for_in_flight(
     assert await backends(pg_url) == 1
     await manager.query(new, pg_url, "SELECT 1", [])
 
-    assert await manager.retire("acme", env="prod") == 0
-    assert await manager.retire("acme", env="dev", alias="main") == 1
+    assert manager.retire("acme", env="prod") == 0
+    assert manager.retire("acme", env="dev", alias="main") == 1
     assert manager.open_pools == 0
 
 

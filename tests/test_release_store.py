@@ -15,7 +15,8 @@ import pytest
 
 from tenancy.errors import BadRequest, NotFound, ServiceUnavailable
 from tenancy.kv import KVStore, open_kv
-from tenancy.releases.store import HISTORY_LIMIT, ReleaseStore
+from tenancy.releases.manifest import HISTORY_LIMIT, Manifest, Publication
+from tenancy.releases.store import ReleaseStore
 
 P = "shop"
 NewStore = Callable[[], ReleaseStore]
@@ -86,18 +87,34 @@ async def test_tampered_bundle_fails_on_read(
     assert await store.get_manifest(P) is None
 
 
-async def test_publish_builds_the_manifest(store: ReleaseStore) -> None:
+async def test_publish_builds_the_manifest(store: ReleaseStore, kv: KVStore) -> None:
     rid, body = bundle(1)
     await store.put_bundle(P, rid, body)
     manifest = await store.publish(P, "dev", rid, "abc123")
     assert manifest == await store.get_manifest(P)
-    dev = manifest["envs"]["dev"]
-    assert manifest["project"] == P and manifest["revision"] == 1
-    assert (dev["release"], dev["ref"]) == (rid, "abc123")
-    assert dev["publishedAt"].endswith("Z")
-    assert dev["history"] == [{"release": rid, "ref": "abc123", "publishedAt": dev["publishedAt"]}]
+    dev = manifest.envs["dev"]
+    assert manifest.project == P and manifest.revision == 1
+    assert (dev.release, dev.current.ref) == (rid, "abc123")
+    assert dev.current.published_at.endswith("Z")
+    assert dev.history == (Publication(rid, "abc123", dev.current.published_at),)
     again = await store.publish(P, "dev", rid, "other-ref")
     assert again == manifest  # idempotent: nothing changes
+    # The stored form (`docs/storage.md`) is what it always was, and parses back to the value.
+    at = dev.current.published_at
+    stored = await kv.get(f"manifest:{P}")
+    assert stored is not None and orjson.loads(stored) == {
+        "project": P,
+        "revision": 1,
+        "envs": {
+            "dev": {
+                "release": rid,
+                "ref": "abc123",
+                "publishedAt": at,
+                "history": [{"release": rid, "ref": "abc123", "publishedAt": at}],
+            }
+        },
+    }
+    assert Manifest.parse(stored) == manifest and manifest.dumps() == stored
 
 
 async def test_publish_refuses_missing_bundle_and_bad_ids(store: ReleaseStore) -> None:
@@ -121,9 +138,9 @@ async def test_crash_between_bundle_write_and_pointer_swap_keeps_old(
     await store.put_bundle(P, new, new_body)  # ... and the process dies before publish
     reader = new_store()
     manifest = await reader.get_manifest(P)
-    assert manifest is not None and manifest["envs"]["dev"]["release"] == old
+    assert manifest is not None and manifest.release("dev") == old
     assert await reader.get_bundle(P, old) == old_body
-    assert manifest["revision"] == 1
+    assert manifest.revision == 1
 
 
 async def test_concurrent_publishes_lose_none(store: ReleaseStore, new_store: NewStore) -> None:
@@ -134,10 +151,10 @@ async def test_concurrent_publishes_lose_none(store: ReleaseStore, new_store: Ne
         *(new_store().publish(P, "dev", rid, f"r{rid[:6]}") for rid, _ in releases)
     )
     manifest = await store.get_manifest(P)
-    assert manifest is not None and manifest["revision"] == 20
-    history = manifest["envs"]["dev"]["history"]
-    assert sorted(e["release"] for e in history) == sorted(rid for rid, _ in releases)
-    assert history[0]["release"] == manifest["envs"]["dev"]["release"]
+    assert manifest is not None and manifest.revision == 20
+    history = manifest.envs["dev"].history
+    assert sorted(e.release for e in history) == sorted(rid for rid, _ in releases)
+    assert history[0] == manifest.envs["dev"].current
 
 
 async def test_history_is_capped_newest_first(store: ReleaseStore) -> None:
@@ -147,7 +164,7 @@ async def test_history_is_capped_newest_first(store: ReleaseStore) -> None:
         await store.publish(P, "dev", rid, None)
     manifest = await store.get_manifest(P)
     assert manifest is not None
-    history = [e["release"] for e in manifest["envs"]["dev"]["history"]]
+    history = [e.release for e in manifest.envs["dev"].history]
     assert history == [rid for rid, _ in reversed(releases)][:HISTORY_LIMIT]
 
 
@@ -158,10 +175,10 @@ async def test_rollback(store: ReleaseStore) -> None:
     await store.publish(P, "dev", a, "ref-a")
     await store.publish(P, "dev", b, "ref-b")
     manifest = await store.rollback(P, "dev", a)
-    dev = manifest["envs"]["dev"]
-    assert (dev["release"], dev["ref"], manifest["revision"]) == (a, "ref-a", 3)
-    assert [e["release"] for e in dev["history"]] == [a, b, a]
-    assert (await store.rollback(P, "dev", a))["revision"] == 3  # already current
+    dev = manifest.envs["dev"]
+    assert (dev.release, dev.current.ref, manifest.revision) == (a, "ref-a", 3)
+    assert [e.release for e in dev.history] == [a, b, a]
+    assert (await store.rollback(P, "dev", a)).revision == 3  # already current
     with pytest.raises(NotFound):
         await store.rollback(P, "dev", c)  # stored, but never published to dev
     with pytest.raises(NotFound):
@@ -176,10 +193,12 @@ async def test_promote(store: ReleaseStore) -> None:
     await store.publish(P, "dev", rid, "ref-1")
     assert await store.promote(P, "dev", "prod") == rid
     manifest = await store.get_manifest(P)
-    assert manifest is not None and manifest["revision"] == 2
-    assert (manifest["envs"]["prod"]["release"], manifest["envs"]["prod"]["ref"]) == (rid, "ref-1")
+    assert manifest is not None and manifest.revision == 2
+    prod = manifest.envs["prod"]
+    assert (prod.release, prod.current.ref) == (rid, "ref-1")
     assert await store.promote(P, "dev", "prod") == rid
-    assert (await store.get_manifest(P) or {})["revision"] == 2
+    again = await store.get_manifest(P)
+    assert again is not None and again.revision == 2
 
 
 async def test_drop_env(store: ReleaseStore) -> None:
@@ -190,8 +209,8 @@ async def test_drop_env(store: ReleaseStore) -> None:
     await store.drop_env(P, "dev")
     await store.drop_env(P, "never")
     manifest = await store.get_manifest(P)
-    assert manifest is not None and list(manifest["envs"]) == ["prod"]
-    assert manifest["revision"] == 3
+    assert manifest is not None and list(manifest.envs) == ["prod"]
+    assert manifest.revision == 3
 
 
 async def test_delete_project(store: ReleaseStore, kv: KVStore) -> None:
@@ -253,5 +272,26 @@ async def test_file_cas_across_processes_loses_none(tmp_path: Path) -> None:
             p.kill()
     kv = open_kv(url)
     manifest = await ReleaseStore(kv).get_manifest(P)
-    assert manifest is not None and manifest["revision"] == workers * each
-    assert len({e["release"] for e in manifest["envs"]["dev"]["history"]}) == workers * each
+    assert manifest is not None and manifest.revision == workers * each
+    assert len({e.release for e in manifest.envs["dev"].history}) == workers * each
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[]",
+        b'{"project": "shop", "revision": 1}',
+        b'{"project": "shop", "revision": "1", "envs": {}}',
+        b'{"project": "shop", "revision": 1, "envs": {"dev": {"release": 5}}}',
+        b'{"project": "shop", "revision": 1, "envs": {"dev": {"release": "r", "ref": 1,'
+        b' "publishedAt": "t", "history": []}}}',
+    ],
+)
+async def test_a_malformed_manifest_is_503_not_a_crash(
+    store: ReleaseStore, kv: KVStore, raw: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    await kv.set(f"manifest:{P}", raw)
+    with caplog.at_level(logging.ERROR), pytest.raises(ServiceUnavailable):
+        await store.get_manifest(P)
+    assert any("manifest is malformed" in r.getMessage() for r in caplog.records)

@@ -326,6 +326,6 @@ async def test_the_previous_key_retires_once_its_tokens_must_have_expired(
     # Past the grace (the longest access TTL + leeway since the rotation), the previous key
     # verifies nothing more, while the current one still does.
     monkeypatch.setattr(tokens, "PREVIOUS_KEY_GRACE_SECONDS", -1)
-    world.bridge.rt.directory.signing._accepted.clear()
+    world.bridge.rt.directory.signing.accepted.invalidate()
     expect(await me(world, old), 401)
     expect(await me(world, (await world.session())["access_token"]), 200)

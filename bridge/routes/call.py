@@ -80,10 +80,10 @@ class CallEndpoint:
             if exc.status >= 500:
                 # The envelope's message is already safe to show; operators need it in the log.
                 log.warning("tenant request failed: %s", exc.message)
-                rt.directory.record_error(tenant, exc.message)
+                rt.last_errors.record(tenant, exc.message)
             raise
         if resolved.principal.type == "api_key":
-            rt.directory.touch_api_key(resolved.principal.sub)
+            rt.key_usage.touch(resolved.principal.sub)
         return dumps({"data": result})
 
 

@@ -9,9 +9,10 @@ from sqlalchemy.exc import IntegrityError
 
 from tenancy import audit
 from tenancy.audit import Actor
-from tenancy.directory import load_project_record
 from tenancy.errors import BadRequest, Conflict, NotFound
 from tenancy.ids import is_env_id, is_hostname, is_project_id
+from tenancy.principal import Tenant
+from tenancy.registry import queries
 from tenancy.registry.models import ApiKey, EndUser, Env, Project, ProjectHost, Secret
 from tenancy.registry.records import ProjectRecord
 from tenancy.runtime import Runtime
@@ -56,7 +57,7 @@ async def require_project(rt: Runtime, project_id: str) -> ProjectRecord:
     if not is_project_id(project_id):
         raise NotFound("Project not found")
     async with rt.sessions() as session:
-        record = await load_project_record(session, project_id)
+        record = await queries.project_record(session, project_id)
     if record is None:
         raise NotFound("Project not found")
     return record
@@ -159,8 +160,7 @@ async def delete_project(rt: Runtime, actor: Actor, project_id: str) -> None:
         await session.execute(delete(Project).where(Project.id == project_id))
         audit.record(session, actor, "project.delete", project_id)
     await rt.releases.delete_project(project_id)
-    await rt.bus.publish("project.delete", project_id)
-    await rt.pools.retire(project_id)
+    await rt.bus.publish("project.delete", project_id)  # also retires its pools
 
 
 async def create_env(rt: Runtime, actor: Actor, project_id: str, env: str) -> None:
@@ -190,24 +190,23 @@ async def delete_env(rt: Runtime, actor: Actor, project_id: str, env: str) -> No
         await session.execute(delete(Env).where(Env.project == project_id, Env.id == env))
         audit.record(session, actor, "env.delete", project_id, env)
     await rt.releases.drop_env(project_id, env)
-    await rt.bus.publish("env.delete", project_id, env)
-    await rt.pools.retire(project_id, env)
+    await rt.bus.publish("env.delete", project_id, env)  # also retires its pools
 
 
 async def status(rt: Runtime, project_id: str) -> dict[str, Any]:
     """Per env: current release, whether this process has it cached, pools, last error."""
     record = await require_project(rt, project_id)
-    manifest = (await rt.releases.get_manifest(project_id)) or {}
+    manifest = await rt.releases.get_manifest(project_id)
     pools = rt.pools.stats(project_id)
     envs = {}
     for env in record.envs:
-        entry = manifest.get("envs", {}).get(env) or {}
-        release = entry.get("release")
+        pointer = manifest.envs.get(env) if manifest is not None else None
+        release = pointer.release if pointer is not None else None
         envs[env] = {
             "release": release,
-            "publishedAt": entry.get("publishedAt"),
+            "publishedAt": pointer.current.published_at if pointer is not None else None,
             "releaseCached": release is not None and rt.directory.has_release(project_id, release),
             "pools": [p for p in pools if p["env"] == env],
-            "lastError": rt.directory.last_error(project_id, env),
+            "lastError": rt.last_errors.get(Tenant(project_id, env)),
         }
     return {"id": record.id, "status": record.status, "envs": envs}

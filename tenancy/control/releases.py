@@ -41,8 +41,8 @@ async def publish(
     # A dry run shows what applying would do, whether or not applySchema was also asked for.
     plan = apply_schema or dry_run
     ddl = await _schema(rt, project, env, compiled.body, apply=not dry_run) if plan else []
-    manifest = await rt.releases.get_manifest(project) or {}
-    current = manifest.get("envs", {}).get(env, {}).get("release")
+    manifest = await rt.releases.get_manifest(project)
+    current = manifest.release(env) if manifest is not None else None
     reused = await rt.releases.has_bundle(project, compiled.id)
     answer = {"release": compiled.id, "reused": reused, "ddl": ddl, "dryRun": dry_run}
     if dry_run or current == compiled.id:
@@ -68,24 +68,26 @@ async def _schema(rt: Runtime, project: str, env: str, body: bytes, *, apply: bo
 
 async def history(rt: Runtime, project: str, env: str) -> list[dict[str, Any]]:
     await require_env(rt, project, env)
-    entry = ((await rt.releases.get_manifest(project)) or {}).get("envs", {}).get(env)
-    if not entry:
+    manifest = await rt.releases.get_manifest(project)
+    pointer = manifest.envs.get(env) if manifest is not None else None
+    if pointer is None:
         return []
     # History logs every pointer move, so a rolled-back-to release appears twice: only the
     # newest entry (the move that made it current) is marked current.
     return [
-        {**item, "current": i == 0 and item["release"] == entry["release"]}
-        for i, item in enumerate(entry["history"])
+        {**item.json(), "current": i == 0 and item.release == pointer.release}
+        for i, item in enumerate(pointer.history)
     ]
 
 
 async def current(rt: Runtime, project: str, env: str) -> dict[str, Any]:
     await require_env(rt, project, env)
-    entry = ((await rt.releases.get_manifest(project)) or {}).get("envs", {}).get(env)
-    if not entry:
+    manifest = await rt.releases.get_manifest(project)
+    release = manifest.release(env) if manifest is not None else None
+    if release is None:
         raise NotFound("No release published for this env")
-    body = await rt.releases.get_bundle(project, entry["release"])
-    return {"release": entry["release"], "compiled": orjson.loads(body)}
+    body = await rt.releases.get_bundle(project, release)
+    return {"release": release, "compiled": orjson.loads(body)}
 
 
 async def rollback(

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tenancy.cache import Cache
 from tenancy.crud.sql import column_list
 from tenancy.releases.model import Column, Release, Rule, Table
-
-_MAX_ENTRIES = 8192  # far above live releases * tables * rules; a reset is rare and cheap
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,18 +24,19 @@ class View:
     returning_listing: str
 
 
-_views: dict[tuple[str, str, str, int], View] = {}
+# Process-wide (a view depends on the release's content only), never stale (a release never
+# changes); bounded far above live releases * tables * rules.
+VIEWS: Cache[View] = Cache("view", None, max_entries=8192)
 
 
 def view(release: Release, table: Table, op: str, rule: Rule) -> View:
     rules = release.permissions[table.name][op]
     position = next(i for i, candidate in enumerate(rules) if candidate is rule)
     key = (release.id, table.name, op, position)
-    found = _views.get(key)
+    found = VIEWS.lookup(key)
     if found is None:
-        if len(_views) >= _MAX_ENTRIES:
-            _views.clear()
-        found = _views[key] = _build(table, rule)
+        found = _build(table, rule)
+        VIEWS.put(key, found)
     return found
 
 

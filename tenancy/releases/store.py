@@ -12,26 +12,17 @@ import hashlib
 import logging
 import random
 import re
-from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
-
-import orjson
 
 from tenancy import ids
+from tenancy.cache import Cache
 from tenancy.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from tenancy.kv import KVStore
+from tenancy.releases.manifest import Manifest, Publication, now
 
 log = logging.getLogger(__name__)
 
-HISTORY_LIMIT = 50
 RELEASE_ID = re.compile(r"^[0-9a-f]{64}$")
-Manifest = dict[str, Any]
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _project(project: str) -> str:
@@ -56,21 +47,11 @@ def _check_env(env: str) -> None:
         raise BadRequest(f"invalid env id {env!r}")
 
 
-def _point(manifest: Manifest, env: str, entry: dict[str, Any]) -> bool:
-    """Make `entry` the env's current release; False (no change) when it already is."""
-    current = manifest["envs"].get(env)
-    if current is not None and current["release"] == entry["release"]:
-        return False
-    history = [entry, *(current["history"] if current else [])][:HISTORY_LIMIT]
-    manifest["envs"][env] = {**entry, "history": history}
-    return True
-
-
 class ReleaseStore:
     def __init__(self, kv: KVStore, *, cache_size: int = 128, max_attempts: int = 50) -> None:
         self._kv = kv
-        self._bundles: OrderedDict[tuple[str, str], bytes] = OrderedDict()
-        self._cache_size = cache_size
+        # Bundles are immutable and named by their hash: cached without a TTL, LRU-bounded.
+        self.bundles: Cache[bytes] = Cache("bundle", None, max_entries=cache_size)
         self._max_attempts = max_attempts
 
     async def put_bundle(self, project: str, release_id: str, body: bytes) -> None:
@@ -83,43 +64,43 @@ class ReleaseStore:
         return await self._kv.get(_bundle_key(project, release_id)) is not None
 
     async def get_bundle(self, project: str, release_id: str) -> bytes:
-        cache_key = (project, release_id)
-        if (cached := self._bundles.get(cache_key)) is not None:
-            self._bundles.move_to_end(cache_key)
-            return cached
-        body = await self._kv.get(_bundle_key(project, release_id))
-        if body is None:
-            raise NotFound(f"release {release_id} not found")
-        if hashlib.sha256(body).hexdigest() != release_id:
-            log.error("stored bundle %s of project %s fails its hash check", release_id, project)
-            raise ServiceUnavailable("stored release is corrupt")
-        self._bundles[cache_key] = body
-        if len(self._bundles) > self._cache_size:
-            self._bundles.popitem(last=False)
+        async def load() -> bytes:
+            body = await self._kv.get(_bundle_key(project, release_id))
+            if body is None:
+                raise NotFound(f"release {release_id} not found")
+            if hashlib.sha256(body).hexdigest() != release_id:
+                log.error(
+                    "stored bundle %s of project %s fails its hash check", release_id, project
+                )
+                raise ServiceUnavailable("stored release is corrupt")
+            return body
+
+        body = await self.bundles.get((project, release_id), load)
+        assert body is not None  # the loader raises rather than answer None
         return body
 
     async def get_manifest(self, project: str) -> Manifest | None:
         raw = await self._kv.get(_manifest_key(project))
-        return None if raw is None else dict(orjson.loads(raw))
+        return None if raw is None else Manifest.parse(raw)
 
     async def publish(self, project: str, env: str, release_id: str, ref: str | None) -> Manifest:
         """Point `env` at a stored bundle; publishing the current release changes nothing."""
         _check_env(env)
         await self.get_bundle(project, release_id)  # never point at a missing or corrupt bundle
-        entry = {"release": release_id, "ref": ref, "publishedAt": _now()}
-        return await self._update(project, lambda manifest: _point(manifest, env, entry))
+        entry = Publication(release_id, ref, now())
+        return await self._update(project, lambda manifest: manifest.point(env, entry))
 
     async def rollback(self, project: str, env: str, release_id: str) -> Manifest:
         """Point `env` back at a release from its history; the move is recorded in history."""
         _check_env(env)
 
-        def change(manifest: Manifest) -> bool:
-            state = manifest["envs"].get(env) or {"history": []}
-            past = next((e for e in state["history"] if e["release"] == release_id), None)
+        def change(manifest: Manifest) -> Manifest | None:
+            pointer = manifest.envs.get(env)
+            history = pointer.history if pointer is not None else ()
+            past = next((e for e in history if e.release == release_id), None)
             if past is None:
                 raise NotFound(f"release {release_id} is not in the history of {env}")
-            entry = {"release": release_id, "ref": past["ref"], "publishedAt": _now()}
-            return _point(manifest, env, entry)
+            return manifest.point(env, Publication(release_id, past.ref, now()))
 
         return await self._update(project, change)
 
@@ -128,41 +109,41 @@ class ReleaseStore:
         _check_env(from_env)
         _check_env(to_env)
 
-        def change(manifest: Manifest) -> bool:
-            source = manifest["envs"].get(from_env)
+        def change(manifest: Manifest) -> Manifest | None:
+            source = manifest.envs.get(from_env)
             if source is None:
                 raise NotFound(f"env {from_env} has no release")
-            entry = {"release": source["release"], "ref": source["ref"], "publishedAt": _now()}
-            return _point(manifest, to_env, entry)
+            return manifest.point(to_env, Publication(source.release, source.current.ref, now()))
 
-        manifest = await self._update(project, change)
-        return str(manifest["envs"][to_env]["release"])
+        release = (await self._update(project, change)).release(to_env)
+        assert release is not None  # `change` pointed it or found it already pointed
+        return release
 
     async def drop_env(self, project: str, env: str) -> None:
-        await self._update(project, lambda manifest: manifest["envs"].pop(env, None) is not None)
+        await self._update(project, lambda manifest: manifest.without(env))
 
     async def delete_project(self, project: str) -> None:
         # The manifest goes first, so no pointer ever names a deleted bundle.
         await self._kv.delete(_manifest_key(project))
         await self._kv.delete(*await self._kv.keys(f"bundle:{_project(project)}:"))
-        for cache_key in [key for key in self._bundles if key[0] == project]:
-            del self._bundles[cache_key]
+        self.bundles.invalidate(project)
 
-    async def _update(self, project: str, change: Callable[[Manifest], bool]) -> Manifest:
-        """Read, change, compare-and-set; retry with jittered backoff when another writer won."""
+    async def _update(
+        self, project: str, change: Callable[[Manifest], Manifest | None]
+    ) -> Manifest:
+        """Read, change, compare-and-set; retry with jittered backoff when another writer won.
+
+        `change` answers the new manifest, or None when there is nothing to change.
+        """
         key = _manifest_key(project)
         for attempt in range(self._max_attempts):
             raw = await self._kv.get(key)
-            manifest: Manifest = (
-                {"project": project, "revision": 0, "envs": {}}
-                if raw is None
-                else orjson.loads(raw)
-            )
-            if not change(manifest):
+            manifest = Manifest.empty(project) if raw is None else Manifest.parse(raw)
+            changed = change(manifest)
+            if changed is None:
                 return manifest
-            manifest["revision"] += 1
-            if await self._kv.cas(key, raw, orjson.dumps(manifest)):
-                return manifest
+            if await self._kv.cas(key, raw, changed.dumps()):
+                return changed
             backoff = min(0.1, 0.002 * 2**attempt)
             await asyncio.sleep(random.uniform(0, backoff))  # noqa: S311 (jitter, not a secret)
         raise Conflict(f"the manifest of {project} kept changing; retry")

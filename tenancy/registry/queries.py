@@ -1,0 +1,55 @@
+"""Registry rows → records (`records.py`): the reads the cached lookups and the admin API share.
+
+The only place that maps a row to a record, so a column added to a record is filled in once.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tenancy.registry.models import ApiKey, Env, Project, ProjectHost
+from tenancy.registry.records import ApiKeyRecord, ProjectRecord
+
+
+async def project_record(session: AsyncSession, project_id: str) -> ProjectRecord | None:
+    row = await session.get(Project, project_id)
+    if row is None:
+        return None
+    envs = (await session.scalars(select(Env.id).where(Env.project == project_id))).all()
+    hosts = (
+        await session.scalars(select(ProjectHost.host).where(ProjectHost.project == project_id))
+    ).all()
+    return ProjectRecord(
+        id=row.id,
+        status=row.status,
+        default_env=row.default_env,
+        envs=tuple(sorted(envs)),
+        hosts=tuple(sorted(hosts)),
+        limits=dict(row.limits or {}),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def api_key_record(session: AsyncSession, key_id: str) -> ApiKeyRecord | None:
+    row = await session.get(ApiKey, key_id)
+    if row is None:
+        return None
+    return ApiKeyRecord(
+        key_id=row.key_id,
+        project=row.project,
+        env=row.env,
+        name=row.name,
+        roles=tuple(row.roles or ()),
+        status=row.status,
+        secret_hash=row.secret_hash,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+    )
+
+
+async def host_project(session: AsyncSession, host: str) -> str | None:
+    """The project a custom host name belongs to."""
+    row = await session.get(ProjectHost, host)
+    return row.project if row is not None else None

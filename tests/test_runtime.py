@@ -1,0 +1,98 @@
+"""What a change means for this process (`Runtime._on_invalidation`, the one home of pool
+retirement), API-key usage writes and the last-error store."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import update
+from tenant_setup import demo_tenant
+
+from tenancy.lasterrors import LastErrors
+from tenancy.principal import Tenant
+from tenancy.registry.models import ApiKey
+
+HOST = {"Host": "shop.api.example.com"}
+STATS = {"path": "logics/public/stats"}
+
+
+async def last_used(bridge, key_id: str):
+    async with bridge.rt.sessions() as session:
+        row = await session.get(ApiKey, key_id)
+        return row.last_used_at
+
+
+async def eventually_used(bridge, key_id: str) -> None:
+    for _ in range(200):
+        if await last_used(bridge, key_id) is not None:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the key's use was never written")
+
+
+async def test_a_key_use_is_written_at_most_once_a_minute(bridge) -> None:
+    key = await demo_tenant(bridge, "shop")
+    key_id = key.removeprefix("stk_").split(".", 1)[0]
+    headers = {**HOST, "X-Santokit-Api-Key": key}
+    assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
+    await eventually_used(bridge, key_id)
+    async with bridge.rt.sessions() as session, session.begin():
+        await session.execute(
+            update(ApiKey).where(ApiKey.key_id == key_id).values(last_used_at=None)
+        )
+    for _ in range(3):
+        assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
+    await asyncio.sleep(0.2)
+    assert await last_used(bridge, key_id) is None  # written a moment ago: not again
+    recent = bridge.rt.key_usage.recent
+    assert (recent.misses, recent.hits) == (1, 3)
+    recent.invalidate()  # as if the minute had passed
+    assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
+    await eventually_used(bridge, key_id)
+
+
+def test_last_errors_are_kept_per_env_and_forgotten_per_env_or_project() -> None:
+    errors = LastErrors()
+    shop_prod, shop_dev, blog_prod = (
+        Tenant("shop", "prod"),
+        Tenant("shop", "dev"),
+        Tenant("blog", "prod"),
+    )
+    for tenant in (shop_prod, shop_dev, blog_prod):
+        errors.record(tenant, f"failed: {tenant.project}/{tenant.env}")
+    errors.record(shop_prod, "failed again")
+    assert errors.get(shop_prod) == "failed again"
+    errors.forget("shop", "dev")
+    assert errors.get(shop_dev) is None and errors.get(shop_prod) == "failed again"
+    errors.forget("shop")
+    assert errors.get(shop_prod) is None and errors.get(blog_prod) == "failed: blog/prod"
+
+
+async def test_a_project_delete_however_it_arrives_retires_pools_and_drops_state(bridge) -> None:
+    key = await demo_tenant(bridge, "shop")
+    headers = {**HOST, "X-Santokit-Api-Key": key}
+    assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
+    rt = bridge.rt
+    release = (await rt.releases.get_manifest("shop")).release("prod")
+    assert rt.pools.stats("shop") and rt.directory.has_release("shop", release)
+    assert rt.releases.bundles.peek(("shop", release)) is not None
+    rt.last_errors.record(Tenant("shop", "prod"), "Tenant database unavailable")
+    # What a peer's broadcast delivers, applied through the same bus as a local change.
+    await rt.bus.publish("project.delete", "shop")
+    assert rt.pools.stats("shop") == []
+    assert not rt.directory.has_release("shop", release)
+    assert rt.releases.bundles.peek(("shop", release)) is None
+    assert rt.last_errors.get(Tenant("shop", "prod")) is None
+
+
+async def test_an_env_delete_retires_only_that_envs_pools(bridge) -> None:
+    key = await demo_tenant(bridge, "shop")
+    headers = {**HOST, "X-Santokit-Api-Key": key}
+    assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
+    rt = bridge.rt
+    rt.last_errors.record(Tenant("shop", "prod"), "Tenant database unavailable")
+    await rt.bus.publish("env.delete", "shop", "dev")
+    assert [p["env"] for p in rt.pools.stats("shop")] == ["prod"]
+    assert rt.last_errors.get(Tenant("shop", "prod")) == "Tenant database unavailable"
+    await rt.bus.publish("env.delete", "shop", "prod")
+    assert rt.pools.stats("shop") == [] and rt.last_errors.get(Tenant("shop", "prod")) is None
