@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
-from tenancy.crud.plan import Cond
+from tenancy.crud.operations import Cond
 from tenancy.crud.types import Invalid, canonical
 from tenancy.errors import Forbidden, Unauthorized
 from tenancy.principal import Principal

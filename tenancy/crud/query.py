@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tenancy.crud.plan import Cond, CondOp
+from tenancy.crud.operations import Cond, CondOp
 from tenancy.crud.types import Invalid, canonical, invalid, write_value
 from tenancy.errors import BadRequest
 from tenancy.releases.model import Column, Table

@@ -1,4 +1,4 @@
-"""Plan → one SQL statement per engine. Identifiers come from the schema, quoted; values are bound.
+"""An Operation → one SQL statement per engine: schema identifiers quoted, values bound.
 
 PostgreSQL takes `$n` placeholders and a list for `IN` (`= ANY($n)`, one prepared statement for
 any list length); SQLite takes `?n`, and expansion keys as one JSON array (`json_each`), which
@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from tenancy.crud.plan import Cond, Delete, Expand, Insert, Plan, Select, Update
+from tenancy.crud.operations import Cond, Delete, Expand, Insert, Operation, Select, Update
 from tenancy.crud.types import encoder
 from tenancy.releases.model import Column, Engine
 
@@ -112,7 +112,7 @@ def _order(order: Sequence[tuple[Column, bool]], engine: Engine) -> str:
     return " ORDER BY " + ", ".join(terms)
 
 
-def render(plan: Plan, engine: Engine) -> Statement:
+def render(plan: Operation, engine: Engine) -> Statement:
     binds = _Binds(engine)
     table = quote(plan.table.name)
     if isinstance(plan, Select):

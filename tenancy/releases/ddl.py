@@ -77,7 +77,7 @@ _TYPMOD = re.compile(r"\([^)]*\)")
 
 
 @dataclass
-class Plan:
+class SchemaChanges:
     """Statements in the order they must run, and what cannot be applied (empty to go ahead)."""
 
     statements: list[str] = field(default_factory=list)
@@ -98,13 +98,13 @@ async def sync_schema(
     for table in tables:
         by_alias.setdefault(table.connection, {})[table.name] = table
     async with AsyncExitStack() as stack:
-        planned: list[tuple[str, Connection, Plan]] = []
+        planned: list[tuple[str, Connection, SchemaChanges]] = []
         for alias in sorted(by_alias):
             url = urls[alias]
             engine = engine_of(url)
             conn = await stack.enter_async_context(_transaction(alias, url, engine, write=apply))
             live = await _step(alias, read_live(conn, engine, list(by_alias[alias])))
-            planned.append((alias, conn, plan(by_alias[alias], live)))
+            planned.append((alias, conn, plan_changes(by_alias[alias], live)))
         differences = [
             {"connection": alias, **difference}
             for alias, _, p in planned
@@ -168,7 +168,7 @@ class _Phases:
         self.differences.append({**where, "message": message})
 
 
-def plan(tables: Mapping[str, Table], live: LiveSchema) -> Plan:
+def plan_changes(tables: Mapping[str, Table], live: LiveSchema) -> SchemaChanges:
     """What `tables` (all on one connection) need on top of `live`: a pure function."""
     phases = _Phases()
     missing: list[Table] = []
@@ -185,7 +185,7 @@ def plan(tables: Mapping[str, Table], live: LiveSchema) -> Plan:
     for table in (tables[name] for name in sorted(tables)):
         for index in table.indexes:
             _plan_index(table, index.name, index.columns, index.unique, live, phases)
-    return Plan(
+    return SchemaChanges(
         [*phases.tables, *phases.foreign_keys, *phases.columns, *phases.indexes],
         phases.differences,
     )
