@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tenancy.errors import BadRequest, PublishError
-from tenancy.releases.compiler import compile_release, load_project_dir
+from tenancy.releases.compile.compiler import compile_release, load_project_dir
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 

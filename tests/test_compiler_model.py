@@ -12,7 +12,7 @@ import pytest
 
 from tenancy.errors import BadRequest, Forbidden, Unauthorized
 from tenancy.principal import ANONYMOUS, Principal
-from tenancy.releases.compiler import compile_release, load_project_dir
+from tenancy.releases.compile.compiler import compile_release, load_project_dir
 from tenancy.releases.model import Logic, Release, RowFilter
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"

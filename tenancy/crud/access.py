@@ -13,7 +13,7 @@ from tenancy.crud.operations import Cond
 from tenancy.crud.types import Invalid, canonical
 from tenancy.errors import Forbidden, Unauthorized
 from tenancy.principal import Principal
-from tenancy.releases.conditions import request_activation
+from tenancy.releases.gates import request_activation
 from tenancy.releases.model import Column, Release, Rule, Table
 
 

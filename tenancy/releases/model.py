@@ -15,7 +15,7 @@ import orjson
 
 from tenancy.errors import BadRequest, Forbidden, Unauthorized
 from tenancy.principal import Principal
-from tenancy.releases.conditions import Gate, request_activation
+from tenancy.releases.gates import Gate, request_activation
 
 FORMAT = 1
 PARAM_TYPES = ("string", "int", "float", "bool", "json")

@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tenancy.releases.conditions import classify
-from tenancy.releases.schema import INT64, CompiledSchema
-from tenancy.releases.sources import Problems, YamlList, YamlMap, check_keys, load_yaml
+from tenancy.releases.compile.conditions import classify
+from tenancy.releases.compile.schema import INT64, CompiledSchema
+from tenancy.releases.compile.sources import Problems, YamlList, YamlMap, check_keys, load_yaml
 
 OPS = ("select", "insert", "update", "delete")
 ROLE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")

@@ -29,7 +29,7 @@ import orjson
 from tenancy.crud.types import sqlite_timestamp
 from tenancy.engines import Connection, Engine, connector, engine_of
 from tenancy.errors import Conflict, StkError
-from tenancy.releases.introspect import LiveSchema, LiveTable, read_live
+from tenancy.releases.apply.introspect import LiveSchema, LiveTable, read_live
 from tenancy.releases.model import ArrayItems, Column, Reference, Table
 
 T = TypeVar("T")

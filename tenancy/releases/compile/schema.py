@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tenancy import ids
-from tenancy.releases.sources import Problems, YamlList, YamlMap, check_keys, load_yaml
+from tenancy.releases.compile.sources import Problems, YamlList, YamlMap, check_keys, load_yaml
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 SCALAR_TYPES = (
