@@ -10,11 +10,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
 from tenancy.crud.operations import Cond
-from tenancy.crud.types import Invalid, canonical
 from tenancy.errors import Forbidden, Unauthorized
 from tenancy.principal import Principal
 from tenancy.releases.gates import request_activation
 from tenancy.releases.model import Column, Release, Rule, Table
+from tenancy.types import Invalid, canonical
 
 
 def deny(principal: Principal, message: str) -> NoReturn:

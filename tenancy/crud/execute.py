@@ -7,9 +7,9 @@ from typing import Any
 
 from tenancy.crud.operations import Expand, Insert, Operation, Select
 from tenancy.crud.sql import Statement, render, render_expand
-from tenancy.crud.types import decoder
 from tenancy.engines import QueryResult
-from tenancy.releases.model import Column, Engine
+from tenancy.releases.model import Column
+from tenancy.types import Engine, decoder
 
 Run = Callable[[Statement], Awaitable[QueryResult]]
 

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 
 from tenancy.crud.operations import Cond, Delete, Expand, Insert, Operation, Select, Update
-from tenancy.crud.types import encoder
-from tenancy.releases.model import Column, Engine
+from tenancy.releases.model import Column
+from tenancy.types import Engine, encoder, quote
 
 _COMPARISONS = frozenset({"=", "<>", ">", ">=", "<", "<="})
 
@@ -26,10 +26,6 @@ _COMPARISONS = frozenset({"=", "<>", ">", ">=", "<", "<="})
 class Statement:
     sql: str
     args: list[Any]
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class _Binds:

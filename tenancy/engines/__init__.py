@@ -16,15 +16,13 @@ reached, or that fails as a system, is ServiceUnavailable 503; the statement tim
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Literal
 
 from tenancy.engines import postgresql, sqlite
 from tenancy.engines.base import Connection, QueryResult
 from tenancy.errors import BadRequest
+from tenancy.types import Engine
 
-Engine = Literal["postgresql", "sqlite"]
-
-__all__ = ["Connection", "Engine", "QueryResult", "connector", "engine_of", "verify_url"]
+__all__ = ["Connection", "QueryResult", "connector", "engine_of", "verify_url"]
 
 
 def engine_of(url: str) -> Engine:

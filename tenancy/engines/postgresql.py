@@ -15,9 +15,9 @@ import asyncpg
 import orjson
 from asyncpg.exceptions import InvalidCachedStatementError, OutdatedSchemaCacheError
 
-from tenancy.encode import json_text
 from tenancy.engines.base import QueryResult, quoted, timeout_message
 from tenancy.errors import BadRequest, Conflict, ServiceUnavailable, StkError, Timeout
+from tenancy.types import pg_json
 
 APPLICATION_NAME = "stk-bridge"
 # Prepared statements kept per PostgreSQL connection (asyncpg's own cache default is 100).
@@ -73,7 +73,7 @@ class PgConnection:
         try:
             for name in ("json", "jsonb"):
                 await conn.set_type_codec(
-                    name, schema="pg_catalog", encoder=json_text, decoder=orjson.loads
+                    name, schema="pg_catalog", encoder=pg_json, decoder=orjson.loads
                 )
         except BaseException as exc:
             conn.terminate()
