@@ -200,3 +200,21 @@ async def test_json_param_round_trips_as_json(w: World) -> None:
         "alice", "logics/json/text", {"j": "{}"}, 400
     )
     assert await w.ok("alice", "logics/json/text", {"j": None}) == [{"j": None}]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_publish_over_http_refuses_what_a_call_refuses(w: World) -> None:
+    releases = "/admin/v1/projects/lab/envs/prod/releases"
+    for column, spec, value in [("title", "string", "a\x00b"), ("price", "decimal", "1_000")]:
+        default = orjson.dumps(value).decode()
+        schema = f"tables:\n  t:\n    columns:\n      a: {{type: {spec}, default: {default}}}\n"
+        r = await w.bridge.client.post(
+            releases, json={"files": {"schema/app.yaml": schema}}, headers=w.bridge.admin()
+        )
+        assert r.status_code == 400, r.text
+        [problem] = r.json()["error"]["details"]
+        assert (problem["file"], problem["line"]) == ("schema/app.yaml", 4)
+        data = {"author_id": w.ids["alice"], "title": "t", column: value}
+        refused = await w.fails("alice", "db/posts/insert", {"data": data}, 400)
+        assert f"'{column}'" in refused
+        assert refused.rpartition(": ")[2] in problem["message"]

@@ -148,6 +148,7 @@ def _compile_columns(ctx: _TableContext, where: str, op: str, raw: YamlMap) -> l
 
 
 def _filter_problem(ctx: _TableContext, term: dict[str, Any]) -> str | None:
+    """Why a row-filter term cannot be bound; a literal gets the request path's own check."""
     name, value = term["column"], term["value"]
     column = ctx.columns.get(name)
     if column is None:
