@@ -11,7 +11,7 @@ from pathlib import Path
 from bench import procs
 from bench.fleet import Tenant
 from bench.pg import Postgres
-from tenancy.releases.compiler import CompiledRelease
+from tenancy.releases.compile.compiler import CompiledRelease
 
 PROJECT_DIR = Path(__file__).resolve().parent / "project"
 HOST_SUFFIX = "bench.localhost"

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tenancy import credentials, sealing
 from tenancy.keyring import Keyring, new_dek
 from tenancy.registry.models import ApiKey, DataKey, Env, Project, Secret
-from tenancy.releases.compiler import CompiledRelease
+from tenancy.releases.compile.compiler import CompiledRelease
 from tenancy.vault import aad_name
 
 ENV = "prod"

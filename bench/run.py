@@ -39,7 +39,7 @@ from bench.context import (
 )
 from bench.pg import Postgres, external, start_private, stop_private
 from tenancy.keyring import Keyring
-from tenancy.releases.compiler import compile_release, load_project_dir
+from tenancy.releases.compile.compiler import compile_release, load_project_dir
 from tenancy.releases.model import Release
 
 OUT = Path(__file__).resolve().parent / "out"

@@ -136,7 +136,7 @@ def cmd_keys(args: argparse.Namespace) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> None:
-    from tenancy.releases.compiler import load_project_dir
+    from tenancy.releases.compile.compiler import load_project_dir
 
     token = args.admin_token or os.environ.get("STK_ADMIN_TOKEN")
     if not token:

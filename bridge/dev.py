@@ -26,7 +26,7 @@ from tenancy.control import secrets as tenant_secrets
 from tenancy.errors import Conflict, NotFound
 from tenancy.keyring import Keyring
 from tenancy.principal import Tenant
-from tenancy.releases.compiler import load_project_dir
+from tenancy.releases.compile.compiler import load_project_dir
 from tenancy.runtime import Runtime
 from tenancy.settings import Settings, load_settings
 from tenancy.users import Accounts

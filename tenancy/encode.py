@@ -26,11 +26,6 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_default, option=_OPTIONS)
 
 
-def json_text(value: Any) -> str:
-    """Encoder for PostgreSQL json/jsonb parameters: a Python value becomes its JSON text."""
-    return orjson.dumps(value, default=_default, option=_OPTIONS).decode()
-
-
 def _default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)  # numeric keeps its exact digits; a JSON number would round

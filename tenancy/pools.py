@@ -16,15 +16,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tenancy.engines import (
-    Connection,
-    Engine,
-    QueryResult,
-    connector,
-    engine_of,
-    verify_url,
-)
+from tenancy.engines import Connection, QueryResult, connector, engine_of, verify_url
 from tenancy.errors import BadRequest, ServiceUnavailable
+from tenancy.types import Engine
 
 __all__ = ["PoolKey", "PoolManager", "QueryResult", "engine_of", "verify_url"]
 

@@ -33,7 +33,7 @@ from tenancy.errors import Forbidden, ServiceUnavailable, Unauthorized
 from tenancy.ids import is_env_id, is_project_id, new_ulid
 from tenancy.principal import Principal, Tenant
 from tenancy.registry.models import Secret, utcnow
-from tenancy.releases.compiler import ACCESS_TTL_MAX
+from tenancy.releases.compile.compiler import ACCESS_TTL_MAX
 from tenancy.vault import Vault, VaultError
 
 log = logging.getLogger("stk.tokens")

@@ -136,6 +136,17 @@ tables:
     for t in ID_TABLES
 )
 
+# Logics over `json` params (docs/decisions.md "json logic params"); `cast` is PostgreSQL SQL,
+# `extract` SQLite SQL, the others run on both.
+_JSON_PARAM = "---\nparams:\n  j: {type: json}\n  id: {type: string}\n---\n"
+LOGICS = {
+    "logics/json/cast.sql": _JSON_PARAM + "SELECT :j::jsonb AS j, jsonb_typeof(:j::jsonb) AS kind",
+    "logics/json/text.sql": _JSON_PARAM + "SELECT :j AS j",
+    "logics/json/extract.sql": _JSON_PARAM + "SELECT json_extract(:j, '$.a') AS a",
+    "logics/json/store.sql": _JSON_PARAM
+    + "INSERT INTO posts (id, author_id, title, meta) VALUES (:id, :auth.sub, 'json', :j)",
+}
+
 PG_DDL = """
 CREATE TABLE users (id text PRIMARY KEY, name text NOT NULL, email text UNIQUE);
 CREATE TABLE vault (id text PRIMARY KEY, code text);
@@ -251,7 +262,7 @@ async def _build(bridge: Bridge, engine: str, url: str, db: Any) -> World:
     base = "/admin/v1/projects/lab/envs/prod"
     r = await c.put(f"{base}/connections/main", json={"url": url}, headers=admin)
     assert r.status_code == 200, r.text
-    files = {"schema/app.yaml": SCHEMA, "config/permissions.yaml": PERMISSIONS}
+    files = {"schema/app.yaml": SCHEMA, "config/permissions.yaml": PERMISSIONS, **LOGICS}
     r = await c.post(f"{base}/releases", json={"files": files}, headers=admin)
     assert r.status_code == 201, r.text
     world = World(bridge, engine, db)

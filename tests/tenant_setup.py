@@ -6,7 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from tenancy.releases.compiler import load_project_dir
+from tenancy.releases.compile.compiler import load_project_dir
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "demo"
 

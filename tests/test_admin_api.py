@@ -27,7 +27,7 @@ from bridge.app import create_app
 from bridge.routes import admin as admin_package
 from tenancy.keyring import Keyring
 from tenancy.registry.models import ApiKey, Secret
-from tenancy.releases.compiler import load_project_dir
+from tenancy.releases.compile.compiler import load_project_dir
 from tenancy.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

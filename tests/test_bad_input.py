@@ -20,7 +20,7 @@ from conftest import Bridge, pg_database, running_bridge
 from sqlalchemy import select
 
 from tenancy.registry.models import ApiKey, Secret
-from tenancy.releases.compiler import load_project_dir
+from tenancy.releases.compile.compiler import load_project_dir
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 MAX_BODY = 8192  # small, yet the demo project still fits in one publish body

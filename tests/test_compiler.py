@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from tenancy.errors import BadRequest, PublishError
-from tenancy.releases.compiler import compile_release, load_project_dir
+from tenancy.releases.compile.compiler import compile_release, load_project_dir
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 
@@ -370,17 +370,17 @@ def test_yaml_1_1_surprises_stay_strings() -> None:
         ),
         (
             "tables:\n  t:\n    columns:\n      a: {type: int, default: '5'}\n",
-            "must be an integer",
+            "column 't.a': invalid default: expected a 64-bit integer",
             4,
         ),
         (
             "tables:\n  t:\n    columns:\n      a: {type: int, default: true}\n",
-            "must be an integer",
+            "invalid default: expected a 64-bit integer",
             4,
         ),
         (
             "tables:\n  t:\n    columns:\n      a: {type: string, default: 5}\n",
-            "must be a string",
+            "invalid default: expected a string",
             4,
         ),
         ("tables:\n  t:\n    columns:\n      a: {type: boolean, default: 0}\n", "true or false", 4),
@@ -399,14 +399,39 @@ def test_yaml_1_1_surprises_stay_strings() -> None:
         ),
         (
             "tables:\n  t:\n    columns:\n      a: {type: array, items: int, default: [1, x]}\n",
-            "item must be an integer",
+            "invalid default: item [1]: expected a 64-bit integer",
             4,
         ),
         (
             "tables:\n  t:\n    columns:\n      a:\n        type: array\n"
             "        items: {type: array, items: int}\n        default: [[1], 2]\n",
-            "item must be a list",
+            "invalid default: item [1]: expected an array",
             7,
+        ),
+        (
+            'tables:\n  t:\n    columns:\n      a: {type: string, default: "a\\0b"}\n',
+            "invalid default: NUL characters are not allowed",
+            4,
+        ),
+        (
+            "tables:\n  t:\n    columns:\n      a: {type: decimal, default: '1_000'}\n",
+            "invalid default: expected a decimal string or a number",
+            4,
+        ),
+        (
+            "tables:\n  t:\n    columns:\n      a: {type: array, items: json, default: [1, ~]}\n",
+            "invalid default: item [1]: null is not allowed inside an array",
+            4,
+        ),
+        (
+            "tables:\n  t:\n    columns:\n      a: {type: json, default: [18446744073709551616]}\n",
+            "invalid default: not representable as JSON",
+            4,
+        ),
+        (
+            "tables:\n  t:\n    columns:\n      a: {type: timestamp, default: 5}\n",
+            "invalid default: expected an ISO-8601 timestamp string or now",
+            4,
         ),
         (
             "tables:\n  t:\n    columns:\n      a: {type: string, nullable: 1}\n",

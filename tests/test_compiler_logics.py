@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tenancy.errors import PublishError
-from tenancy.releases.compiler import compile_release
+from tenancy.releases.compile.compiler import compile_release
 
 
 def compile_logic(text: str, connections: list[str] | None = None) -> dict[str, Any]:

@@ -12,8 +12,9 @@ import pytest
 
 from tenancy.errors import BadRequest, Forbidden, Unauthorized
 from tenancy.principal import ANONYMOUS, Principal
-from tenancy.releases.compiler import compile_release, load_project_dir
+from tenancy.releases.compile.compiler import compile_release, load_project_dir
 from tenancy.releases.model import Logic, Release, RowFilter
+from tenancy.types import JsonText
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 ALICE = Principal("user", "alice", frozenset({"public", "authenticated"}))
@@ -77,8 +78,9 @@ def test_bind_args_maps_params_and_system_variables(logic: Logic) -> None:
         "10.0.0.1",
     ]
     assert type(args[2]) is float
+    assert type(args[4]) is JsonText  # a jsonb parameter takes it as JSON (tests/test_types.py)
     sqlite_args = logic.bind_args({"s": "x", "j": [1]}, KEY, "::1", engine="sqlite")
-    assert sqlite_args[4] == "[1]"
+    assert sqlite_args[4] == "[1]" and type(sqlite_args[4]) is str
     assert sqlite_args[5:] == ["k1", '["authenticated","ci","public"]', "api_key", "::1"]
     assert sqlite_args[2] is None and sqlite_args[3] is None  # absent optional params bind NULL
     assert logic.bind_args({"s": "x", "i": None}, ANONYMOUS, "")[1] == 7  # null = absent

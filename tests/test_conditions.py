@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from tenancy.principal import ANONYMOUS, Principal
-from tenancy.releases.conditions import Gate, classify, request_activation
+from tenancy.releases.compile.conditions import classify
+from tenancy.releases.gates import Gate, request_activation
 
 
 def filters(source: str) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ from tenancy.audit import Actor
 from tenancy.control import secrets as control_secrets
 from tenancy.keyring import Keyring
 from tenancy.registry.models import ApiKey, DataKey, Env, ProjectHost, Secret
-from tenancy.releases.compiler import load_project_dir
+from tenancy.releases.compile.compiler import load_project_dir
 from tenancy.settings import load_settings
 from tenancy.vault import VaultError
 

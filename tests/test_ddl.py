@@ -19,8 +19,8 @@ import pytest
 from conftest import pg_database, running_bridge
 
 from tenancy.errors import Conflict
-from tenancy.releases.compiler import compile_release, load_project_dir
-from tenancy.releases.ddl import sync_schema
+from tenancy.releases.apply.ddl import sync_schema
+from tenancy.releases.compile.compiler import compile_release, load_project_dir
 from tenancy.releases.model import Release, Table
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"

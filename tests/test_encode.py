@@ -14,7 +14,7 @@ import asyncpg
 import orjson
 import pytest
 
-from tenancy.encode import dumps, json_text
+from tenancy.encode import dumps
 from tenancy.pools import PoolKey, PoolManager
 
 KEY = PoolKey("acme", "dev", "main", 1)
@@ -73,10 +73,6 @@ def test_python_values() -> None:
         "null": None,
         "bool": True,
     }
-
-
-def test_json_text_is_compact_json() -> None:
-    assert json_text({"a": [1, "x"], "d": Decimal("2.50")}) == '{"a":[1,"x"],"d":"2.50"}'
 
 
 async def test_postgresql_row(pg_url: str, manager: PoolManager) -> None:

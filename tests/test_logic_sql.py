@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from tenancy.releases.logic_sql import scan_sql
+from tenancy.releases.compile.logic_sql import scan_sql
 
 
 def names(sql: str) -> list[str]:

@@ -28,7 +28,7 @@ from processes import (
     wait_ready,
 )
 
-from tenancy.releases.compiler import load_project_dir
+from tenancy.releases.compile.compiler import load_project_dir
 
 PROJECT = "shop"
 HOST = {"Host": f"{PROJECT}.api.localhost"}

@@ -23,7 +23,7 @@ import pytest_asyncio
 from conftest import Bridge, pg_database, running_bridge
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tenancy.releases.compiler import load_project_dir
+from tenancy.releases.compile.compiler import load_project_dir
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -12,8 +12,8 @@ from tenancy.control.projects import require_env
 from tenancy.control.secrets import list_kind
 from tenancy.errors import BadRequest, NotFound
 from tenancy.principal import Tenant
-from tenancy.releases.compiler import compile_release
-from tenancy.releases.ddl import sync_schema
+from tenancy.releases.apply.ddl import sync_schema
+from tenancy.releases.compile.compiler import compile_release
 from tenancy.releases.model import Release
 from tenancy.runtime import Runtime
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
-from tenancy.crud.plan import Cond
-from tenancy.crud.types import Invalid, canonical
+from tenancy.crud.operations import Cond
 from tenancy.errors import Forbidden, Unauthorized
 from tenancy.principal import Principal
-from tenancy.releases.conditions import request_activation
+from tenancy.releases.gates import request_activation
 from tenancy.releases.model import Column, Release, Rule, Table
+from tenancy.types import Invalid, canonical
 
 
 def deny(principal: Principal, message: str) -> NoReturn:

@@ -1,20 +1,20 @@
-"""Run a Plan: its statement, one extra statement per expanded relation, rows made JSON-ready."""
+"""Run an Operation: its statement, one more per expanded relation, rows made JSON-ready."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from tenancy.crud.plan import Expand, Insert, Plan, Select
+from tenancy.crud.operations import Expand, Insert, Operation, Select
 from tenancy.crud.sql import Statement, render, render_expand
-from tenancy.crud.types import decoder
 from tenancy.engines import QueryResult
-from tenancy.releases.model import Column, Engine
+from tenancy.releases.model import Column
+from tenancy.types import Engine, decoder
 
 Run = Callable[[Statement], Awaitable[QueryResult]]
 
 
-async def execute(plan: Plan, engine: Engine, run: Run) -> Any:
+async def execute(plan: Operation, engine: Engine, run: Run) -> Any:
     """`{"data": ...}` of `api.md`: rows for select, the row for insert, else the affected count."""
     result = await run(render(plan, engine))
     if isinstance(plan, Select):

@@ -1,4 +1,4 @@
-"""One CRUD call → a Plan, in the route pipeline order of `api.md`.
+"""One CRUD call → an Operation, in the route pipeline order of `api.md`.
 
 rule lookup (401/403) → params and shape (400) → column permissions (403) → conditions (403).
 Nothing here does I/O, so every 4xx of a call is decided before its database is touched.
@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from tenancy.crud import access
-from tenancy.crud.ids import GENERATORS
-from tenancy.crud.plan import Cond, Delete, Expand, Insert, Plan, Select, Update
+from tenancy.crud.operations import Cond, Delete, Expand, Insert, Operation, Select, Update
 from tenancy.crud.query import check_params, parse_data, parse_select, parse_where
+from tenancy.crud.row_ids import GENERATORS
 from tenancy.crud.sql import column_list
 from tenancy.crud.views import View, view
 from tenancy.errors import BadRequest, Forbidden
@@ -28,7 +28,7 @@ def plan_call(
     principal: Principal,
     *,
     max_rows: int,
-) -> Plan:
+) -> Operation:
     rule = access.rule_for(release, table, op, principal)
     if op == "select":
         return _select(release, table, rule, params, principal, max_rows)

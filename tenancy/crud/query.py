@@ -11,13 +11,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tenancy.crud.plan import Cond, CondOp
-from tenancy.crud.types import Invalid, canonical, invalid, write_value
+from tenancy.crud.operations import Cond, CondOp
 from tenancy.errors import BadRequest
 from tenancy.releases.model import Column, Table
+from tenancy.types import INT64_MAX, UNORDERED, Invalid, canonical, invalid, write_value
 
 MAX_IN = 1000
-_INT64_MAX = 2**63 - 1
 _PARAMS = {
     "select": frozenset({"where", "select", "orderBy", "limit", "offset", "expand"}),
     "insert": frozenset({"data", "values"}),
@@ -34,7 +33,6 @@ _COMPARE: dict[str, CondOp] = {
 }
 _LISTS: dict[str, CondOp] = {"$in": "in", "$nin": "nin"}
 _PATTERNS: dict[str, CondOp] = {"$like": "like", "$ilike": "ilike"}
-_UNORDERED = frozenset({"json", "array"})  # only tested for null, never compared or sorted
 
 
 def shown(name: object) -> str:
@@ -130,7 +128,7 @@ def _pattern(column: Column, op: str, value: Any) -> Cond:
 
 
 def _comparable(column: Column, op: str) -> None:
-    if column.type in _UNORDERED:
+    if column.type in UNORDERED:
         raise BadRequest(f"Column '{column.name}' ({column.type}) can only be tested with $null")
 
 
@@ -163,7 +161,7 @@ def parse_select(table: Table, params: Mapping[str, Any], max_rows: int) -> Sele
         where=parse_where(table, params.get("where"), required=False),
         order=_order(table, params.get("orderBy")),
         limit=_count(params.get("limit"), "limit", max_rows, max_rows),
-        offset=_count(params.get("offset"), "offset", 0, _INT64_MAX),
+        offset=_count(params.get("offset"), "offset", 0, INT64_MAX),
         expand=_expand(table, params.get("expand")),
     )
 
@@ -191,7 +189,7 @@ def _order(table: Table, raw: Any) -> tuple[tuple[Column, bool], ...]:
     order = []
     for name, direction in raw.items():
         column = column_of(table, name, "orderBy")
-        if column.type in _UNORDERED:
+        if column.type in UNORDERED:
             raise BadRequest(f"Cannot order by column '{column.name}' ({column.type})")
         lowered = direction.lower() if type(direction) is str else None
         if lowered not in ("asc", "desc"):

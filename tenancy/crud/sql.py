@@ -1,4 +1,4 @@
-"""Plan → one SQL statement per engine. Identifiers come from the schema, quoted; values are bound.
+"""An Operation → one SQL statement per engine: schema identifiers quoted, values bound.
 
 PostgreSQL takes `$n` placeholders and a list for `IN` (`= ANY($n)`, one prepared statement for
 any list length); SQLite takes `?n`, and expansion keys as one JSON array (`json_each`), which
@@ -15,9 +15,9 @@ from typing import Any
 
 import orjson
 
-from tenancy.crud.plan import Cond, Delete, Expand, Insert, Plan, Select, Update
-from tenancy.crud.types import encoder
-from tenancy.releases.model import Column, Engine
+from tenancy.crud.operations import Cond, Delete, Expand, Insert, Operation, Select, Update
+from tenancy.releases.model import Column
+from tenancy.types import Engine, encoder, quote
 
 _COMPARISONS = frozenset({"=", "<>", ">", ">=", "<", "<="})
 
@@ -26,10 +26,6 @@ _COMPARISONS = frozenset({"=", "<>", ">", ">=", "<", "<="})
 class Statement:
     sql: str
     args: list[Any]
-
-
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class _Binds:
@@ -112,7 +108,7 @@ def _order(order: Sequence[tuple[Column, bool]], engine: Engine) -> str:
     return " ORDER BY " + ", ".join(terms)
 
 
-def render(plan: Plan, engine: Engine) -> Statement:
+def render(plan: Operation, engine: Engine) -> Statement:
     binds = _Binds(engine)
     table = quote(plan.table.name)
     if isinstance(plan, Select):

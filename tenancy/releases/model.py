@@ -7,7 +7,7 @@ param checks chosen. A request does dictionary lookups, type checks and one gate
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,39 +15,13 @@ import orjson
 
 from tenancy.errors import BadRequest, Forbidden, Unauthorized
 from tenancy.principal import Principal
-from tenancy.releases.conditions import Gate, request_activation
+from tenancy.releases.gates import Gate, request_activation
+from tenancy.types import PARAM_CHECKS, ArrayItems, Engine, items_of, json_param
 
 FORMAT = 1
-PARAM_TYPES = ("string", "int", "float", "bool", "json")
-Engine = Literal["postgresql", "sqlite"]
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-
-def _is_int(value: Any) -> bool:
-    return type(value) is int and _INT64_MIN <= value <= _INT64_MAX
-
-
-_ACCEPTS: dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: type(v) is str,
-    "int": _is_int,
-    "float": lambda v: type(v) is float or _is_int(v),
-    "bool": lambda v: type(v) is bool,
-    "json": lambda v: isinstance(v, (dict, list)),
-}
-
-
-def param_accepts(param_type: str, value: Any) -> bool:
-    """Whether a JSON value fits a logic param type (`logics.md` call-time step 3)."""
-    return _ACCEPTS[param_type](value)
 
 
 # ---- tables and permissions -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ArrayItems:
-    type: str
-    items: ArrayItems | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +132,7 @@ class Logic:
                 elif param.required:
                     raise BadRequest(f"Missing required param: {name}")
                 continue
-            if not _ACCEPTS[param.type](value):
+            if not PARAM_CHECKS[param.type](value):
                 raise BadRequest(f"Invalid type for param: {name}")
             values[name] = float(value) if param.type == "float" else value
         return values
@@ -173,8 +147,9 @@ class Logic:
     ) -> list[Any]:
         """Call-time steps 3 and 4, then the bound values in `binds` order.
 
-        Raises BadRequest (params) or Forbidden (condition false). `json` params and, on SQLite,
-        `auth.roles` are passed as JSON text, which both drivers accept.
+        Raises BadRequest (params) or Forbidden (condition false). `json` params are bound as
+        JSON text that PostgreSQL json/jsonb parameters take as JSON (`tenancy.types.json_param`);
+        on SQLite `auth.roles` is JSON text too.
         """
         values = self.resolve_params(params)
         if self.gate is not None and not self.gate.allows(request_activation(principal, values)):
@@ -185,7 +160,7 @@ class Logic:
                 args.append(values.get(name))
             elif kind == _JSON:
                 value = values.get(name)
-                args.append(None if value is None else orjson.dumps(value).decode())
+                args.append(None if value is None else json_param(value, engine))
             elif kind == _SUB:
                 args.append(principal.sub)
             elif kind == _ROLES:
@@ -250,12 +225,6 @@ class Release:
         return None
 
 
-def _items(doc: dict[str, Any] | None) -> ArrayItems | None:
-    if doc is None:
-        return None
-    return ArrayItems(doc["type"], _items(doc.get("items")))
-
-
 def _column(doc: dict[str, Any]) -> Column:
     default = doc["default"]
     ref = doc["references"]
@@ -264,7 +233,7 @@ def _column(doc: dict[str, Any]) -> Column:
         type=doc["type"],
         nullable=doc["nullable"],
         unique=doc["unique"],
-        items=_items(doc["items"]),
+        items=items_of(doc["items"]),
         default_now=default is not None and default["kind"] == "now",
         has_default=default is not None,
         default=default.get("value") if default is not None else None,

@@ -8,14 +8,10 @@ import time
 import uuid
 from collections.abc import Callable
 
-from ulid import ULID
+from tenancy.ids import new_ulid
 
 _NANOID_ALPHABET = "_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _NANOID_SIZE = 21
-
-
-def ulid() -> str:
-    return str(ULID())
 
 
 def uuid_v4() -> str:
@@ -36,7 +32,7 @@ def nanoid() -> str:
 
 
 GENERATORS: dict[str, Callable[[], str]] = {
-    "ulid": ulid,
+    "ulid": new_ulid,
     "uuid_v4": uuid_v4,
     "uuid_v7": uuid_v7,
     "nanoid": nanoid,

@@ -1,4 +1,4 @@
-"""Additive schema apply at publish (`manifest.md`, publishing step 4; types from `crud.md`).
+"""Additive schema apply at publish (`manifest.md`, publishing step 4; types: `tenancy.types`).
 
 The live database is compared with the release's tables and only what is missing is created:
 tables, columns, indexes (and the unique index a newly unique column needs). Anything else that
@@ -13,24 +13,17 @@ the database as it was. Applying the same release twice plans nothing the second
 
 from __future__ import annotations
 
-import base64
-import math
 import re
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import orjson
-
-from tenancy.crud.types import sqlite_timestamp
-from tenancy.engines import Connection, Engine, connector, engine_of
+from tenancy.engines import Connection, connector, engine_of
 from tenancy.errors import Conflict, StkError
-from tenancy.releases.introspect import LiveSchema, LiveTable, read_live
-from tenancy.releases.model import ArrayItems, Column, Reference, Table
+from tenancy.releases.apply.introspect import LiveSchema, LiveTable, read_live
+from tenancy.releases.model import Column, Reference, Table
+from tenancy.types import Engine, column_type, default_sql, quote
 
 T = TypeVar("T")
 # DDL can wait on the tenant's own locks: bounded, so a publish fails instead of hanging.
@@ -38,31 +31,6 @@ STATEMENT_TIMEOUT_MS = 30_000
 # Serializes schema apply among publishers sharing one PostgreSQL database ("STKD").
 _PG_LOCK = 0x53544B44
 
-_PG_TYPES = {
-    "string": "text",
-    "int": "bigint",
-    "bigint": "bigint",
-    "float": "double precision",
-    "decimal": "numeric",
-    "boolean": "boolean",
-    "json": "jsonb",
-    "timestamp": "timestamptz",
-    "uuid": "uuid",
-    "bytes": "bytea",
-}
-_SQLITE_TYPES = {
-    "string": "TEXT",
-    "int": "INTEGER",
-    "bigint": "INTEGER",
-    "float": "REAL",
-    "decimal": "TEXT",
-    "boolean": "INTEGER",
-    "json": "TEXT",
-    "timestamp": "TEXT",
-    "uuid": "TEXT",
-    "bytes": "BLOB",
-    "array": "TEXT",
-}
 # format_type() spellings that hold the same values as the type we would create.
 _PG_ALIASES = {
     "character varying": "text",
@@ -72,12 +40,11 @@ _PG_ALIASES = {
     "timestamp with time zone": "timestamptz",
 }
 _ACTIONS = {"cascade": "CASCADE", "restrict": "RESTRICT", "set_null": "SET NULL"}
-_SQLITE_NOW = "(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))"
 _TYPMOD = re.compile(r"\([^)]*\)")
 
 
 @dataclass
-class Plan:
+class SchemaChanges:
     """Statements in the order they must run, and what cannot be applied (empty to go ahead)."""
 
     statements: list[str] = field(default_factory=list)
@@ -98,13 +65,13 @@ async def sync_schema(
     for table in tables:
         by_alias.setdefault(table.connection, {})[table.name] = table
     async with AsyncExitStack() as stack:
-        planned: list[tuple[str, Connection, Plan]] = []
+        planned: list[tuple[str, Connection, SchemaChanges]] = []
         for alias in sorted(by_alias):
             url = urls[alias]
             engine = engine_of(url)
             conn = await stack.enter_async_context(_transaction(alias, url, engine, write=apply))
             live = await _step(alias, read_live(conn, engine, list(by_alias[alias])))
-            planned.append((alias, conn, plan(by_alias[alias], live)))
+            planned.append((alias, conn, plan_changes(by_alias[alias], live)))
         differences = [
             {"connection": alias, **difference}
             for alias, _, p in planned
@@ -168,7 +135,7 @@ class _Phases:
         self.differences.append({**where, "message": message})
 
 
-def plan(tables: Mapping[str, Table], live: LiveSchema) -> Plan:
+def plan_changes(tables: Mapping[str, Table], live: LiveSchema) -> SchemaChanges:
     """What `tables` (all on one connection) need on top of `live`: a pure function."""
     phases = _Phases()
     missing: list[Table] = []
@@ -185,7 +152,7 @@ def plan(tables: Mapping[str, Table], live: LiveSchema) -> Plan:
     for table in (tables[name] for name in sorted(tables)):
         for index in table.indexes:
             _plan_index(table, index.name, index.columns, index.unique, live, phases)
-    return Plan(
+    return SchemaChanges(
         [*phases.tables, *phases.foreign_keys, *phases.columns, *phases.indexes],
         phases.differences,
     )
@@ -229,10 +196,10 @@ def _create_tables(tables: list[Table], live: LiveSchema, phases: _Phases) -> No
             definitions.append(_column_sql(table, column, live.engine, references=not later))
             if later and ref is not None:
                 phases.foreign_keys.append(
-                    f"ALTER TABLE {_q(table.name)} ADD FOREIGN KEY ({_q(column.name)}) "
+                    f"ALTER TABLE {quote(table.name)} ADD FOREIGN KEY ({quote(column.name)}) "
                     + _references_sql(ref)
                 )
-        phases.tables.append(f"CREATE TABLE {_q(table.name)} ({', '.join(definitions)})")
+        phases.tables.append(f"CREATE TABLE {quote(table.name)} ({', '.join(definitions)})")
         created.add(table.name)
 
 
@@ -251,7 +218,7 @@ def _compare_table(table: Table, found: LiveTable, live: LiveSchema, phases: _Ph
         if existing is None:
             _add_column(table, column, live, phases)
             continue
-        wanted = _column_type(column, live.engine)
+        wanted = column_type(column, live.engine)
         if not _type_matches(column, existing.type, live.engine):
             phases.differ(
                 table.name,
@@ -333,7 +300,7 @@ def _add_column(table: Table, column: Column, live: LiveSchema, phases: _Phases)
         return
     inline_unique = live.engine == "postgresql"  # SQLite cannot ADD a UNIQUE column
     phases.columns.append(
-        f"ALTER TABLE {_q(table.name)} ADD COLUMN "
+        f"ALTER TABLE {quote(table.name)} ADD COLUMN "
         + _column_sql(table, column, live.engine, unique=inline_unique)
     )
     if column.unique and not inline_unique:
@@ -355,8 +322,8 @@ def _plan_index(
         return
     if index is None:
         phases.indexes.append(
-            f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {_q(name)} "
-            f"ON {_q(table.name)} ({', '.join(_q(c) for c in columns)})"
+            f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {quote(name)} "
+            f"ON {quote(table.name)} ({', '.join(quote(c) for c in columns)})"
         )
         return
     if live.key(index.table) != live.key(table.name):
@@ -383,19 +350,7 @@ def _unique_name(table: Table, column: Column) -> str:
     return f"{table.name}_{column.name}_key"[:63]
 
 
-# ---- types ----------------------------------------------------------------------------------
-
-
-def _column_type(column: Column, engine: Engine) -> str:
-    """The column type `crud.md` gives a schema type on `engine`."""
-    if engine == "sqlite":
-        return _SQLITE_TYPES[column.type]
-    if column.type != "array":
-        return _PG_TYPES[column.type]
-    assert column.items is not None
-    if column.items.type == "array":
-        return "jsonb"
-    return f"{_PG_TYPES[column.items.type]}[]"
+# ---- live types (what each engine's own spellings mean; ours are in tenancy.types) -------
 
 
 def _type_name(column: Column) -> str:
@@ -407,7 +362,7 @@ def _type_name(column: Column) -> str:
 
 
 def _type_matches(column: Column, found: str, engine: Engine) -> bool:
-    wanted = _column_type(column, engine)
+    wanted = column_type(column, engine)
     if engine == "sqlite":
         affinity = _affinity(found)
         return affinity == _affinity(wanted) or (column.type == "boolean" and affinity == "NUMERIC")
@@ -435,18 +390,10 @@ def _affinity(declared: str) -> str:
 # ---- SQL text -------------------------------------------------------------------------------
 
 
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _column_sql(
     table: Table, column: Column, engine: Engine, *, unique: bool = True, references: bool = True
 ) -> str:
-    parts = [_q(column.name), _column_type(column, engine)]
+    parts = [quote(column.name), column_type(column, engine)]
     if column.name == table.id_column:
         if table.id_generate == "auto_increment":
             parts[1:] = (
@@ -460,10 +407,8 @@ def _column_sql(
         return " ".join(parts)
     if not column.nullable:
         parts.append("NOT NULL")
-    if column.default_now:
-        parts.append("DEFAULT " + (_SQLITE_NOW if engine == "sqlite" else "now()"))
-    elif column.has_default:
-        parts.append("DEFAULT " + _literal(column.default, column.type, column.items, engine))
+    if column.has_default:
+        parts.append("DEFAULT " + default_sql(column, engine))
     if column.unique and unique:
         parts.append("UNIQUE")
     if column.references is not None and references:
@@ -472,50 +417,9 @@ def _column_sql(
 
 
 def _references_sql(ref: Reference) -> str:
-    sql = f"REFERENCES {_q(ref.table)} ({_q(ref.column)})"
+    sql = f"REFERENCES {quote(ref.table)} ({quote(ref.column)})"
     if ref.on_delete in _ACTIONS:
         sql += f" ON DELETE {_ACTIONS[ref.on_delete]}"
     if ref.on_update in _ACTIONS:
         sql += f" ON UPDATE {_ACTIONS[ref.on_update]}"
     return sql
-
-
-def _literal(value: Any, col_type: str, items: ArrayItems | None, engine: Engine) -> str:
-    """A constant of `col_type` (the compiler already checked `value` fits it)."""
-    if col_type == "array":
-        assert items is not None
-        if engine == "sqlite" or items.type == "array":
-            text = _string(orjson.dumps(value).decode())
-            return text if engine == "sqlite" else f"{text}::jsonb"
-        elements = ", ".join(_literal(v, items.type, items.items, engine) for v in value)
-        return f"ARRAY[{elements}]::{_PG_TYPES[items.type]}[]"
-    if col_type in ("int", "bigint"):
-        return str(int(value))
-    if col_type == "boolean":
-        return ("1" if value else "0") if engine == "sqlite" else ("true" if value else "false")
-    if col_type == "float":
-        return _float(float(value), engine)
-    if col_type == "json":
-        text = _string(orjson.dumps(value).decode())
-        return text if engine == "sqlite" else f"{text}::jsonb"
-    if col_type == "uuid":
-        return _string(str(uuid.UUID(value)))
-    if col_type == "bytes":
-        data = base64.b64decode(value)
-        return f"X'{data.hex()}'" if engine == "sqlite" else f"'\\x{data.hex()}'::bytea"
-    if col_type == "timestamp":  # as the CRUD layer writes one: UTC, a naive time taken as UTC
-        stamp = datetime.fromisoformat(value)
-        return _string(sqlite_timestamp(stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)))
-    if col_type == "decimal":
-        return _string(str(Decimal(repr(value) if isinstance(value, float) else value)))
-    return _string(value)
-
-
-def _float(value: float, engine: Engine) -> str:
-    if math.isfinite(value):
-        return repr(value)
-    if engine == "postgresql":
-        return f"'{value!r}'::double precision".replace("inf", "Infinity").replace("nan", "NaN")
-    if math.isnan(value):
-        return "NULL"  # SQLite has no NaN: it stores one as NULL
-    return "9e999" if value > 0 else "-9e999"

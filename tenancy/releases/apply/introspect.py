@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-from tenancy.engines import Connection, Engine
+from tenancy.engines import Connection
+from tenancy.types import Engine
 
 # pg_class.relkind → what a name is taken by (anything else: "relation").
 _PG_KINDS = {"r": "table", "p": "table", "v": "view", "m": "view", "i": "index", "I": "index"}

@@ -1,21 +1,18 @@
-"""CEL conditions: classified at publish time, evaluated per request (`crud.md`).
+"""CEL conditions, classified at publish time (`crud.md`).
 
 A condition that mentions `resource` must be a row filter (equalities joined with `&&`), because
 that is what can be turned into SQL; anything else mentioning `resource` is rejected at publish
-time. Every other condition is a request gate, compiled once per loaded release and evaluated
-with the `cel` package (Rust CEL; see docs/decisions.md). Evaluation errors fail closed.
+time. Every other condition is a request gate (`tenancy.releases.gates` runs it per request).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 import cel
-
-from tenancy.principal import Principal
 
 _TOKEN = re.compile(
     r"""
@@ -239,40 +236,3 @@ class _RowFilterParser:
         if isinstance(value, (str, bool, int)) or value is None:
             return ("value", {"kind": "literal", "value": value})
         return None  # floats, bytes: not an allowed row-filter literal
-
-
-class Gate:
-    """A compiled request gate. `allows` is true only when the expression yields exactly true."""
-
-    __slots__ = ("_program", "source")
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self._program = cel.compile(source)
-
-    def allows(self, activation: dict[str, Any]) -> bool:
-        try:
-            return self._program.execute(activation) is True
-        except Exception:  # missing key, type mismatch, overflow: fail closed
-            return False
-        except BaseException as exc:  # a panic in the Rust binding derives from BaseException
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                raise
-            return False
-
-    def __repr__(self) -> str:
-        return f"Gate({self.source!r})"
-
-
-def request_activation(principal: Principal, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The CEL variables of one request (`request.auth.*`, `request.params`)."""
-    return {
-        "request": {
-            "auth": {
-                "sub": principal.sub,
-                "roles": sorted(principal.roles),
-                "type": principal.type,
-            },
-            "params": params,
-        }
-    }

@@ -68,4 +68,4 @@ class Delete:
     where: tuple[Cond, ...]
 
 
-Plan = Select | Insert | Update | Delete
+Operation = Select | Insert | Update | Delete

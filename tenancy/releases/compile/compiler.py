@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 
 from tenancy.errors import PublishError
-from tenancy.releases.logics import compile_logic, logic_name
+from tenancy.releases.compile.logics import compile_logic, logic_name
+from tenancy.releases.compile.permissions import ROLE, compile_permissions
+from tenancy.releases.compile.schema import compile_schema
+from tenancy.releases.compile.sources import Problems, YamlMap, check_keys, load_yaml
 from tenancy.releases.model import FORMAT
-from tenancy.releases.permissions import ROLE, compile_permissions
-from tenancy.releases.schema import compile_schema
-from tenancy.releases.sources import Problems, YamlMap, check_keys, load_yaml
 
 PERMISSIONS_FILE = "config/permissions.yaml"
 AUTH_FILE = "config/auth.yaml"

@@ -10,11 +10,11 @@ from collections.abc import Collection
 from typing import Any
 
 from tenancy import ids
-from tenancy.releases.conditions import classify
-from tenancy.releases.logic_sql import SYSTEM_VARIABLES, scan_sql
-from tenancy.releases.model import PARAM_TYPES, param_accepts
-from tenancy.releases.permissions import compile_roles
-from tenancy.releases.sources import Problems, YamlMap, check_keys, load_yaml
+from tenancy.releases.compile.conditions import classify
+from tenancy.releases.compile.logic_sql import SYSTEM_VARIABLES, scan_sql
+from tenancy.releases.compile.permissions import compile_roles
+from tenancy.releases.compile.sources import Problems, YamlMap, check_keys, load_yaml
+from tenancy.types import PARAM_CHECKS, PARAM_TYPES
 
 LOGIC_NAME = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$")
 PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -155,7 +155,7 @@ def _params(file: str, front: YamlMap, problems: Problems) -> dict[str, dict[str
                     f"param '{name}': a required param cannot have a default",
                     spec.line_of("default"),
                 )
-            elif not param_accepts(param_type, default):
+            elif not PARAM_CHECKS[param_type](default):
                 problems.add(
                     file,
                     f"param '{name}': default must be of type {param_type}",

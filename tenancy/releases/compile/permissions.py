@@ -10,25 +10,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from tenancy.releases.conditions import classify
-from tenancy.releases.schema import INT64, CompiledSchema
-from tenancy.releases.sources import Problems, YamlList, YamlMap, check_keys, load_yaml
+from tenancy.releases.compile.conditions import classify
+from tenancy.releases.compile.schema import CompiledSchema
+from tenancy.releases.compile.sources import Problems, YamlList, YamlMap, check_keys, load_yaml
+from tenancy.types import UNORDERED, items_of, literal_problem
 
 OPS = ("select", "insert", "update", "delete")
 ROLE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$")
 _RULE_KEYS = ("roles", "columns", "condition")
-# Which literal (by Python type) a row filter may compare a column of each type with.
-_LITERAL_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "uuid": (str,),
-    "timestamp": (str,),
-    "bytes": (str,),
-    "decimal": (str, int),
-    "int": (int,),
-    "bigint": (int,),
-    "float": (int,),
-    "boolean": (bool,),
-}
 
 
 def compile_permissions(
@@ -159,11 +148,12 @@ def _compile_columns(ctx: _TableContext, where: str, op: str, raw: YamlMap) -> l
 
 
 def _filter_problem(ctx: _TableContext, term: dict[str, Any]) -> str | None:
+    """Why a row-filter term cannot be bound; a literal gets the request path's own check."""
     name, value = term["column"], term["value"]
     column = ctx.columns.get(name)
     if column is None:
         return None if name in ctx.broken else f"condition uses unknown column '{name}'"
-    if column["type"] not in _LITERAL_TYPES:
+    if column["type"] in UNORDERED:
         return (
             f"unsupported condition: a row filter cannot compare {column['type']} column '{name}'"
         )
@@ -172,7 +162,7 @@ def _filter_problem(ctx: _TableContext, term: dict[str, Any]) -> str | None:
     literal = value["value"]
     if literal is None:
         return None if column["nullable"] else f"condition compares non-nullable '{name}' with null"
-    allowed = _LITERAL_TYPES[column["type"]]
-    if type(literal) not in allowed or (type(literal) is int and literal not in INT64):
-        return f"condition compares {column['type']} column '{name}' with {literal!r}"
+    problem = literal_problem(literal, column["type"], items_of(column["items"]))
+    if problem:
+        return f"condition compares {column['type']} column '{name}' with {literal!r}: {problem}"
     return None

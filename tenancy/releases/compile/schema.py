@@ -6,39 +6,21 @@ mismatch across a reference, a name SQLite treats as a duplicate) are reported h
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
-import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from tenancy import ids
-from tenancy.releases.sources import Problems, YamlList, YamlMap, check_keys, load_yaml
+from tenancy.releases.compile.sources import Problems, YamlList, YamlMap, check_keys, load_yaml
+from tenancy.types import COLUMN_TYPES, SCALAR_TYPES, items_of, literal_problem
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-SCALAR_TYPES = (
-    "string",
-    "int",
-    "bigint",
-    "float",
-    "decimal",
-    "boolean",
-    "json",
-    "timestamp",
-    "uuid",
-    "bytes",
-)
-COLUMN_TYPES = (*SCALAR_TYPES, "array")
 ID_POLICIES = ("ulid", "uuid_v4", "uuid_v7", "nanoid", "auto_increment", "client")
 ID_TYPES = {"ulid": "string", "uuid_v4": "uuid", "uuid_v7": "uuid", "nanoid": "string"}
 CLIENT_ID_TYPES = ("string", "int", "bigint", "uuid")
 REF_ACTIONS = ("cascade", "restrict", "set_null", "no_action")
-INT64 = range(-(2**63), 2**63)
 _TABLE_KEYS = ("connection", "id", "columns", "indexes")
 _COLUMN_KEYS = ("type", "items", "nullable", "unique", "default", "references")
 _REF_KEYS = ("table", "column", "as", "onDelete", "onUpdate")
@@ -275,9 +257,13 @@ def _compile_column(
             file, f"column '{where}': `items` is only for type array", spec.line_of("items")
         )
     if spec.get("default") is not None:
-        message = literal_problem(spec["default"], column, allow_now=True)
+        message = literal_problem(
+            spec["default"], col_type, items_of(column["items"]), allow_now=True
+        )
         if message:
-            problems.add(file, f"column '{where}': default {message}", spec.line_of("default"))
+            problems.add(
+                file, f"column '{where}': invalid default: {message}", spec.line_of("default")
+            )
         elif col_type == "timestamp" and spec["default"] == "now":
             column["default"] = {"kind": "now"}
         else:
@@ -502,98 +488,3 @@ def _check_index_names(sources: dict[str, _TableSource], problems: Problems) -> 
                     line,
                 )
             taken[key] = f"index '{index['name']}' of '{name}'"
-
-
-def literal_problem(value: Any, column: dict[str, Any], *, allow_now: bool = False) -> str | None:
-    """Why `value` is not a valid literal for `column` (a canonical column or items), or None."""
-    col_type = column["type"]
-    if col_type == "array":
-        if not isinstance(value, list):
-            return "must be a list"
-        for item in value:
-            message = literal_problem(item, column["items"])
-            if message:
-                return f"item {message}"
-        return None
-    if col_type == "timestamp" and allow_now and value == "now":
-        return None
-    if _SCALAR_CHECKS[col_type](value):
-        return None
-    return f"must be {_EXPECTED[col_type]}" + (
-        " or now" if col_type == "timestamp" and allow_now else ""
-    )
-
-
-def _is_int(value: Any) -> bool:
-    return type(value) is int and value in INT64
-
-
-def _is_number(value: Any) -> bool:
-    return _is_int(value) or type(value) is float
-
-
-def _is_decimal(value: Any) -> bool:
-    if isinstance(value, str):
-        try:
-            return Decimal(value).is_finite()
-        except InvalidOperation:
-            return False
-    return _is_number(value)
-
-
-def _is_timestamp(value: Any) -> bool:
-    try:
-        datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _is_uuid(value: Any) -> bool:
-    try:
-        uuid.UUID(value)
-    except (TypeError, ValueError, AttributeError):
-        return False
-    return True
-
-
-def _is_base64(value: Any) -> bool:
-    try:
-        base64.b64decode(value, validate=True)
-    except (TypeError, ValueError, binascii.Error):
-        return False
-    return isinstance(value, str)
-
-
-def _is_json(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_json(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_is_json(v) for v in value)
-    return value is None or isinstance(value, (str, bool, float)) or _is_int(value)
-
-
-_SCALAR_CHECKS: dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: isinstance(v, str),
-    "int": _is_int,
-    "bigint": _is_int,
-    "float": _is_number,
-    "decimal": _is_decimal,
-    "boolean": lambda v: isinstance(v, bool),
-    "json": _is_json,
-    "timestamp": _is_timestamp,
-    "uuid": _is_uuid,
-    "bytes": _is_base64,
-}
-_EXPECTED = {
-    "string": "a string",
-    "int": "an integer",
-    "bigint": "an integer",
-    "float": "a number",
-    "decimal": "a decimal number or numeric string",
-    "boolean": "true or false",
-    "json": "JSON",
-    "timestamp": "an ISO-8601 timestamp string",
-    "uuid": "a UUID string",
-    "bytes": "a base64 string",
-}

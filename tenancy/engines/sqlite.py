@@ -1,0 +1,152 @@
+"""SQLite tenant connections: aiosqlite in autocommit mode, typed errors.
+
+Error mapping follows `tenancy.engines`; SQLite names its errors (`SQLITE_CONSTRAINT_UNIQUE`...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, unquote
+
+import aiosqlite
+
+from tenancy.engines.base import QueryResult, quoted, timeout_message
+from tenancy.errors import BadRequest, Conflict, ServiceUnavailable, StkError, Timeout
+
+PREFIX = "sqlite:///"
+
+
+class SqliteConnection:
+    """An aiosqlite connection in autocommit mode (`isolation_level=None`)."""
+
+    __slots__ = ("_conn", "_timeout_ms", "broken")
+
+    def __init__(self, conn: aiosqlite.Connection, statement_timeout_ms: int) -> None:
+        self._conn = conn
+        self._timeout_ms = statement_timeout_ms
+        self.broken = False
+
+    @classmethod
+    async def open(cls, path: str, statement_timeout_ms: int) -> SqliteConnection:
+        try:
+            conn = await aiosqlite.connect(_rw_uri(path), uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            reason = _open_reason(exc, path)
+            raise ServiceUnavailable(f"Tenant database unavailable: {reason}") from None
+        try:
+            # Lock waits count against the statement's own budget.
+            await conn.executescript(
+                f"PRAGMA busy_timeout = {int(statement_timeout_ms)};"
+                "PRAGMA foreign_keys = ON;"
+                "PRAGMA journal_mode = WAL;"
+                "PRAGMA synchronous = NORMAL;"
+            )
+        except sqlite3.Error as exc:
+            await conn.close()
+            reason = _open_reason(exc, path)
+            raise ServiceUnavailable(f"Tenant database unavailable: {reason}") from None
+        return cls(conn, statement_timeout_ms)
+
+    async def run(self, sql: str, args: Sequence[Any]) -> QueryResult:
+        # No cursor.close(): fetching to the end (or a statement without rows) already resets
+        # the statement, and a close would queue behind a runaway statement we must interrupt.
+        try:
+            async with asyncio.timeout(self._timeout_ms / 1000):
+                cursor = await self._conn.execute(sql, args)
+                if cursor.description is None:
+                    return QueryResult(None, max(cursor.rowcount, 0))
+                rows = await cursor.fetchall()
+        except TimeoutError:
+            # The statement still runs in aiosqlite's thread: stop it, and let the connection go.
+            self.broken = True
+            await self._conn.interrupt()
+            raise Timeout(timeout_message(self._timeout_ms)) from None
+        except sqlite3.Error as exc:
+            error = _statement_error(exc, self._timeout_ms)
+            self.broken = isinstance(error, ServiceUnavailable | Timeout)
+            raise error from None
+        except BaseException:
+            self.broken = True
+            raise
+        names = [column[0] for column in cursor.description]
+        return QueryResult([dict(zip(names, row, strict=True)) for row in rows], None)
+
+    def discard(self) -> None:
+        self._conn.stop()  # closes in aiosqlite's thread once its current operation ends
+
+    async def close(self) -> None:
+        try:
+            await self._conn.close()
+        except Exception:
+            self._conn.stop()
+
+
+async def verify(path: str) -> None:
+    """Open read-write without creating the file; reading the schema proves it is a database."""
+    try:
+        async with aiosqlite.connect(_rw_uri(path), uri=True) as conn:
+            await conn.execute_fetchall("SELECT 1 FROM sqlite_master LIMIT 1")
+    except sqlite3.Error as exc:
+        reason = _open_reason(exc, path)
+        raise BadRequest(f"Connection check failed: {reason}") from None
+
+
+def path_of(url: str) -> str:
+    """`sqlite:///relative.db` or `sqlite:////absolute.db`, as SQLAlchemy reads them."""
+    path = unquote(url.removeprefix(PREFIX).partition("?")[0])
+    if not path or path == ":memory:":
+        raise BadRequest("A sqlite URL needs a database file: sqlite:///path")
+    return path
+
+
+def _rw_uri(path: str) -> str:
+    return f"file:{quote(path)}?mode=rw"
+
+
+def _open_reason(exc: sqlite3.Error, path: str) -> str:
+    if not os.path.exists(path):
+        return "file does not exist"
+    if getattr(exc, "sqlite_errorname", None) == "SQLITE_NOTADB":
+        return "file is not a database"
+    return "cannot open file"
+
+
+_UNAVAILABLE_SQLITE = (
+    "SQLITE_CANTOPEN",
+    "SQLITE_CORRUPT",
+    "SQLITE_FULL",
+    "SQLITE_IOERR",
+    "SQLITE_NOTADB",
+    "SQLITE_PERM",
+    "SQLITE_READONLY",
+)
+# SQLite names columns in constraint messages ("UNIQUE constraint failed: users.email"); only a
+# list of plain identifiers is repeated, so an expression of an unnamed CHECK never is.
+_IDENTIFIERS = re.compile(r"[A-Za-z_][\w.]*(, [A-Za-z_][\w.]*)*")
+
+
+def _statement_error(exc: sqlite3.Error, timeout_ms: int) -> StkError:
+    name: str = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+    subject = str(exc).rpartition(": ")[2]
+    subject = subject if _IDENTIFIERS.fullmatch(subject) else ""
+    if name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"):
+        return Conflict(f"Unique constraint{quoted(subject)} violated")
+    if name == "SQLITE_CONSTRAINT_FOREIGNKEY":
+        return BadRequest("Foreign key constraint violated")
+    if name == "SQLITE_CONSTRAINT_NOTNULL":
+        column = subject.rpartition(".")[2]
+        return BadRequest(f"Missing value for required column{quoted(column)}")
+    if name == "SQLITE_CONSTRAINT_CHECK":
+        return BadRequest(f"Check constraint{quoted(subject)} violated")
+    if name == "SQLITE_INTERRUPT":
+        return Timeout(timeout_message(timeout_ms))
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return ServiceUnavailable("Tenant database is busy")
+    if name.startswith(_UNAVAILABLE_SQLITE):
+        return ServiceUnavailable(f"Tenant database unavailable ({name})")
+    return BadRequest(f"Statement failed: {name}")
