@@ -18,17 +18,15 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from services import unavailable
 
 PG_URL = os.environ.get("STK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("STK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-REQUIRE = os.environ.get("STK_REQUIRE_SERVICES") == "1"
+pytest_plugins = ["support_s3"]
 
 
 def _unavailable(service: str, exc: BaseException) -> None:
-    message = f"{service} unreachable ({type(exc).__name__}); set STK_TEST_* or start it"
-    if REQUIRE:
-        pytest.fail(f"STK_REQUIRE_SERVICES=1 but {message}")
-    pytest.skip(message)
+    unavailable(service, f"unreachable ({type(exc).__name__}); set STK_TEST_* or start it")
 
 
 def _with_database(url: str, name: str) -> str:
