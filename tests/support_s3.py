@@ -35,6 +35,7 @@ S3_BIN = ROOT / ".venv-s3" / "bin"
 MOTO_SCRIPT = Path(__file__).resolve().parent / "objectstore" / "moto_store.py"
 REGION = "us-east-1"
 START_TIMEOUT = 60.0
+_SESSION = botocore.session.get_session()  # loading the S3 model once keeps clients cheap
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,17 @@ class ObjectStore:
     endpoint: str
     accounts: dict[str, Account]
     region: str = REGION
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def client(self, name: str) -> Any:
         """A plain botocore S3 client with that account's key (path-style, like the tests)."""
+        if name not in self._clients:
+            self._clients[name] = self.new_client(name)
+        return self._clients[name]
+
+    def new_client(self, name: str) -> Any:
         account = self.accounts[name]
-        return botocore.session.get_session().create_client(
+        return _SESSION.create_client(
             "s3",
             region_name=self.region,
             endpoint_url=self.endpoint,

@@ -70,7 +70,7 @@ def test_expired_presigned_url_is_refused(object_store: ObjectStore) -> None:
 
 def test_each_access_key_has_its_own_secret(object_store: ObjectStore) -> None:
     alpha = object_store.accounts["alpha"]
-    forged = object_store.client("beta")
+    forged = object_store.new_client("beta")
     forged._request_signer._credentials.access_key = alpha.access_key_id  # beta's secret
     with pytest.raises(botocore.exceptions.ClientError) as error:
         forged.put_object(Bucket="bucket-alpha", Key="proof/forged.txt", Body=b"x")
@@ -84,7 +84,7 @@ def test_moto_checks_keys_and_bucket_policies(kv_object_store: ObjectStore) -> N
     with pytest.raises(botocore.exceptions.ClientError) as error:
         stranger.get_object(Bucket="stk-kv", Key="proof/a")
     assert _status(error) == 403
-    forged = kv_object_store.client("stranger")
+    forged = kv_object_store.new_client("stranger")
     forged._request_signer._credentials.access_key = kv_object_store.accounts[
         "operator"
     ].access_key_id
