@@ -74,13 +74,15 @@ async def redis_url() -> AsyncIterator[str]:
         await client.aclose()
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
+@pytest.fixture(params=["memory", "file", "redis", "s3"])
 def kv_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each KV backend in turn, for the suites that hold them all to one contract."""
     if request.param == "memory":
         return "memory://"
     if request.param == "file":
         return f"file://{tmp_path}/kv"
+    if request.param == "s3":
+        return str(request.getfixturevalue("s3_kv_url"))
     return str(request.getfixturevalue("redis_url"))
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,3 +189,24 @@ def kv_object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Object
         yield ObjectStore(endpoint, accounts)
     finally:
         _stop(proc)
+
+
+@pytest.fixture
+def s3_kv_url(kv_object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """An s3:// KV URL with its own prefix; the operator's keys in the standard AWS variables."""
+    operator = kv_object_store.accounts["operator"]
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", operator.access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", operator.secret_access_key),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),  # never ask an instance-metadata address
+    ):
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    prefix = f"stktest-{uuid.uuid4().hex[:12]}"
+    yield f"s3://{operator.bucket}/{prefix}?region={REGION}&endpoint={kv_object_store.endpoint}"
+    client = kv_object_store.client("operator")
+    for key in kv_object_store.keys("operator", prefix + "/"):
+        client.delete_object(Bucket=operator.bucket, Key=key)

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -30,6 +28,7 @@ from botocore.exceptions import (
 
 from tenancy.errors import BadRequest, ServiceUnavailable, Timeout
 from tenancy.principal import Tenant
+from tenancy.storage.aws import s3_client
 from tenancy.storage.credentials import StoreCredentials, parse_credentials
 from tenancy.storage.model import Bucket
 from tenancy.storage.params import Part
@@ -62,26 +61,15 @@ class StoreClient:
         self._timeout = timeout
 
     @classmethod
-    async def open(
-        cls, session: AioSession, bucket: Bucket, credentials: StoreCredentials, limit: float
-    ) -> StoreClient:
-        config = AioConfig(
-            signature_version="s3v4",
-            connect_timeout=limit,
-            read_timeout=limit,
-            retries={"max_attempts": 2, "mode": "standard"},
-            s3={"addressing_style": "path" if bucket.path_style else "virtual"},
-        )
+    async def open(cls, bucket: Bucket, credentials: StoreCredentials, limit: float) -> StoreClient:
         stack = AsyncExitStack()
         client = await stack.enter_async_context(
-            session.create_client(
-                "s3",
-                region_name=bucket.region,
-                endpoint_url=bucket.endpoint,
-                aws_access_key_id=credentials.access_key_id,
-                aws_secret_access_key=credentials.secret_access_key,
-                aws_session_token=credentials.session_token,
-                config=config,
+            s3_client(
+                region=bucket.region,
+                endpoint=bucket.endpoint,
+                path_style=bucket.path_style,
+                credentials=credentials,
+                limit=limit,
             )
         )
         return cls(client, stack, limit)
@@ -161,7 +149,6 @@ class TenantStores:
         self._timeout = timeout
         self._entries: dict[tuple[str, str, str], _Entry] = {}
         self._lock = asyncio.Lock()
-        self._session: AioSession | None = None
 
     async def credentials(
         self, tenant: Tenant, name: str, secret: VersionedSecret
@@ -182,10 +169,7 @@ class TenantStores:
             async with self._lock:
                 client = entry.clients.get(bucket)
                 if client is None:
-                    self._session = self._session or get_session()
-                    client = await StoreClient.open(
-                        self._session, bucket, entry.credentials, self._timeout
-                    )
+                    client = await StoreClient.open(bucket, entry.credentials, self._timeout)
                     entry.clients[bucket] = client
         return client
 
