@@ -10,6 +10,8 @@ PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 ENV_ID = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 ALIAS = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# A storage.yaml bucket, as named in `storage/<bucket>/<op>`.
+BUCKET_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
 )
@@ -30,6 +32,10 @@ def is_alias(value: object) -> bool:
 
 def is_secret_name(value: object) -> bool:
     return isinstance(value, str) and SECRET_NAME.fullmatch(value) is not None
+
+
+def is_bucket_name(value: object) -> bool:
+    return isinstance(value, str) and BUCKET_NAME.fullmatch(value) is not None
 
 
 def is_hostname(value: object) -> bool:

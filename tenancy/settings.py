@@ -7,10 +7,13 @@ deployment should not have to restart it once per typo.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from tenancy.storage.credentials import StoreCredentials
 
 REGISTRY_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 
@@ -30,6 +33,9 @@ class Settings(BaseSettings):
     registry_url: str | None = Field(default=None, repr=False)
     registry_url_file: Path | None = None
     kv_url: str | None = None
+    kv_s3_access_key_id: str | None = None
+    kv_s3_secret_access_key: str | None = Field(default=None, repr=False, validate_default=True)
+    kv_s3_session_token: str | None = Field(default=None, repr=False)
     redis_url: str | None = None
     master_keys: str | None = Field(default=None, repr=False)
     master_keys_file: Path | None = None
@@ -55,7 +61,7 @@ class Settings(BaseSettings):
     @field_validator("kv_url")
     @classmethod
     def _kv_scheme(cls, value: str | None) -> str | None:
-        return _require_scheme(value, ("memory://", "file://", "redis://", "rediss://"))
+        return _require_scheme(value, ("memory://", "file://", "redis://", "rediss://", "s3://"))
 
     @field_validator("redis_url")
     @classmethod
@@ -76,6 +82,13 @@ class Settings(BaseSettings):
             raise ValueError(f"STK_{plain.upper()} is set too; set only one of them")
         return value
 
+    @field_validator("kv_s3_secret_access_key")
+    @classmethod
+    def _s3_pair(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if bool(value) != bool(info.data.get("kv_s3_access_key_id")):
+            raise ValueError("set both STK_KV_S3_ACCESS_KEY_ID and STK_KV_S3_SECRET_ACCESS_KEY")
+        return value
+
     @model_validator(mode="after")
     def _normalize(self) -> Settings:
         if self.host_suffix is not None:
@@ -89,6 +102,16 @@ class Settings(BaseSettings):
     @property
     def kv(self) -> str:
         return self.kv_url or f"file://{self.data_dir.resolve()}/kv"
+
+    def kv_s3_credentials(self) -> StoreCredentials | None:
+        """The operator's keys for an s3:// KV; None leaves it to the standard AWS chain."""
+        if not (self.kv_s3_access_key_id and self.kv_s3_secret_access_key):
+            return None
+        from tenancy.storage.credentials import StoreCredentials  # botocore only when used
+
+        return StoreCredentials(
+            self.kv_s3_access_key_id, self.kv_s3_secret_access_key, self.kv_s3_session_token
+        )
 
     @property
     def shared_redis(self) -> str | None:

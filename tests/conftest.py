@@ -18,17 +18,15 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from services import unavailable
 
 PG_URL = os.environ.get("STK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("STK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-REQUIRE = os.environ.get("STK_REQUIRE_SERVICES") == "1"
+pytest_plugins = ["support_s3"]
 
 
 def _unavailable(service: str, exc: BaseException) -> None:
-    message = f"{service} unreachable ({type(exc).__name__}); set STK_TEST_* or start it"
-    if REQUIRE:
-        pytest.fail(f"STK_REQUIRE_SERVICES=1 but {message}")
-    pytest.skip(message)
+    unavailable(service, f"unreachable ({type(exc).__name__}); set STK_TEST_* or start it")
 
 
 def _with_database(url: str, name: str) -> str:
@@ -76,13 +74,15 @@ async def redis_url() -> AsyncIterator[str]:
         await client.aclose()
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
+@pytest.fixture(params=["memory", "file", "redis", "s3"])
 def kv_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each KV backend in turn, for the suites that hold them all to one contract."""
     if request.param == "memory":
         return "memory://"
     if request.param == "file":
         return f"file://{tmp_path}/kv"
+    if request.param == "s3":
+        return str(request.getfixturevalue("s3_kv_url"))
     return str(request.getfixturevalue("redis_url"))
 
 

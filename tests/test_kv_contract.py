@@ -111,6 +111,8 @@ async def test_stores_are_isolated(kv_url: str, kv: KVStore, tmp_path: Path) -> 
     if kv_url.startswith("redis"):
         prefix = parse_qs(urlsplit(kv_url).query)["prefix"][0]
         other_url = kv_url.replace(prefix, prefix.rstrip(":") + "-other:")
+    elif kv_url.startswith("s3"):
+        other_url = kv_url.replace("?", "-other?")
     else:
         other_url = kv_url if kv_url == "memory://" else f"file://{tmp_path}/other"
     other = open_kv(other_url)
@@ -143,7 +145,12 @@ async def test_file_keys_stay_inside_root(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["", "ftp://host/x", "file://relative/path", "file:relative", "redis://", "memcached://h"],
+    [
+        *("", "ftp://host/x", "file://relative/path", "file:relative", "redis://", "memcached://h"),
+        *("s3://", "s3://Bad_Bucket/p", "s3://b1/p?colour=red", "s3://b1/p?region=a&region=b"),
+        "s3://b1/p?endpoint=ftp://host",
+        "s3://b1/p?endpoint=http://host/path",
+    ],
 )
 def test_open_kv_rejects_bad_urls(url: str) -> None:
     with pytest.raises(ValueError):

@@ -1,6 +1,6 @@
 """The KV store: where bundles and manifests live (`manifest.md`, "Storage keys").
 
-One small contract, three backends. `cas` is the only primitive the release store needs for safe
+One small contract, four backends. `cas` is the only primitive the release store needs for safe
 concurrent updates; every backend implements it atomically, across processes where it can be
 shared (file, redis).
 """
@@ -8,9 +8,13 @@ shared (file, redis).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from tenancy.redis_url import split_prefix
+
+if TYPE_CHECKING:
+    from tenancy.storage.credentials import StoreCredentials
 
 
 class KVStore(ABC):
@@ -44,8 +48,12 @@ class KVStore(ABC):
     async def close(self) -> None: ...
 
 
-def open_kv(url: str) -> KVStore:
-    """`memory://`, `file:///abs/path` or `redis[s]://host:port/db[?prefix=ns:]`."""
+def open_kv(url: str, *, s3_credentials: StoreCredentials | None = None) -> KVStore:
+    """`memory://`, `file:///abs/path`, `redis[s]://host:port/db[?prefix=ns:]` or
+    `s3://bucket/prefix[?region=&endpoint=]`.
+
+    `s3_credentials` are the operator's keys (STK_KV_S3_*); None uses the standard AWS chain.
+    """
     parts = urlsplit(url)
     if parts.scheme == "memory":
         from tenancy.kv.memory import MemoryKV
@@ -64,4 +72,9 @@ def open_kv(url: str) -> KVStore:
 
         plain, prefix = split_prefix(url)
         return RedisKV(plain, prefix=prefix)
-    raise ValueError(f"KV URL {url!r}: scheme must be memory://, file:// or redis://")
+    if parts.scheme == "s3":
+        from tenancy.kv.s3 import S3KV, parse_s3_url
+
+        bucket, prefix, region, endpoint = parse_s3_url(url)
+        return S3KV(bucket, prefix, region=region, endpoint=endpoint, credentials=s3_credentials)
+    raise ValueError(f"KV URL {url!r}: scheme must be memory://, file://, redis:// or s3://")

@@ -1,0 +1,150 @@
+"""Signed URL form, credential parsing and multipart sessions (no store needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tenancy.errors import BadRequest
+from tenancy.kv import open_kv
+from tenancy.principal import Tenant
+from tenancy.storage.credentials import UNAVAILABLE, CredentialsUnavailable, parse_credentials
+from tenancy.storage.model import Bucket
+from tenancy.storage.sessions import SESSION_TTL, MultipartSession, MultipartSessions
+from tenancy.storage.signer import object_url, presign
+
+KEYS = parse_credentials(b'{"accessKeyId": "AKIDEXAMPLE", "secretAccessKey": "s3cr3t-value"}')
+
+
+def _bucket(endpoint: str | None = None, path_style: bool = False) -> Bucket:
+    return Bucket.from_compiled(
+        "media",
+        {
+            "bucket": "acme-media",
+            "region": "eu-central-1",
+            "endpoint": endpoint,
+            "credentials": "S3",
+            "pathStyle": path_style,
+        },
+    )
+
+
+def test_object_urls() -> None:
+    key = "a b/ü+%/~x"
+    assert (
+        object_url(_bucket(), key)
+        == "https://acme-media.s3.eu-central-1.amazonaws.com/a%20b/%C3%BC%2B%25/~x"
+    )
+    assert (
+        object_url(_bucket(path_style=True), "k")
+        == "https://s3.eu-central-1.amazonaws.com/acme-media/k"
+    )
+    assert (
+        object_url(_bucket("http://127.0.0.1:9000", True), "k")
+        == "http://127.0.0.1:9000/acme-media/k"
+    )
+    assert (
+        object_url(_bucket("https://store.example:8443"), "k")
+        == "https://acme-media.store.example:8443/k"
+    )
+
+
+def test_upload_url_signs_type_and_length() -> None:
+    headers = {"Content-Type": "image/png", "Content-Length": "42"}
+    before = time.time()
+    signed = presign(_bucket(), KEYS, "PUT", "a/b.png", 300, headers=headers)
+    query = parse_qs(urlsplit(signed.url).query)
+    assert query["X-Amz-SignedHeaders"] == ["content-length;content-type;host"]
+    assert query["X-Amz-Credential"][0].startswith("AKIDEXAMPLE/") and query["X-Amz-Credential"][
+        0
+    ].endswith("/eu-central-1/s3/aws4_request")
+    assert query["X-Amz-Expires"] == ["300"] and len(query["X-Amz-Signature"][0]) == 64
+    assert "s3cr3t" not in signed.url
+    expires = time.mktime(time.strptime(signed.expires_at, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+    assert before + 298 <= expires <= time.time() + 300
+    assert signed.headers == headers and signed.method == "PUT"
+
+
+def test_part_url_and_session_token() -> None:
+    keys = parse_credentials(
+        '{"accessKeyId": "ASIA1", "secretAccessKey": "s", "sessionToken": "tok/en+"}'
+    )
+    signed = presign(_bucket(), keys, "PUT", "k", 60, query={"partNumber": "3", "uploadId": "u/1"})
+    query = parse_qs(urlsplit(signed.url).query)
+    assert query["partNumber"] == ["3"] and query["uploadId"] == ["u/1"]
+    assert query["X-Amz-Security-Token"] == ["tok/en+"]
+    assert query["X-Amz-SignedHeaders"] == ["host"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"",
+        b"nope",
+        b"[1]",
+        b'{"accessKeyId": "a"}',
+        b'{"accessKeyId": 1, "secretAccessKey": "b"}',
+        b'{"accessKeyId": "a", "secretAccessKey": "b", "sessionToken": 5}',
+        b'{"accessKeyId": "a", "secretAccessKey": "b", "region": "x"}',
+    ],
+)
+def test_malformed_secrets(value: bytes) -> None:
+    with pytest.raises(CredentialsUnavailable) as error:
+        parse_credentials(value)
+    assert error.value.message == UNAVAILABLE and error.value.status == 503
+    assert error.value.reason
+
+
+def test_credentials_never_show_secrets() -> None:
+    keys = parse_credentials(
+        '{"accessKeyId": "AK", "secretAccessKey": "SECRET-1", "sessionToken": "TOKEN-1"}'
+    )
+    assert "SECRET-1" not in repr(keys) and "TOKEN-1" not in repr(keys) and "AK" in repr(keys)
+
+
+TENANT = Tenant("shop", "prod")
+
+
+async def test_sessions_are_scoped_and_expire() -> None:
+    now = [1_000_000.0]
+    sessions = MultipartSessions(open_kv("memory://"), clock=lambda: now[0])
+    await sessions.open(TENANT, "media", "a/b", MultipartSession("u1", "text/plain", 10, now[0]))
+    assert (await sessions.find(TENANT, "media", "a/b", "u1")).content_length == 10
+    for tenant, bucket, key, upload in (
+        (Tenant("shop", "dev"), "media", "a/b", "u1"),
+        (Tenant("other", "prod"), "media", "a/b", "u1"),
+        (TENANT, "docs", "a/b", "u1"),
+        (TENANT, "media", "a/c", "u1"),
+        (TENANT, "media", "a/b", "u2"),
+    ):
+        with pytest.raises(BadRequest):
+            await sessions.find(tenant, bucket, key, upload)
+    now[0] += SESSION_TTL - 1
+    await sessions.find(TENANT, "media", "a/b", "u1")
+    now[0] += 1
+    with pytest.raises(BadRequest):
+        await sessions.find(TENANT, "media", "a/b", "u1")
+
+
+async def test_concurrent_sessions_of_one_key_are_all_kept(redis_url: str) -> None:
+    kvs = [open_kv(redis_url) for _ in range(8)]
+    try:
+        stores = [MultipartSessions(kv) for kv in kvs]
+        await asyncio.gather(
+            *(
+                s.open(TENANT, "media", "k", MultipartSession(f"u{i}", "a/b", i, time.time()))
+                for i, s in enumerate(stores)
+            )
+        )
+        for i in range(8):
+            assert (await stores[0].find(TENANT, "media", "k", f"u{i}")).content_length == i
+        await asyncio.gather(
+            *(s.close(TENANT, "media", "k", f"u{i}") for i, s in enumerate(stores))
+        )
+        assert await kvs[0].keys("storage:multipart:") == []
+    finally:
+        for kv in kvs:
+            await kv.close()
