@@ -9,7 +9,7 @@ import pytest
 
 from tenancy.errors import BadRequest, Forbidden, NotFound, StkError, Unauthorized
 from tenancy.principal import ANONYMOUS, Principal
-from tenancy.releases.sources import Problems
+from tenancy.releases.compile.sources import Problems
 from tenancy.storage.access import authorize
 from tenancy.storage.compile import compile_storage
 from tenancy.storage.keys import check_key

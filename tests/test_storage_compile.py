@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tenancy.releases.sources import Problems
+from tenancy.releases.compile.sources import Problems
 from tenancy.storage.compile import STORAGE_FILE, compile_storage, parse_size
 
 SPEC_EXAMPLE = """\

@@ -28,7 +28,7 @@ from tenancy.errors import (
 )
 from tenancy.kv import KVStore, open_kv
 from tenancy.principal import ANONYMOUS, Principal, Tenant
-from tenancy.releases.sources import Problems
+from tenancy.releases.compile.sources import Problems
 from tenancy.storage.compile import STORAGE_FILE, compile_storage
 from tenancy.storage.model import StorageModel
 from tenancy.storage.service import StorageService

@@ -14,7 +14,7 @@ from typing import Any
 from tenancy.crud.access import deny
 from tenancy.errors import BadRequest, Forbidden
 from tenancy.principal import Principal
-from tenancy.releases.conditions import request_activation
+from tenancy.releases.gates import request_activation
 from tenancy.storage.model import OpRule, StorageModel
 from tenancy.storage.params import StorageRequest, rule_op
 

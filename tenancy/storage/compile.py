@@ -12,9 +12,9 @@ import re
 from typing import Any
 
 from tenancy.ids import is_bucket_name, is_secret_name
-from tenancy.releases.conditions import classify
-from tenancy.releases.permissions import compile_roles
-from tenancy.releases.sources import Problems, YamlList, YamlMap, check_keys, load_yaml
+from tenancy.releases.compile.conditions import classify
+from tenancy.releases.compile.permissions import compile_roles
+from tenancy.releases.compile.sources import Problems, YamlList, YamlMap, check_keys, load_yaml
 from tenancy.storage.keys import MAX_KEY_BYTES, segment_problem
 from tenancy.storage.params import OBJECT_MAX, OPS, POLICY_OPS, params_of_rule
 

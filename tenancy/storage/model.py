@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenancy.errors import NotFound
-from tenancy.releases.conditions import Gate
+from tenancy.releases.gates import Gate
 
 DEFAULT_REGION_ENDPOINT = "https://s3.{region}.amazonaws.com"
 
