@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from fastapi import Request
 from starlette.types import Scope
 
-from bridge.execute.limits import ConcurrencyLimiter
 from tenancy.resolution import Hints
 from tenancy.runtime import Runtime
 
@@ -18,7 +17,6 @@ from tenancy.runtime import Runtime
 class AppState:
     rt: Runtime
     admin_tokens: tuple[bytes, ...]
-    limiter: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
 
     def hints(self, headers: Mapping[str, str]) -> Hints:
         """`headers` with lower-case names (Starlette's `Headers` or `raw_headers(scope)`)."""

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenancy.cache import TTLCache
 from tenancy.errors import NotFound, ServiceUnavailable, StkError
+from tenancy.limits import Limits
 from tenancy.pools import engine_of
 from tenancy.principal import Principal, Tenant
 from tenancy.registry.models import ApiKey, Env, Project, ProjectHost, Secret, utcnow
@@ -224,7 +225,7 @@ async def load_project_record(session: AsyncSession, project_id: str) -> Project
         default_env=row.default_env,
         envs=tuple(sorted(envs)),
         hosts=tuple(sorted(hosts)),
-        limits=dict(row.limits or {}),
+        limits=Limits.parse(row.limits or {}),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )

@@ -16,8 +16,8 @@ from tenancy.directory import Directory
 from tenancy.invalidation import InvalidationBus
 from tenancy.keyring import Keyring
 from tenancy.kv import KVStore, open_kv
+from tenancy.limits import Limiters
 from tenancy.pools import PoolManager
-from tenancy.ratelimit import RateLimiter
 from tenancy.registry import migrate
 from tenancy.registry.db import create_registry_engine, session_factory
 from tenancy.releases.store import ReleaseStore
@@ -43,7 +43,7 @@ class Runtime:
     pools: PoolManager
     bus: InvalidationBus
     directory: Directory
-    ratelimit: RateLimiter
+    limits: Limiters
     _background: tuple[asyncio.Task[None], ...] = ()
     _retiring: set[asyncio.Task[int]] = field(default_factory=set)
 
@@ -72,7 +72,7 @@ class Runtime:
             ),
             bus=InvalidationBus(settings.shared_redis),
             directory=Directory(sessions, vault, releases, settings.cache_ttl_seconds),
-            ratelimit=RateLimiter(settings.shared_redis),
+            limits=Limiters(settings.shared_redis, settings.tenant_max_concurrency),
         )
         rt.bus.subscribe(rt._on_invalidation)
         await rt.bus.start()
@@ -116,7 +116,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.bus.close()
-        await self.ratelimit.close()
+        await self.limits.close()
         await self.pools.close_all()
         await self.kv.close()
         await self.engine.dispose()

@@ -38,8 +38,8 @@ async def run_crud(
             conn.url,
             statement.sql,
             statement.args,
-            max_size=limits.get("maxPoolSize"),
-            statement_timeout_ms=limits.get("statementTimeoutMs"),
+            max_size=limits.max_pool_size,
+            statement_timeout_ms=limits.statement_timeout_ms,
         )
 
     return await execute(plan, conn.engine, run)

@@ -33,8 +33,8 @@ async def run_logic(
         conn.url,
         logic.sql,
         args,
-        max_size=limits.get("maxPoolSize"),
-        statement_timeout_ms=limits.get("statementTimeoutMs"),
+        max_size=limits.max_pool_size,
+        statement_timeout_ms=limits.statement_timeout_ms,
     )
     if result.rows is not None:
         return result.rows

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from bridge import responses
 from bridge.context import info
 from bridge.state import AppState, state_of
+from tenancy.limits import Slot
 from tenancy.resolution import Resolved, resolve
 from tenancy.users import Accounts
 
@@ -36,9 +37,8 @@ async def _resolve(request: Request) -> tuple[AppState, Resolved]:
     req = info(request.scope)
     req.project, req.env = resolved.tenant.project, resolved.tenant.env
     req.auth_type = resolved.principal.type
-    per_minute = resolved.project.limits.get("requestsPerMinute")
-    if per_minute:  # the same budget as /call: it also bounds password guessing
-        await state.rt.ratelimit.hit(resolved.tenant, per_minute)
+    # The same budget as /call: it also bounds password guessing.
+    await state.rt.limits.admit(resolved.tenant, resolved.project.limits)
     return state, resolved
 
 
@@ -46,19 +46,16 @@ def _accounts(state: AppState) -> Accounts:
     return Accounts(state.rt.sessions, state.rt.directory.signing)
 
 
-def _limit(state: AppState, resolved: Resolved) -> int:
+def _slot(state: AppState, resolved: Resolved) -> Slot:
     """Password hashing is the costly part: bounded per tenant like `/call` (I7)."""
-    limit: int = resolved.project.limits.get(
-        "maxConcurrency", state.rt.settings.tenant_max_concurrency
-    )
-    return limit
+    return state.rt.limits.slot(resolved.tenant, resolved.project.limits)
 
 
 @router.post("/auth/signup", status_code=201)
 async def signup(request: Request, body: Credentials) -> Response:
     state, resolved = await _resolve(request)
     release = await state.rt.directory.release(resolved.tenant)
-    with state.limiter.slot(resolved.tenant, _limit(state, resolved)):
+    with _slot(state, resolved):
         answer = await _accounts(state).signup(
             resolved.tenant, release.auth, body.email, body.password
         )
@@ -69,7 +66,7 @@ async def signup(request: Request, body: Credentials) -> Response:
 async def login(request: Request, body: Credentials) -> Response:
     state, resolved = await _resolve(request)
     release = await state.rt.directory.release(resolved.tenant)
-    with state.limiter.slot(resolved.tenant, _limit(state, resolved)):
+    with _slot(state, resolved):
         answer = await _accounts(state).login(
             resolved.tenant, release.auth, body.email, body.password
         )

@@ -61,13 +61,11 @@ class CallEndpoint:
         req.project, req.env, req.auth_type = tenant.project, tenant.env, resolved.principal.type
         release = await rt.directory.release(tenant)
         req.release = release.id
-        per_minute = resolved.project.limits.get("requestsPerMinute")
-        if per_minute:
-            await rt.ratelimit.hit(tenant, per_minute)
-        limit = resolved.project.limits.get("maxConcurrency", rt.settings.tenant_max_concurrency)
+        limits = resolved.project.limits
+        await rt.limits.admit(tenant, limits)
         result: Any
         try:
-            with state.limiter.slot(tenant, limit):
+            with rt.limits.slot(tenant, limits):
                 if route.kind == "logics":
                     client = scope.get("client")
                     client_ip = client[0] if client else ""
