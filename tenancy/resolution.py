@@ -43,8 +43,9 @@ class Lookups(Protocol):
 
     async def api_key(self, key_id: str) -> ApiKeyRecord | None: ...
 
-    async def verify_bearer(self, project_id: str, token: str) -> tuple[str, Principal]:
-        """Verify with `project_id`'s keys; return (env, principal) or raise Unauthorized."""
+    async def verify_bearer(self, project_id: str | None, token: str) -> tuple[Tenant, Principal]:
+        """Verify with `project_id`'s keys (the claimed project's if None), decoding the token
+        once; raise Unauthorized, or Forbidden for another project's valid token."""
         ...
 
 
@@ -79,12 +80,8 @@ async def resolve(hints: Hints, lookups: Lookups, host_suffix: str | None) -> Re
         if (hint and hint != tenant.project) or (hints.env and hints.env != tenant.env):
             raise Forbidden("API key is not valid for this project or environment")
     elif hints.bearer is not None:
-        target = hint or _unverified_project(hints.bearer)
-        if target is None:
-            raise Unauthorized("Invalid token")
-        env, principal = await lookups.verify_bearer(target, hints.bearer)
-        tenant = Tenant(target, env)
-        if (hint and hint != target) or (hints.env and hints.env != env):
+        tenant, principal = await lookups.verify_bearer(hint, hints.bearer)
+        if hints.env and hints.env != tenant.env:
             raise Forbidden("Token is not valid for this project or environment")
     elif hint is None:
         raise BadRequest("Project could not be resolved")
@@ -116,18 +113,6 @@ async def _by_api_key(text: str, lookups: Lookups) -> tuple[Tenant, Principal]:
         raise Unauthorized("Invalid API key")
     roles = frozenset((*record.roles, "authenticated", "public"))
     return Tenant(record.project, record.env), Principal("api_key", record.key_id, roles)
-
-
-def _unverified_project(token: str) -> str | None:
-    """Only chooses whose keys to verify with; never trusted on its own."""
-    import jwt
-
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return None
-    project = claims.get("project_id")
-    return project if is_project_id(project) else None
 
 
 async def _custom_host(host: str, lookups: Lookups) -> str | None:
