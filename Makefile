@@ -17,7 +17,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy tenancy
+	$(BIN)/mypy tenancy bridge
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
