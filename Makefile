@@ -19,7 +19,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy tenancy
+	$(BIN)/mypy tenancy bridge
 
 test: lint object-stores
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -63,7 +63,7 @@ async def measure(url: str, requests: int, profile: bool) -> None:
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(io.StringIO())  # the production JSON path, written to memory
     app = create_app(settings, Keyring.parse(Keyring.generate_entry("p")), [TOKEN], migrate=True)
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         key = await register(app, url)
         body = b'{"path":"logics/items/get","params":{"id":42}}'
         headers = [

@@ -1,13 +1,20 @@
-"""App factory: wires the core (`tenancy.runtime`) to the HTTP routes."""
+"""App factory: composes the ASGI app and wires the core (`tenancy.runtime`) to the HTTP routes.
+
+    RequestMiddleware → CorsMiddleware → PathSwitch ─► CallEndpoint   (`POST /call`)
+                                                    └► FastAPI        (health, metrics, auth, admin)
+
+Each piece is built once and they share one `AppState`. `/call` stays off FastAPI's routing:
+on the hot path, FastAPI's own layers (error middleware, routing, request objects, dependency
+solving) cost more CPU than the rest of the pipeline (`docs/decisions.md`, hot path).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import errors
 from bridge.cors import CorsMiddleware
@@ -23,25 +30,42 @@ from tenancy.runtime import Runtime
 from tenancy.settings import Settings
 
 
-class BridgeApp(FastAPI):
-    """FastAPI for every route but `POST /call`, which is served as plain ASGI under the same
-    request middleware: on the hot path, FastAPI's own layers (error middleware, routing,
-    request objects, dependency solving) cost more CPU than the rest of the pipeline."""
+class PathSwitch:
+    """`/call` to its endpoint; everything else (lifespan included) to FastAPI."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.call_stack = RequestMiddleware(
-            CorsMiddleware(CallEndpoint()),
-            max_body_bytes=settings.max_body_bytes,
-            observe=metrics.observe,
-        )
+    def __init__(self, call: ASGIApp, other: ASGIApp) -> None:
+        self.call = call
+        self.other = other
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/call":
-            scope["app"] = self
-            await self.call_stack(scope, receive, send)
+            await self.call(scope, receive, send)
         else:
-            await super().__call__(scope, receive, send)
+            await self.other(scope, receive, send)
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+class App:
+    """The composed ASGI app, with what tests and embedders need: its lifespan (run by the server
+    through FastAPI, or by hand with `async with app.lifespan()`) and the runtime it started."""
+
+    def __init__(self, stack: ASGIApp, api: FastAPI, state: AppState, lifespan: Lifespan) -> None:
+        self._stack = stack
+        self._lifespan = lifespan
+        self.api = api
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._stack(scope, receive, send)
+
+    def lifespan(self) -> AbstractAsyncContextManager[None]:
+        return self._lifespan(self.api)
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.state.rt
 
 
 def admin_router() -> APIRouter:
@@ -57,23 +81,21 @@ def create_app(
     admin_tokens: list[str],
     *,
     migrate: bool | None = None,
-) -> FastAPI:
+) -> App:
     """`migrate` defaults to `settings.auto_migrate` (tests and `dev` always migrate)."""
     metrics = Metrics(settings.metrics_tenant_label)
+    state = AppState(settings, tuple(t.encode() for t in admin_tokens))
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         run_migrations = settings.auto_migrate if migrate is None else migrate
-        rt = await Runtime.start(settings, keyring, migrate_schema=run_migrations)
-        app.state.stk = AppState(rt, tuple(t.encode() for t in admin_tokens))
+        state.rt = await Runtime.start(settings, keyring, migrate_schema=run_migrations)
         try:
             yield
         finally:
-            await rt.close()
+            await state.rt.close()
 
-    app = BridgeApp(
-        settings,
-        metrics,
+    api = FastAPI(
         title="Santokit Bridge",
         lifespan=lifespan,
         docs_url=None,
@@ -83,15 +105,15 @@ def create_app(
         # provider lookup to every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    errors.install(app)
-    app.include_router(metrics_router(lambda request: (metrics, request.app.state.stk.rt)))
-    app.include_router(health.router)
-    app.include_router(auth.router)
-    app.include_router(admin_router())
-    app.add_middleware(CorsMiddleware)  # inside RequestMiddleware: it reads the resolved tenant
-    app.add_middleware(
-        RequestMiddleware,
+    api.state.stk = state
+    errors.install(api)
+    api.include_router(metrics_router(lambda: (metrics, state.rt)))
+    api.include_router(health.router)
+    api.include_router(auth.router)
+    api.include_router(admin_router())
+    stack = RequestMiddleware(
+        CorsMiddleware(PathSwitch(CallEndpoint(state), api), state),
         max_body_bytes=settings.max_body_bytes,
         observe=metrics.observe,
     )
-    return app
+    return App(stack, api, state, lifespan)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-
 from bridge import logs
-from bridge.app import create_app
+from bridge.app import App, create_app
 from tenancy.keyring import Keyring
 from tenancy.settings import load_settings
 
 
-def create() -> FastAPI:
+def create() -> App:
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format or "json")
     keyring = Keyring.parse(settings.master_key_text() or "")

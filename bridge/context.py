@@ -1,29 +1,20 @@
-"""Per-request facts the access log needs, filled in as the pipeline learns them."""
+"""The request's `RequestState` (`tenancy.calls`), kept in the ASGI scope and a context variable."""
 
 from __future__ import annotations
 
 from collections.abc import MutableMapping
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(slots=True)
-class RequestInfo:
-    request_id: str
-    project: str | None = None
-    env: str | None = None
-    release: str | None = None
-    route: str | None = None
-    auth_type: str | None = None
+from tenancy.calls import RequestState
 
 
-def info(scope: MutableMapping[str, Any]) -> RequestInfo:
-    found: RequestInfo | None = scope.get("stk")
+def info(scope: MutableMapping[str, Any]) -> RequestState:
+    found: RequestState | None = scope.get("stk")
     if found is None:  # a request that bypassed the middleware (never in the app as built)
-        found = scope["stk"] = RequestInfo("unknown")
+        found = scope["stk"] = RequestState("unknown")
     return found
 
 
-# The request being served, for log lines written deep in the core (`tenancy.md` I5).
-current_request: ContextVar[RequestInfo | None] = ContextVar("stk_request", default=None)
+# The request being served, for log lines written deep in the core (`docs/tenancy.md` I5).
+current_request: ContextVar[RequestState | None] = ContextVar("stk_request", default=None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import orjson
@@ -13,8 +12,6 @@ from starlette.responses import Response
 
 from bridge.context import info
 from tenancy.errors import StkError, TooManyRequests
-
-log = logging.getLogger("stk.errors")
 
 CODES = {
     400: "BAD_REQUEST",
@@ -84,8 +81,9 @@ def install(app: FastAPI) -> None:
         return envelope(status, message, info(request.scope).request_id)
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return envelope(500, "Internal error", info(request.scope).request_id)
+        """Starlette's outermost layer answers an unexpected error itself (in plain text) unless
+        a handler does; handing it back lets `bridge.middleware` answer every route alike."""
+        raise exc
 
     app.add_exception_handler(StkError, stk_error)
     app.add_exception_handler(RequestValidationError, validation_error)

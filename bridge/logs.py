@@ -65,7 +65,7 @@ class RequestContext(logging.Filter):
             record.requestId = req.request_id
             record.project = req.project
             record.env = req.env
-            record.release = req.release
+            record.release = req.release_id
         return True
 
 

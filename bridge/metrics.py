@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.responses import Response
 
-from bridge.context import RequestInfo
+from tenancy.calls import RequestState
 from tenancy.runtime import Runtime
 
 
@@ -45,7 +45,7 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
         )
 
-    def observe(self, req: RequestInfo, path: str, status: int, seconds: float) -> None:
+    def observe(self, req: RequestState, path: str, status: int, seconds: float) -> None:
         kind = route_kind(req, path)
         key = (kind, status, req.project if self.tenant_label else None)
         children = self._children.get(key)
@@ -93,21 +93,21 @@ class CoreCollector(Collector):
         )
 
 
-def route_kind(req: RequestInfo, path: str) -> str:
-    if req.route and "/" in req.route and not req.route.startswith("/"):
-        return req.route.split("/", 1)[0]
+def route_kind(req: RequestState, path: str) -> str:
+    if req.route is not None:
+        return req.route.kind
     for prefix, kind in (("/admin/", "admin"), ("/auth/", "auth"), ("/call", "call")):
         if path.startswith(prefix):
             return kind
     return "other"
 
 
-def router(get: Callable[[Request], tuple[Metrics, Runtime]]) -> APIRouter:
+def router(get: Callable[[], tuple[Metrics, Runtime]]) -> APIRouter:
     routes = APIRouter()
 
     @routes.get("/metrics")
-    async def metrics(request: Request) -> Response:
-        found, rt = get(request)
+    async def metrics() -> Response:
+        found, rt = get()
         return Response(found.render(rt), media_type=CONTENT_TYPE_LATEST)
 
     return routes

@@ -1,10 +1,12 @@
-"""Outermost ASGI layer: request id, body limit, access log line.
+"""Outermost ASGI layer: request id, body limit, access log line, and the one place an unexpected
+exception becomes the 500 envelope and a logged traceback (for `/call` and FastAPI's routes alike).
 
 Written as plain ASGI (not BaseHTTPMiddleware) because it wraps every request on the hot path.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,10 +14,13 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bridge.context import RequestInfo, current_request
+from bridge.context import current_request
 from bridge.errors import envelope
 from bridge.logs import access_line
+from tenancy.calls import RequestState
 from tenancy.ids import REQUEST_ID, new_ulid
+
+log = logging.getLogger("stk.errors")
 
 
 class BodyTooLarge(HTTPException):
@@ -30,7 +35,7 @@ class RequestMiddleware:
         self,
         app: ASGIApp,
         max_body_bytes: int,
-        observe: Callable[[RequestInfo, str, int, float], None] | None = None,
+        observe: Callable[[RequestState, str, int, float], None] | None = None,
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
@@ -43,7 +48,7 @@ class RequestMiddleware:
         started = time.perf_counter()
         incoming = _header(scope, b"x-request-id")
         request_id = incoming if incoming and REQUEST_ID.fullmatch(incoming) else new_ulid()
-        req = RequestInfo(request_id)
+        req = RequestState(request_id)
         scope["stk"] = req
         context = current_request.set(req)
         status = 500
@@ -83,7 +88,7 @@ class RequestMiddleware:
                     scope, receive, send_wrapper
                 )
         except Exception:
-            # The error handlers already answered; the exception is only re-raised for servers.
+            log.exception("unhandled error")
             if not response_started:
                 await envelope(500, "Internal error", request_id)(scope, receive, send_wrapper)
         finally:
@@ -101,13 +106,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _log(req: RequestInfo, scope: Scope, status: int, elapsed: float) -> None:
+def _log(req: RequestState, scope: Scope, status: int, elapsed: float) -> None:
     fields: dict[str, Any] = {
         "requestId": req.request_id,
         "project": req.project,
         "env": req.env,
-        "release": req.release,
-        "route": req.route or scope.get("path"),
+        "release": req.release_id,
+        "route": req.route.template if req.route is not None else scope.get("path"),
         "status": status,
         "durationMs": round(elapsed * 1000, 2),
         "authType": req.auth_type,

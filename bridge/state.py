@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from fastapi import Request
 from starlette.types import Scope
 
-from bridge.execute.limits import ConcurrencyLimiter
 from tenancy.resolution import Hints
 from tenancy.runtime import Runtime
+from tenancy.settings import Settings
 
 
-@dataclass
 class AppState:
+    """Built once by `create_app` and shared by every piece of the app; the runtime is attached
+    at start-up (the lifespan), before any request is served."""
+
     rt: Runtime
-    admin_tokens: tuple[bytes, ...]
-    limiter: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
+
+    def __init__(self, settings: Settings, admin_tokens: tuple[bytes, ...]) -> None:
+        self.settings = settings
+        self.admin_tokens = admin_tokens
 
     def hints(self, headers: Mapping[str, str]) -> Hints:
         """`headers` with lower-case names (Starlette's `Headers` or `raw_headers(scope)`)."""
         host = headers.get("host")
-        if self.rt.settings.trust_forwarded_host:
+        if self.settings.trust_forwarded_host:
             host = headers.get("x-forwarded-host", host)
         bearer = None
         authorization = headers.get("authorization")

@@ -97,7 +97,7 @@ class Directory:
 
         return await self.api_keys.get(("*key*", key_id), load)
 
-    async def verify_bearer(self, project_id: str, token: str) -> tuple[str, Principal]:
+    async def verify_bearer(self, project_id: str | None, token: str) -> tuple[Tenant, Principal]:
         return await self.signing.verify(project_id, token)
 
     def has_release(self, project: str, release_id: str) -> bool:

@@ -1,7 +1,8 @@
 """Tenant resolution (`tenancy.md`): request hints and credentials → (Tenant, Principal).
 
-The algorithm is a pure function of the hints plus lookups behind the `Lookups` protocol, so
-every branch can be tested without HTTP. Its answer is fixed for the rest of the request.
+Two steps, both pure functions of the hints plus lookups behind the `Lookups` protocol: `locate`
+reads the hints alone (CORS needs no more), `resolve` adds the credential. Their answer is fixed
+for the rest of the request.
 """
 
 from __future__ import annotations
@@ -30,6 +31,26 @@ class Hints:
 
 
 @dataclass(frozen=True, slots=True)
+class Located:
+    """What the hints alone name, before any credential is looked at: the project (and its record,
+    None when unknown) and the env. Shared by resolution and CORS, so neither looks twice."""
+
+    project: str | None
+    env: str | None
+    record: ProjectRecord | None
+
+    def require(self) -> ProjectRecord:
+        """The named project as a request without credential resolves it: 400 when the hints
+        name none; 404 when it is unknown, disabled, or has no env of the name given."""
+        if self.project is None:
+            raise BadRequest("Project could not be resolved")
+        record = self.record
+        if record is None or not record.active or (self.env and self.env not in record.envs):
+            raise NotFound(NOT_FOUND)
+        return record
+
+
+@dataclass(frozen=True, slots=True)
 class Resolved:
     tenant: Tenant
     principal: Principal
@@ -43,8 +64,9 @@ class Lookups(Protocol):
 
     async def api_key(self, key_id: str) -> ApiKeyRecord | None: ...
 
-    async def verify_bearer(self, project_id: str, token: str) -> tuple[str, Principal]:
-        """Verify with `project_id`'s keys; return (env, principal) or raise Unauthorized."""
+    async def verify_bearer(self, project_id: str | None, token: str) -> tuple[Tenant, Principal]:
+        """Verify with `project_id`'s keys (the claimed project's if None), decoding the token
+        once; raise Unauthorized, or Forbidden for another project's valid token."""
         ...
 
 
@@ -60,7 +82,8 @@ def host_hint(host: str | None, suffix: str | None) -> str | None:
     return None
 
 
-async def resolve(hints: Hints, lookups: Lookups, host_suffix: str | None) -> Resolved:
+async def locate(hints: Hints, lookups: Lookups, host_suffix: str | None) -> Located:
+    """The hints alone (no credential): malformed or conflicting hints are 400 here."""
     from_host = host_hint(hints.host, host_suffix)
     if from_host is None and hints.host:
         from_host = await _custom_host(hints.host, lookups)
@@ -73,33 +96,28 @@ async def resolve(hints: Hints, lookups: Lookups, host_suffix: str | None) -> Re
     if hints.env is not None and not is_env_id(hints.env):
         raise BadRequest("Invalid env id in X-Santokit-Env")
     hint = from_host or hints.project
+    return Located(hint, hints.env, await lookups.project(hint) if hint else None)
 
+
+async def resolve(located: Located, hints: Hints, lookups: Lookups) -> Resolved:
+    """`located` plus the request's credential (API key, else bearer token, else anonymous)."""
+    hint = located.project
     if hints.api_key is not None:
         tenant, principal = await _by_api_key(hints.api_key, lookups)
-        if (hint and hint != tenant.project) or (hints.env and hints.env != tenant.env):
+        if (hint and hint != tenant.project) or (located.env and located.env != tenant.env):
             raise Forbidden("API key is not valid for this project or environment")
     elif hints.bearer is not None:
-        target = hint or _unverified_project(hints.bearer)
-        if target is None:
-            raise Unauthorized("Invalid token")
-        env, principal = await lookups.verify_bearer(target, hints.bearer)
-        tenant = Tenant(target, env)
-        if (hint and hint != target) or (hints.env and hints.env != env):
+        tenant, principal = await lookups.verify_bearer(hint, hints.bearer)
+        if located.env and located.env != tenant.env:
             raise Forbidden("Token is not valid for this project or environment")
-    elif hint is None:
-        raise BadRequest("Project could not be resolved")
     else:
-        principal = ANONYMOUS
-        tenant = Tenant(hint, hints.env or "")
+        project = located.require()
+        return Resolved(Tenant(project.id, located.env or project.default_env), ANONYMOUS, project)
 
-    project = await lookups.project(tenant.project)
-    if project is None or not project.active:
+    found = located.record if tenant.project == hint else await lookups.project(tenant.project)
+    if found is None or not found.active or tenant.env not in found.envs:
         raise NotFound(NOT_FOUND)
-    if not tenant.env:
-        tenant = Tenant(project.id, project.default_env)
-    if tenant.env not in project.envs:
-        raise NotFound(NOT_FOUND)
-    return Resolved(tenant, principal, project)
+    return Resolved(tenant, principal, found)
 
 
 async def _by_api_key(text: str, lookups: Lookups) -> tuple[Tenant, Principal]:
@@ -116,18 +134,6 @@ async def _by_api_key(text: str, lookups: Lookups) -> tuple[Tenant, Principal]:
         raise Unauthorized("Invalid API key")
     roles = frozenset((*record.roles, "authenticated", "public"))
     return Tenant(record.project, record.env), Principal("api_key", record.key_id, roles)
-
-
-def _unverified_project(token: str) -> str | None:
-    """Only chooses whose keys to verify with; never trusted on its own."""
-    import jwt
-
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return None
-    project = claims.get("project_id")
-    return project if is_project_id(project) else None
 
 
 async def _custom_host(host: str, lookups: Lookups) -> str | None:

@@ -21,8 +21,8 @@ from tenancy.keyring import Keyring
 from tenancy.keyusage import KeyUsage
 from tenancy.kv import KVStore, open_kv
 from tenancy.lasterrors import LastErrors
+from tenancy.limits import Limiters
 from tenancy.pools import PoolManager
-from tenancy.ratelimit import RateLimiter
 from tenancy.registry import migrate
 from tenancy.registry.db import create_registry_engine, session_factory
 from tenancy.releases.store import ReleaseStore
@@ -50,9 +50,9 @@ class Runtime:
     pools: PoolManager
     bus: InvalidationBus
     directory: Directory
-    ratelimit: RateLimiter
     key_usage: KeyUsage
     last_errors: LastErrors
+    limits: Limiters
     _background: tuple[asyncio.Task[None], ...] = ()
 
     @classmethod
@@ -80,9 +80,9 @@ class Runtime:
             ),
             bus=InvalidationBus(settings.shared_redis),
             directory=Directory(sessions, vault, releases, settings.cache_ttl_seconds),
-            ratelimit=RateLimiter(settings.shared_redis),
             key_usage=KeyUsage(sessions),
             last_errors=LastErrors(),
+            limits=Limiters(settings.shared_redis, settings.tenant_max_concurrency),
         )
         rt.bus.subscribe(rt._on_invalidation)
         await rt.bus.start()
@@ -137,7 +137,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.bus.close()
-        await self.ratelimit.close()
+        await self.limits.close()
         await self.pools.close_all()
         await self.kv.close()
         await self.engine.dispose()

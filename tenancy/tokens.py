@@ -220,34 +220,38 @@ class SigningKeys:
         headers = {"kid": key.kid, "typ": "JWT"}
         return jwt.encode(claims, key.private, algorithm=ALGORITHM, headers=headers)
 
-    async def verify(self, project: str, token: str) -> tuple[str, Principal]:
-        """Verify with `project`'s keys (the env comes from the claim and is then checked).
+    async def verify(self, project: str | None, raw: str) -> tuple[Tenant, Principal]:
+        """Verify with `project`'s keys, or the claimed project's when the request named none
+        (the env comes from the claim and is then checked).
 
         A token that verifies under the project it claims, sent to another project, is 403
         (a valid credential of another tenant); anything unverifiable is 401.
         """
-        accepted = self.accepted.lookup((project, token))
+        # Remembered tokens are keyed by (project, token) like every tenant cache; without a
+        # hint the token's own claim names the project, which costs the one decode anyway.
+        token = None if project is not None else parse(raw)
+        owner = project if token is None else token.claims.get("project_id")
+        accepted = self.accepted.lookup((owner, raw)) if is_project_id(owner) else None
         if accepted is not None:
-            current = self.cache.fresh((project, accepted.tenant.env))
+            current = self.cache.fresh((accepted.tenant.project, accepted.tenant.env))
             if current is accepted.keys and time.time() <= accepted.expires + LEEWAY_SECONDS:
-                return accepted.tenant.env, accepted.principal
-            self.accepted.discard((project, token))
-        try:
-            unverified = jwt.decode_complete(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise Unauthorized(INVALID) from None
-        header, payload = unverified["header"], unverified["payload"]
+                return accepted.tenant, accepted.principal
+            self.accepted.discard((owner, raw))
+        token = token or parse(raw)
+        header, payload = token.header, token.claims
         kid, claimed, env = header.get("kid"), payload.get("project_id"), payload.get("env_id")
-        if header.get("alg") != ALGORITHM or not isinstance(kid, str) or not is_env_id(env):
+        if (
+            header.get("alg") != ALGORITHM
+            or not isinstance(kid, str)
+            or not is_project_id(claimed)
+            or not is_env_id(env)
+        ):
             raise Unauthorized(INVALID)
-        if claimed != project:
-            if not is_project_id(claimed):
-                raise Unauthorized(INVALID)
-            await self._verified(Tenant(claimed, env), kid, token)
+        tenant = Tenant(str(claimed), str(env))
+        await self._verified(tenant, kid, token)
+        if project is not None and tenant.project != project:
             raise Forbidden("Token is not valid for this project or environment")
-        tenant = Tenant(project, env)
-        claims = await self._verified(tenant, kid, token)
-        sub, roles = claims.get("sub"), claims.get("roles")
+        sub, roles = payload.get("sub"), payload.get("roles")
         if (
             not isinstance(sub, str)
             or not sub
@@ -256,13 +260,14 @@ class SigningKeys:
         ):
             raise Unauthorized(INVALID)
         principal = Principal("user", sub, frozenset((*roles, "authenticated", "public")))
-        keys = self.cache.fresh((project, env))
+        keys = self.cache.fresh((tenant.project, env))
         if keys is not None:
-            accepted = _Accepted(tenant, keys, float(claims["exp"]), principal)
-            self.accepted.put((project, token), accepted)
-        return env, principal
+            accepted = _Accepted(tenant, keys, float(payload["exp"]), principal)
+            self.accepted.put((tenant.project, raw), accepted)
+        return tenant, principal
 
-    async def _verified(self, tenant: Tenant, kid: str, token: str) -> dict[str, Any]:
+    async def _verified(self, tenant: Tenant, kid: str, token: ParsedToken) -> None:
+        """Raise 401 unless one of `tenant`'s keys signed `token` for `tenant`."""
         keys = await self.keyset(tenant)
         if (
             keys is not None
@@ -274,17 +279,44 @@ class SigningKeys:
         key = keys.keys.get(kid) if keys is not None else None
         if key is None or (keys is not None and _retired(key, keys.current)):
             raise Unauthorized(INVALID)
+        if not _EDDSA.verify(token.signing_input, key.public, token.signature):
+            raise Unauthorized(INVALID)
+        # We sign `iss` and `aud` as this one string (`issuer`), so equality is the whole check.
         name = issuer(tenant)
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key.public,
-                algorithms=[ALGORITHM],
-                issuer=name,
-                audience=name,
-                leeway=LEEWAY_SECONDS,
-                options={"require": _REQUIRED},
-            )
-        except jwt.PyJWTError:
-            raise Unauthorized(INVALID) from None
-        return claims
+        if token.claims["iss"] != name or token.claims["aud"] != name:
+            raise Unauthorized(INVALID)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedToken:
+    """A bearer token decoded once per request, not yet trusted: its header and claims choose
+    the keys that verify it, and the same bytes are then verified."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+
+# Checked while decoding, before any key is known: the time claims and the claims we require.
+# Issuer and audience name the tenant, so they are checked once the keys have verified.
+_PARSE_OPTIONS: jwt.types.Options = {
+    "verify_signature": False,
+    "verify_exp": True,
+    "verify_iat": True,
+    "verify_nbf": True,
+    "verify_sub": True,
+    "verify_jti": True,
+    "require": _REQUIRED,
+}
+_EDDSA = jwt.get_algorithm_by_name(ALGORITHM)
+
+
+def parse(raw: str) -> ParsedToken:
+    """PyJWT decodes (base64, JSON, claim checks); only the signature is left to `verify`."""
+    try:
+        decoded = jwt.decode_complete(raw, options=_PARSE_OPTIONS, leeway=LEEWAY_SECONDS)
+    except jwt.PyJWTError:
+        raise Unauthorized(INVALID) from None
+    signing_input = raw.rpartition(".")[0].encode()
+    return ParsedToken(decoded["header"], decoded["payload"], signing_input, decoded["signature"])

@@ -100,7 +100,7 @@ class Bridge:
 
     @property
     def rt(self) -> Any:
-        return self.app.state.stk.rt
+        return self.app.runtime
 
     def admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -128,7 +128,7 @@ async def running_bridge(
     )
     keyring = Keyring.parse(master_keys or Keyring.generate_entry("test"))
     app = create_app(settings, keyring, [ADMIN_TOKEN], migrate=True)
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
         async with httpx.AsyncClient(transport=transport, base_url="http://api.example.com") as c:
             yield Bridge(c, app, settings, data_dir)

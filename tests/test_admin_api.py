@@ -841,7 +841,7 @@ async def bridge_with_tokens(tmp_path: Path, tokens: list[str]) -> AsyncIterator
         host_suffix="api.example.com",
     )
     app = create_app(settings, Keyring.parse(Keyring.generate_entry("test")), tokens, migrate=True)
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api.example.com") as c:
             yield c

@@ -56,7 +56,7 @@ async def bridge_on(
         host_suffix="api.example.com",
     )
     app = create_app(settings, Keyring.parse(keys), [ADMIN_TOKEN], migrate=True)
-    async with app.router.lifespan_context(app):
+    async with app.lifespan():
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
         async with httpx.AsyncClient(transport=transport, base_url="http://api.example.com") as c:
             yield Bridge(c, app, settings, data_dir)

@@ -87,7 +87,6 @@ async def test_metrics_count_requests_by_route_kind(bridge):
 
 async def test_tenant_concurrency_limit_sheds_with_503(bridge, caplog):
     key = await demo_tenant(bridge, "shop")
-    state = bridge.app.state.stk
     patch = await bridge.client.patch(
         "/admin/v1/projects/shop", json={"limits": {"maxConcurrency": 1}}, headers=bridge.admin()
     )
@@ -95,7 +94,8 @@ async def test_tenant_concurrency_limit_sheds_with_503(bridge, caplog):
     record = await bridge.rt.directory.project("shop")
     from tenancy.principal import Tenant
 
-    with state.limiter.slot(Tenant("shop", "prod"), record.limits["maxConcurrency"]):
+    assert record.limits.max_concurrency == 1
+    with bridge.rt.limits.slot(Tenant("shop", "prod"), record.limits):
         shed = await bridge.client.post(
             "/call",
             json={"path": "logics/public/stats"},

@@ -9,8 +9,8 @@ from tenant_setup import demo_tenant
 
 from tenancy.errors import TooManyRequests
 from tenancy.keyring import Keyring
+from tenancy.limits import RateLimiter
 from tenancy.principal import Tenant
-from tenancy.ratelimit import RateLimiter
 
 CALL = {"path": "logics/public/stats"}
 

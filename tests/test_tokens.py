@@ -305,6 +305,30 @@ async def test_a_key_made_by_another_replica_is_picked_up(world: AuthWorld) -> N
     expect(await me(world, token), 200)
 
 
+@pytest.mark.parametrize("project", ["alpha", None])
+async def test_a_token_is_decoded_once_per_request(
+    world: AuthWorld, monkeypatch: Any, project: str | None
+) -> None:
+    """Choosing the keys (project, kid, env claims) and verifying share one decode. A token
+    already verified is not decoded at all when a hint names the project; without one, its own
+    claim names the project of the cache key, which costs that one decode and no more."""
+    login = await world.session()
+    token = signed(await current_key(world), claims_for(login["user"]["id"]))
+    decodes = 0
+    load = jwt.api_jws.PyJWS._load
+
+    def counting(self: jwt.PyJWS, raw: str | bytes) -> Any:
+        nonlocal decodes
+        decodes += 1
+        return load(self, raw)
+
+    monkeypatch.setattr(jwt.api_jws.PyJWS, "_load", counting)
+    expect(await me(world, token, project), 200)
+    assert decodes == 1
+    expect(await me(world, token, project), 200)
+    assert decodes == (1 if project else 2)
+
+
 async def test_a_remembered_token_still_expires(world: AuthWorld) -> None:
     """Verified tokens are remembered to skip the signature check; never past their expiry."""
     login = await world.session()

@@ -1,4 +1,4 @@
-"""End-user accounts and the tenant's JWKS, tenant-resolved exactly like `/call` (`api.md`)."""
+"""End-user accounts and the tenant's JWKS, admitted exactly like `/call` (`docs/api.md`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from starlette.responses import Response
 from bridge import responses
 from bridge.context import info
 from bridge.state import AppState, state_of
-from tenancy.resolution import Resolved, resolve
+from tenancy.calls import Admission, admit
+from tenancy.limits import Slot
 from tenancy.users import Accounts
 
 router = APIRouter()
@@ -28,79 +29,67 @@ class RefreshBody(Body):
     refresh_token: str
 
 
-async def _resolve(request: Request) -> tuple[AppState, Resolved]:
+async def _admit(request: Request) -> tuple[AppState, Admission]:
+    """The same admission and rate budget as `/call`: it also bounds password guessing."""
     state = state_of(request)
-    resolved = await resolve(
-        state.hints(request.headers), state.rt.directory, state.rt.settings.host_suffix
-    )
-    req = info(request.scope)
-    req.project, req.env = resolved.tenant.project, resolved.tenant.env
-    req.auth_type = resolved.principal.type
-    per_minute = resolved.project.limits.get("requestsPerMinute")
-    if per_minute:  # the same budget as /call: it also bounds password guessing
-        await state.rt.ratelimit.hit(resolved.tenant, per_minute)
-    return state, resolved
+    return state, await admit(state.rt, state.hints(request.headers), info(request.scope))
 
 
 def _accounts(state: AppState) -> Accounts:
     return Accounts(state.rt.sessions, state.rt.directory.signing)
 
 
-def _limit(state: AppState, resolved: Resolved) -> int:
+def _slot(state: AppState, admission: Admission) -> Slot:
     """Password hashing is the costly part: bounded per tenant like `/call` (I7)."""
-    limit: int = resolved.project.limits.get(
-        "maxConcurrency", state.rt.settings.tenant_max_concurrency
-    )
-    return limit
+    return state.rt.limits.slot(admission.tenant, admission.project.limits)
 
 
 @router.post("/auth/signup", status_code=201)
 async def signup(request: Request, body: Credentials) -> Response:
-    state, resolved = await _resolve(request)
-    release = await state.rt.directory.release(resolved.tenant)
-    with state.limiter.slot(resolved.tenant, _limit(state, resolved)):
+    state, admission = await _admit(request)
+    with _slot(state, admission):
         answer = await _accounts(state).signup(
-            resolved.tenant, release.auth, body.email, body.password
+            admission.tenant, admission.release.auth, body.email, body.password
         )
     return responses.json(answer, 201)
 
 
 @router.post("/auth/login")
 async def login(request: Request, body: Credentials) -> Response:
-    state, resolved = await _resolve(request)
-    release = await state.rt.directory.release(resolved.tenant)
-    with state.limiter.slot(resolved.tenant, _limit(state, resolved)):
+    state, admission = await _admit(request)
+    with _slot(state, admission):
         answer = await _accounts(state).login(
-            resolved.tenant, release.auth, body.email, body.password
+            admission.tenant, admission.release.auth, body.email, body.password
         )
     return responses.json(answer)
 
 
 @router.post("/auth/refresh")
 async def refresh(request: Request, body: RefreshBody) -> Response:
-    state, resolved = await _resolve(request)
-    release = await state.rt.directory.release(resolved.tenant)
-    answer = await _accounts(state).refresh(resolved.tenant, release.auth, body.refresh_token)
+    state, admission = await _admit(request)
+    answer = await _accounts(state).refresh(
+        admission.tenant, admission.release.auth, body.refresh_token
+    )
     return responses.json(answer)
 
 
 @router.post("/auth/logout", status_code=204)
 async def logout(request: Request, body: RefreshBody) -> Response:
-    state, resolved = await _resolve(request)
-    await _accounts(state).logout(resolved.tenant, body.refresh_token)
+    state, admission = await _admit(request)
+    await _accounts(state).logout(admission.tenant, body.refresh_token)
     return responses.empty()
 
 
 @router.get("/auth/me")
 async def me(request: Request) -> Response:
-    state, resolved = await _resolve(request)
-    return responses.json(await _accounts(state).me(resolved.tenant, resolved.principal))
+    state, admission = await _admit(request)
+    return responses.json(await _accounts(state).me(admission.tenant, admission.principal))
 
 
 @router.get("/.well-known/jwks.json")
 async def jwks(request: Request) -> Response:
-    state, resolved = await _resolve(request)
-    keys = await state.rt.directory.signing.ensure(resolved.tenant)
+    state, admission = await _admit(request)
+    keys = await state.rt.directory.signing.ensure(admission.tenant)
     response = responses.json(keys.jwks())
     response.headers["Cache-Control"] = "public, max-age=60"
     return response

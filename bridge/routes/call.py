@@ -1,90 +1,95 @@
-"""`POST /call`: body → route → tenant → release → limits → route handler (`api.md` order).
+"""`POST /call`: the JSON body here, then `tenancy.calls` (route → admission → call); the answer is
+only encoded here (`docs/api.md`).
 
-Plain ASGI, dispatched by `bridge.app.BridgeApp` ahead of FastAPI (see there for why). Errors
-become the envelope here, exactly as `bridge.errors` renders them.
+Plain ASGI, reached by `bridge.app`'s path switch ahead of FastAPI (`docs/decisions.md`, hot path).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
+import orjson
 from starlette.types import Receive, Scope, Send
 
-from bridge.context import RequestInfo, info
+from bridge.context import info
 from bridge.errors import envelope, from_stk
-from bridge.execute.body import parse_body, parse_route
-from bridge.execute.crud import run_crud
-from bridge.execute.logics import run_logic
 from bridge.state import AppState, raw_headers
+from tenancy.calls import Params, admit, call, parse_route
 from tenancy.encode import dumps
-from tenancy.errors import NotFound, StkError
-from tenancy.resolution import resolve
+from tenancy.errors import BadRequest, StkError
 
-log = logging.getLogger("stk.call")
 JSON_TYPE = (b"content-type", b"application/json")
+MAX_DEPTH = 64
 
 
 class CallEndpoint:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         req = info(scope)
         if scope["method"] != "POST":
             response = envelope(405, "Method not allowed", req.request_id)
             response.headers["allow"] = "POST"
-        else:
-            body = await _read_body(receive)
-            try:
-                answer = await self.handle(scope, req, body)
-            except StkError as exc:
-                response = from_stk(exc, req.request_id)
-            except Exception:
-                log.exception("unhandled error")
-                response = envelope(500, "Internal error", req.request_id)
-            else:
-                headers = [JSON_TYPE, (b"content-length", str(len(answer)).encode())]
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
-                await send({"type": "http.response.body", "body": answer})
-                return
-        await response(scope, receive, send)
-
-    async def handle(self, scope: Scope, req: RequestInfo, body: bytes) -> bytes:
-        """The success body; errors are raised as `StkError`."""
-        state: AppState = scope["app"].state.stk
-        rt = state.rt
-        path, params = parse_body(body)
-        route = parse_route(path)
-        req.route = route.template
-        resolved = await resolve(
-            state.hints(raw_headers(scope)), rt.directory, rt.settings.host_suffix
-        )
-        tenant = resolved.tenant
-        req.project, req.env, req.auth_type = tenant.project, tenant.env, resolved.principal.type
-        release = await rt.directory.release(tenant)
-        req.release = release.id
-        per_minute = resolved.project.limits.get("requestsPerMinute")
-        if per_minute:
-            await rt.ratelimit.hit(tenant, per_minute)
-        limit = resolved.project.limits.get("maxConcurrency", rt.settings.tenant_max_concurrency)
-        result: Any
+            await response(scope, receive, send)
+            return
+        body = await _read_body(receive)
         try:
-            with state.limiter.slot(tenant, limit):
-                if route.kind == "logics":
-                    client = scope.get("client")
-                    client_ip = client[0] if client else ""
-                    result = await run_logic(rt, resolved, release, route.name, params, client_ip)
-                elif route.kind == "db":
-                    result = await run_crud(rt, resolved, release, route.name, route.op, params)
-                else:
-                    raise NotFound(f"Route kind '{route.kind}' is not available yet")
+            path, params = parse_body(body)
+            req.route = route = parse_route(path)
+            rt = self.state.rt
+            admission = await admit(rt, self.state.hints(raw_headers(scope)), req)
+            client = scope.get("client")
+            data = await call(rt, admission, route, params, client[0] if client else "")
+            answer = dumps({"data": data})
         except StkError as exc:
-            if exc.status >= 500:
-                # The envelope's message is already safe to show; operators need it in the log.
-                log.warning("tenant request failed: %s", exc.message)
-                rt.last_errors.record(tenant, exc.message)
-            raise
-        if resolved.principal.type == "api_key":
-            rt.key_usage.touch(resolved.principal.sub)
-        return dumps({"data": result})
+            await from_stk(exc, req.request_id)(scope, receive, send)
+            return
+        headers = [JSON_TYPE, (b"content-length", str(len(answer)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+
+def parse_body(body: bytes) -> tuple[str, Params]:
+    """`{"path": str, "params"?: object}` and nothing else (400)."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("Body must be valid JSON (UTF-8)") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("Body must be a JSON object")
+    # Counting brackets is a cheap upper bound; only deep-looking bodies are walked.
+    if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _depth(payload) > MAX_DEPTH:
+        raise BadRequest(f"JSON nesting deeper than {MAX_DEPTH}")
+    extra = set(payload) - {"path", "params"}
+    if extra:
+        raise BadRequest(f"Unknown field: {sorted(extra)[0]}")
+    path = payload.get("path")
+    if not isinstance(path, str):
+        raise BadRequest("path must be a string")
+    params = payload.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise BadRequest("params must be an object")
+    return path, params
+
+
+def _depth(value: Any) -> int:
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
 
 
 async def _read_body(receive: Receive) -> bytes:

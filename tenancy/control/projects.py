@@ -11,13 +11,12 @@ from tenancy import audit
 from tenancy.audit import Actor
 from tenancy.errors import BadRequest, Conflict, NotFound
 from tenancy.ids import is_env_id, is_hostname, is_project_id
+from tenancy.limits import Limits
 from tenancy.principal import Tenant
 from tenancy.registry import queries
 from tenancy.registry.models import ApiKey, EndUser, Env, Project, ProjectHost, Secret
 from tenancy.registry.records import ProjectRecord
 from tenancy.runtime import Runtime
-
-LIMIT_KEYS = frozenset({"maxPoolSize", "statementTimeoutMs", "maxConcurrency", "requestsPerMinute"})
 
 
 def project_json(record: ProjectRecord) -> dict[str, Any]:
@@ -27,7 +26,7 @@ def project_json(record: ProjectRecord) -> dict[str, Any]:
         "envs": list(record.envs),
         "defaultEnv": record.default_env,
         "hosts": list(record.hosts),
-        "limits": record.limits,
+        "limits": record.limits.to_json(),
         "createdAt": record.created_at.isoformat(),
         "updatedAt": record.updated_at.isoformat(),
     }
@@ -41,16 +40,6 @@ def _check_hosts(hosts: list[str]) -> list[str]:
     if len(set(normal)) != len(normal):
         raise BadRequest("Duplicate host name")
     return normal
-
-
-def _check_limits(limits: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(limits) - LIMIT_KEYS
-    if unknown:
-        raise BadRequest(f"Unknown limit: {sorted(unknown)[0]}")
-    for key, value in limits.items():
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
-            raise BadRequest(f"Limit {key} must be an integer between 1 and 1000000")
-    return limits
 
 
 async def require_project(rt: Runtime, project_id: str) -> ProjectRecord:
@@ -127,7 +116,7 @@ async def update(
     if "defaultEnv" in changes and changes["defaultEnv"] not in record.envs:
         raise BadRequest("defaultEnv must be an existing env")
     hosts = _check_hosts(changes["hosts"]) if "hosts" in changes else None
-    limits = _check_limits(changes["limits"]) if "limits" in changes else None
+    limits = Limits.parse(changes["limits"]) if "limits" in changes else None
     try:
         async with rt.transaction() as session:
             row = await session.get(Project, project_id)
@@ -138,7 +127,7 @@ async def update(
             if "defaultEnv" in changes:
                 row.default_env = changes["defaultEnv"]
             if limits is not None:
-                row.limits = limits
+                row.limits = limits.to_json()
             if hosts is not None:
                 await session.execute(delete(ProjectHost).where(ProjectHost.project == project_id))
                 await session.flush()

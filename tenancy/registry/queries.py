@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tenancy.limits import Limits
 from tenancy.registry.models import ApiKey, Env, Project, ProjectHost
 from tenancy.registry.records import ApiKeyRecord, ProjectRecord
 
@@ -26,7 +27,7 @@ async def project_record(session: AsyncSession, project_id: str) -> ProjectRecor
         default_env=row.default_env,
         envs=tuple(sorted(envs)),
         hosts=tuple(sorted(hosts)),
-        limits=dict(row.limits or {}),
+        limits=Limits.parse(row.limits or {}),
         created_at=row.created_at,
         updated_at=row.updated_at,
     )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
+
+from tenancy.limits import Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,7 +16,7 @@ class ProjectRecord:
     default_env: str
     envs: tuple[str, ...]
     hosts: tuple[str, ...]
-    limits: dict[str, Any]
+    limits: Limits
     created_at: datetime
     updated_at: datetime
 
