@@ -1,4 +1,4 @@
-"""`stk-bridge`: dev, serve, migrate, keys, publish (`operations.md`)."""
+"""`stk-bridge`: dev, serve, migrate, keys, publish (`docs/operations.md`)."""
 
 from __future__ import annotations
 

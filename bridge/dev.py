@@ -1,4 +1,4 @@
-"""`stk-bridge dev`: the embedded default on a fresh machine (`operations.md`).
+"""`stk-bridge dev`: the embedded default on a fresh machine (`docs/operations.md`).
 
 Everything lives under STK_DATA_DIR: the SQLite registry, the file KV store, a generated master
 key and admin token (mode 0600), and one SQLite database per demo tenant. Re-running keeps it all.

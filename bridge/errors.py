@@ -1,4 +1,4 @@
-"""The error envelope of `api.md`, for every endpoint (admin included)."""
+"""The error envelope of `docs/api.md`, for every endpoint (admin included)."""
 
 from __future__ import annotations
 

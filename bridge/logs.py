@@ -57,7 +57,7 @@ class JsonFormatter(logging.Formatter):
 
 class RequestContext(logging.Filter):
     """Stamps any line logged while a request is served with its id, project, env and release,
-    so lines from the core carry them too (`tenancy.md` I5)."""
+    so lines from the core carry them too (`docs/tenancy.md` I5)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         req = current_request.get()
@@ -86,7 +86,7 @@ def make_handler(fmt: str, stream: IO[str] | None = None) -> logging.Handler:
 
 
 def access_line(method: str, fields: dict[str, Any]) -> None:
-    """One access line per request (`operations.md` fields).
+    """One access line per request (`docs/operations.md` fields).
 
     When the root logger's only handler is our JSON handler (production), the line is written
     to it directly: the logging module's record, caller lookup, filter and handler chain cost
@@ -124,5 +124,5 @@ def configure(level: str, fmt: str) -> None:
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True
     # aiosqlite echoes every statement with its parameter values at DEBUG; those never belong
-    # in a log (`operations.md`), whatever the level.
+    # in a log (`docs/operations.md`), whatever the level.
     logging.getLogger("aiosqlite").setLevel(logging.INFO)

@@ -1,4 +1,4 @@
-"""Prometheus metrics (`operations.md`). No tenant label unless STK_METRICS_TENANT_LABEL=true:
+"""Prometheus metrics (`docs/operations.md`). No tenant label unless STK_METRICS_TENANT_LABEL=true:
 tenant ids are unbounded and would explode the series count of a large fleet.
 
 Request metrics are counted per request; everything the core already counts (pools, cache

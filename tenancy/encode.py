@@ -1,4 +1,4 @@
-"""Row values → JSON bytes, in the shapes `api.md` fixes ("Row values as JSON").
+"""Row values → JSON bytes, in the shapes `docs/api.md` fixes ("Row values as JSON").
 
 orjson already writes ints, floats, strings, bools, None, lists, dicts, dates and datetimes in the
 right shape; `_default` is only called for the rest, so the common row costs no Python per value.

@@ -1,4 +1,4 @@
-"""Master keyring: wraps each project's data key (DEK) under a master key (`security.md`).
+"""Master keyring: wraps each project's data key (DEK) under a master key (`docs/security.md`).
 
 The first entry is active for new wrapping; every entry still unwraps, which is what makes
 master-key rotation possible without downtime.

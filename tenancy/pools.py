@@ -1,4 +1,4 @@
-"""Per-tenant connection pools (`tenancy.md`, "Connection pools"; invariants I1 and I7).
+"""Per-tenant connection pools (`docs/tenancy.md`, "Connection pools"; invariants I1 and I7).
 
 One pool per (project, env, alias, secret version), so a query can only reach the database of the
 secret it was resolved with (I1). A tenant's slowness stays its own (I7): it waits at most the pool

@@ -1,4 +1,4 @@
-"""Tenant resolution (`tenancy.md`): request hints and credentials → (Tenant, Principal).
+"""Tenant resolution (`docs/tenancy.md`): request hints and credentials → (Tenant, Principal).
 
 Two steps, both pure functions of the hints plus lookups behind the `Lookups` protocol: `locate`
 reads the hints alone (CORS needs no more), `resolve` adds the credential. Their answer is fixed

@@ -1,4 +1,4 @@
-"""Secret values encrypted under a project's data key (envelope encryption, `security.md`).
+"""Secret values encrypted under a project's data key (envelope encryption, `docs/security.md`).
 
 The associated data binds each ciphertext to its project, env and name, so a value copied to
 another place fails authentication instead of decrypting there.

@@ -1,4 +1,4 @@
-"""Process configuration, validated once at start-up (`operations.md`).
+"""Process configuration, validated once at start-up (`docs/operations.md`).
 
 Every problem is reported at once, one line each, before the port is bound: an operator fixing a
 deployment should not have to restart it once per typo.

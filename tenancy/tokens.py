@@ -1,4 +1,4 @@
-"""End-user access tokens (`security.md`): Ed25519 JWTs signed per (project, env).
+"""End-user access tokens (`docs/security.md`): Ed25519 JWTs signed per (project, env).
 
 Private keys are sealed in the registry as secrets of kind `signing` (name = kid). Kids are
 ULIDs, so the newest one is the current signer and the one before it still verifies: rotation
@@ -49,7 +49,7 @@ _REQUIRED = ["exp", "iat", "iss", "aud", "sub"]
 
 
 # The previous key verifies until every token it signed has expired: the longest access TTL a
-# release may set (the compiler's bound), plus the leeway (`security.md`).
+# release may set (the compiler's bound), plus the leeway (`docs/security.md`).
 PREVIOUS_KEY_GRACE_SECONDS = ACCESS_TTL_MAX + LEEWAY_SECONDS
 
 

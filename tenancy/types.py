@@ -1,5 +1,5 @@
-"""Every rule about a value's type, in one place: column types (`crud.md` "Types") and logic param
-types (`logics.md`).
+"""Every rule about a value's type, in one place: column types (`docs/crud.md` "Types") and logic param
+types (`docs/logics.md`).
 
 One `check` decides whether a JSON value fits a column type and gives its canonical value; the
 publish (`literal_problem`: schema defaults, row-filter literals) and the request (`canonical`:
@@ -46,7 +46,7 @@ SCALAR_TYPES = (
     "bytes",
 )
 COLUMN_TYPES = (*SCALAR_TYPES, "array")
-# Only ever tested for null: never compared, sorted on, or used in a row filter (`crud.md`).
+# Only ever tested for null: never compared, sorted on, or used in a row filter (`docs/crud.md`).
 UNORDERED = frozenset({"json", "array"})
 
 
@@ -232,14 +232,14 @@ def literal_problem(
     return None
 
 
-# ---- logic params (`logics.md`) ----------------------------------------------------------------
+# ---- logic params (`docs/logics.md`) ----------------------------------------------------------------
 
 
 def _is_int(value: Any) -> bool:
     return type(value) is int and INT64_MIN <= value <= INT64_MAX
 
 
-# Whether a JSON value fits a logic param type (`logics.md` call-time step 3); at publish, whether
+# Whether a JSON value fits a logic param type (`docs/logics.md` call-time step 3); at publish, whether
 # a param default does.
 PARAM_CHECKS: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: type(v) is str,
@@ -267,7 +267,7 @@ def json_param(value: Any, engine: Engine) -> str:
     return text if engine == "sqlite" else JsonText(text)
 
 
-# ---- storage per engine (`crud.md` "Types", docs/decisions.md "SQLite storage") ---------------
+# ---- storage per engine (`docs/crud.md` "Types", docs/decisions.md "SQLite storage") ---------------
 
 
 def quote(name: str) -> str:

@@ -1,4 +1,4 @@
-"""End-user accounts of one tenant (`security.md`): signup, login, refresh, logout, me.
+"""End-user accounts of one tenant (`docs/security.md`): signup, login, refresh, logout, me.
 
 Passwords are hashed with argon2id off the event loop. Refresh tokens are opaque and stored only
 as SHA-256; each refresh consumes one and issues its successor in the same family, and replaying

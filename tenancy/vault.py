@@ -1,7 +1,7 @@
 """Sealed values in the registry: the one place that combines the keyring, data keys and sealing.
 
 A project's data key is unwrapped only here, only in memory. Deleting the `data_keys` row
-crypto-shreds every value of the project (`tenancy.md` I6).
+crypto-shreds every value of the project (`docs/tenancy.md` I6).
 """
 
 from __future__ import annotations

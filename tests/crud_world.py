@@ -2,7 +2,7 @@
 
 One Bridge and one tenant per test module and engine (module scope keeps the files fast); every
 test starts from empty tables. Principals are API keys: `sub` is the key id, so each key is a
-different caller. The tables are created here with DDL matching `crud.md`'s type table.
+different caller. The tables are created here with DDL matching `docs/crud.md`'s type table.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The admin API (`admin.md`) over HTTP, on a SQLite and a PostgreSQL registry where it matters."""
+"""The admin API (`docs/admin.md`) over HTTP, on a SQLite and a PostgreSQL registry where it matters."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""End-user accounts (`security.md`): signup, login, refresh, logout, me, over real HTTP on
+"""End-user accounts (`docs/security.md`): signup, login, refresh, logout, me, over real HTTP on
 SQLite and PostgreSQL registries. Tenants are described in `auth_setup.py`."""
 
 from __future__ import annotations

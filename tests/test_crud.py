@@ -1,4 +1,4 @@
-"""Auto-CRUD (`crud.md`) end to end over HTTP, on a SQLite and a PostgreSQL tenant database:
+"""Auto-CRUD (`docs/crud.md`) end to end over HTTP, on a SQLite and a PostgreSQL tenant database:
 operators, pagination, values as JSON, type checks, id policies, writes, constraints, expand."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Keys and ciphertexts over their whole life (`security.md`; `tenancy.md` I4, I5, I6).
+"""Keys and ciphertexts over their whole life (`docs/security.md`; `docs/tenancy.md` I4, I5, I6).
 
 Everything goes through the admin API and real `/call` traffic on a real PostgreSQL tenant
 database; master-key rotation runs several apps, one after another, on the same registry and KV.

@@ -1,4 +1,4 @@
-"""Row values as JSON (`api.md`), from Python values and from real PostgreSQL and SQLite rows."""
+"""Row values as JSON (`docs/api.md`), from Python values and from real PostgreSQL and SQLite rows."""
 
 from __future__ import annotations
 

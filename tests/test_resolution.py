@@ -1,4 +1,4 @@
-"""Tenant resolution (`tenancy.md`), every branch through real HTTP: `POST /call` on published
+"""Tenant resolution (`docs/tenancy.md`), every branch through real HTTP: `POST /call` on published
 tenants, each with its own SQLite database holding different rows.
 
 Tenants: `acme` (envs prod + dev, custom host `api.acme.test`, default env prod) and `globex`

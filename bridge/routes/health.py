@@ -1,4 +1,4 @@
-"""Liveness and readiness (`api.md`)."""
+"""Liveness and readiness (`docs/api.md`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Publish, list, rollback and promote releases of a project's envs (`manifest.md`)."""
+"""Publish, list, rollback and promote releases of a project's envs (`docs/project-files.md`)."""
 
 from __future__ import annotations
 

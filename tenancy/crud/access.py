@@ -1,6 +1,6 @@
 """Permissions of one CRUD call: which rule, which columns, whether its condition holds.
 
-Denials follow `crud.md`: no rule → 401 for an anonymous caller, 403 otherwise; a column or a
+Denials follow `docs/crud.md`: no rule → 401 for an anonymous caller, 403 otherwise; a column or a
 condition the rule does not grant → 403.
 """
 

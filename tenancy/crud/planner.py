@@ -1,4 +1,4 @@
-"""One CRUD call → an Operation, in the route pipeline order of `api.md`.
+"""One CRUD call → an Operation, in the route pipeline order of `docs/api.md`.
 
 rule lookup (401/403) → params and shape (400) → column permissions (403) → conditions (403).
 Nothing here does I/O, so every 4xx of a call is decided before its database is touched.

@@ -1,8 +1,8 @@
-"""Caller params → checked columns, conditions and values (`crud.md`); every failure is a 400.
+"""Caller params → checked columns, conditions and values (`docs/crud.md`); every failure is a 400.
 
 Caller text is only ever used as a key into the schema: what reaches SQL is the schema's own
 column objects and canonical values. Permissions are not looked at here (they come later in the
-pipeline, `api.md`), so a malformed request is a 400 whoever sends it.
+pipeline, `docs/api.md`), so a malformed request is a 400 whoever sends it.
 """
 
 from __future__ import annotations

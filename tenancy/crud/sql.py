@@ -2,7 +2,7 @@
 
 PostgreSQL takes `$n` placeholders and a list for `IN` (`= ANY($n)`, one prepared statement for
 any list length); SQLite takes `?n`, and expansion keys as one JSON array (`json_each`), which
-no variable limit caps. SQLite specifics (`crud.md` storage): decimals are TEXT and
+no variable limit caps. SQLite specifics (`docs/crud.md` storage): decimals are TEXT and
 compared as numbers; `$like` is case-sensitive through GLOB (SQLite's LIKE ignores ASCII case);
 `$ilike` is `LOWER() LIKE LOWER()`; NULLs sort as on PostgreSQL (last ascending, first descending).
 """

@@ -1,4 +1,4 @@
-"""The KV store: where bundles and manifests live (`manifest.md`, "Storage keys").
+"""The KV store: where bundles and manifests live (`docs/project-files.md`, "Storage keys").
 
 One small contract, four backends. `cas` is the only primitive the release store needs for safe
 concurrent updates; every backend implements it atomically, across processes where it can be

@@ -218,7 +218,7 @@ class Release:
         )
 
     def rule_for(self, table: str, op: str, roles: frozenset[str]) -> Rule | None:
-        """The first rule of (table, op) whose roles intersect the caller's (`crud.md`)."""
+        """The first rule of (table, op) whose roles intersect the caller's (`docs/crud.md`)."""
         for rule in self.permissions.get(table, {}).get(op, ()):
             if rule.roles & roles:
                 return rule

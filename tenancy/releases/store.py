@@ -1,4 +1,4 @@
-"""Bundles and the per-project manifest: publish, rollback, promote (`manifest.md`).
+"""Bundles and the per-project manifest: publish, rollback, promote (`docs/project-files.md`).
 
 A bundle is written durably, once, before any pointer can name it, and the manifest only moves by
 compare-and-set on its bytes: a crash leaves the old pointer or the new one, and concurrent writers

@@ -104,7 +104,7 @@ class Policy:
         return bindings
 
     def rule_for(self, op: str, roles: frozenset[str]) -> OpRule | None:
-        """The first rule of `op` whose roles intersect the caller's (as in `crud.md`)."""
+        """The first rule of `op` whose roles intersect the caller's (as in `docs/crud.md`)."""
         for rule in self.rules.get(op, ()):
             if rule.roles & roles:
                 return rule

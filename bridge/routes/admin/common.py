@@ -62,7 +62,7 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 
 @dataclass(frozen=True)
 class Paging:
-    """`limit` and `cursor` of a list endpoint (`admin.md`)."""
+    """`limit` and `cursor` of a list endpoint (`docs/admin.md`)."""
 
     limit: int
     cursor: str | None

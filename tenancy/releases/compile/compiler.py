@@ -1,4 +1,4 @@
-"""Project directory files → one validated, canonical, content-addressed release (`manifest.md`).
+"""Project directory files → one validated, canonical, content-addressed release (`docs/project-files.md`).
 
 The server compiles; clients only send files. Every problem of every file is collected before
 failing, so one publish attempt shows the whole list. The canonical JSON (sorted keys, no
@@ -134,7 +134,7 @@ def _file_kind(path: object, content: object, problems: Problems) -> str | None:
 
 
 def compile_auth(text: str | None, problems: Problems) -> dict[str, Any]:
-    """`config/auth.yaml` with its defaults (`manifest.md`, `security.md`)."""
+    """`config/auth.yaml` with its defaults (`docs/project-files.md`, `docs/security.md`)."""
     auth = copy.deepcopy(DEFAULT_AUTH)
     if text is None:
         return auth

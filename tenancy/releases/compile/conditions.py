@@ -1,4 +1,4 @@
-"""CEL conditions, classified at publish time (`crud.md`).
+"""CEL conditions, classified at publish time (`docs/crud.md`).
 
 A condition that mentions `resource` must be a row filter (equalities joined with `&&`), because
 that is what can be turned into SQL; anything else mentioning `resource` is rejected at publish

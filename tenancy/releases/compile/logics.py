@@ -1,6 +1,6 @@
 """`logics/**/*.sql` → canonical logics: front matter as data, SQL with bindings as positions.
 
-`logics.md` lists the publish-time checks; every problem names the .sql file and its line.
+`docs/logics.md` lists the publish-time checks; every problem names the .sql file and its line.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`config/permissions.yaml` → canonical rules per table and op (`crud.md`).
+"""`config/permissions.yaml` → canonical rules per table and op (`docs/crud.md`).
 
 Conditions are classified here, at publish time, so the request path only ever sees a row filter
 (column = value terms for SQL) or a request gate (CEL source to compile once).
