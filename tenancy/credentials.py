@@ -1,4 +1,4 @@
-"""API-key format (`docs/security.md`): `stk_<keyId>.<secret>`, only a hash of the secret is stored."""
+"""API-key format (`docs/security.md`): `stk_<keyId>.<secret>`; only the secret's hash is kept."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """Typed errors of the core.
 
-The core raises these; the HTTP layer turns them into the error envelope of `docs/api.md`. Keeping the
-status and code on the exception means every layer agrees on what a failure means.
-"""
+The core raises these; the HTTP layer turns them into the error envelope of `docs/api.md`. Keeping
+the status and code on the exception means every layer agrees on what a failure means."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every rule about a value's type, in one place: column types (`docs/crud.md` "Types") and logic param
+"""Every rule about a value's type, in one place: column types (`docs/crud.md` "Types") and logic
+param
 types (`docs/logics.md`).
 
 One `check` decides whether a JSON value fits a column type and gives its canonical value; the
@@ -232,14 +233,16 @@ def literal_problem(
     return None
 
 
-# ---- logic params (`docs/logics.md`) ----------------------------------------------------------------
+# ---- logic params (`docs/logics.md`)
+# ----------------------------------------------------------------
 
 
 def _is_int(value: Any) -> bool:
     return type(value) is int and INT64_MIN <= value <= INT64_MAX
 
 
-# Whether a JSON value fits a logic param type (`docs/logics.md` call-time step 3); at publish, whether
+# Whether a JSON value fits a logic param type (`docs/logics.md` call-time step 3); at publish,
+# whether
 # a param default does.
 PARAM_CHECKS: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: type(v) is str,
@@ -267,7 +270,8 @@ def json_param(value: Any, engine: Engine) -> str:
     return text if engine == "sqlite" else JsonText(text)
 
 
-# ---- storage per engine (`docs/crud.md` "Types", docs/decisions.md "SQLite storage") ---------------
+# ---- storage per engine (`docs/crud.md` "Types", docs/decisions.md "SQLite storage")
+# ---------------
 
 
 def quote(name: str) -> str:

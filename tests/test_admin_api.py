@@ -1,4 +1,6 @@
-"""The admin API (`docs/admin.md`) over HTTP, on a SQLite and a PostgreSQL registry where it matters."""
+"""The admin API (`docs/admin.md`) over HTTP, on a SQLite and a PostgreSQL registry where it
+matters.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Per-project CORS (`docs/api.md`, `config/auth.yaml` `cors.origins`): preflights and response headers
+"""Per-project CORS (`docs/api.md`, `config/auth.yaml` `cors.origins`): preflights and response
+headers
 on `/call` and `/auth/*`. Tenants are described in `auth_setup.py` (alpha prod allows
 `https://app.alpha.test`, alpha dev `http://localhost:5173`, beta and gamma nothing)."""
 

@@ -1,4 +1,6 @@
-"""Schema apply at publish (`docs/project-files.md` step 4) on real PostgreSQL databases and SQLite files."""
+"""Schema apply at publish (`docs/project-files.md` step 4) on real PostgreSQL databases and SQLite
+files.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Two real `stk-bridge serve` replicas sharing PostgreSQL and Redis (`docs/tenancy.md` invalidation).
+"""Two real `stk-bridge serve` replicas sharing PostgreSQL and Redis (`docs/tenancy.md`
+invalidation).
 
 An admin change made through replica 1 must be what replica 2 serves within 1 second, although
 replica 2 has the old state cached (TTL 30 s): only the invalidation channel can make that true.

@@ -1,4 +1,5 @@
-"""End-user token verification and signing keys (`docs/security.md`, `docs/tenancy.md` step 4): forged,
+"""End-user token verification and signing keys (`docs/security.md`, `docs/tenancy.md` step 4):
+forged,
 expired, misdirected and cross-tenant tokens; rotation; the JWKS; keys sealed at rest.
 
 Forged tokens are signed with the tenant's real private key where the attack needs one (it is

@@ -1,4 +1,6 @@
-"""Auto-CRUD (`docs/crud.md`): `db/<table>/<op>` calls planned from the release, run on tenant pools."""
+"""Auto-CRUD (`docs/crud.md`): `db/<table>/<op>` calls planned from the release, run on tenant
+pools.
+"""
 
 from tenancy.crud.execute import Run, execute
 from tenancy.crud.planner import plan_call

@@ -15,7 +15,9 @@ Run = Callable[[Statement], Awaitable[QueryResult]]
 
 
 async def execute(plan: Operation, engine: Engine, run: Run) -> Any:
-    """`{"data": ...}` of `docs/api.md`: rows for select, the row for insert, else the affected count."""
+    """`{"data": ...}` of `docs/api.md`: rows for select, the row for insert, else the affected
+    count.
+    """
     result = await run(render(plan, engine))
     if isinstance(plan, Select):
         rows = result.rows or []

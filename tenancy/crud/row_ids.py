@@ -1,4 +1,6 @@
-"""Server-generated row ids, one function per schema id policy (`docs/project-files.md`, `id.generate`)."""
+"""Server-generated row ids, one function per schema id policy (`docs/project-files.md`,
+`id.generate`).
+"""
 
 from __future__ import annotations
 

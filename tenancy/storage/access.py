@@ -2,7 +2,8 @@
 
 Order of the answers: no matching policy or no rule for the op → 403 for every caller (there is
 no rule to ask for credentials); a rule whose roles the caller lacks → 401 when anonymous, 403
-otherwise (`docs/crud.md`); a false condition → 403; then `maxSize` / `allowedTypes` → 400. Limits are
+otherwise (`docs/crud.md`); a false condition → 403; then `maxSize` / `allowedTypes` → 400. Limits
+are
 checked last, so a caller who may not upload learns nothing about them.
 """
 

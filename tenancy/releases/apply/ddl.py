@@ -1,4 +1,5 @@
-"""Additive schema apply at publish (`docs/project-files.md`, publishing step 4; types: `tenancy.types`).
+"""Additive schema apply at publish (`docs/project-files.md`, publishing step 4; types:
+`tenancy.types`).
 
 The live database is compared with the release's tables and only what is missing is created:
 tables, columns, indexes (and the unique index a newly unique column needs). Anything else that

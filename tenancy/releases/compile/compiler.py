@@ -1,4 +1,5 @@
-"""Project directory files → one validated, canonical, content-addressed release (`docs/project-files.md`).
+"""Project directory files → one validated, canonical, content-addressed release (`docs/project-
+files.md`).
 
 The server compiles; clients only send files. Every problem of every file is collected before
 failing, so one publish attempt shows the whole list. The canonical JSON (sorted keys, no

@@ -1,4 +1,5 @@
-"""`schema/*.yaml` → the canonical tables of a release (`docs/project-files.md`, types from `docs/crud.md`).
+"""`schema/*.yaml` → the canonical tables of a release (`docs/project-files.md`, types from
+`docs/crud.md`).
 
 Problems the database would only report at DDL time (a foreign key to a non-unique column, a type
 mismatch across a reference, a name SQLite treats as a duplicate) are reported here, at publish.
