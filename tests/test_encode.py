@@ -1,4 +1,4 @@
-"""Row values as JSON (`docs/api.md`), from Python values and from real PostgreSQL and SQLite rows."""
+"""Row values as JSON (`docs/api.md`), from Python values and from real PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
