@@ -127,6 +127,25 @@ def test_declared_params_are_checked_for_logics() -> None:
     assert "undeclared param 'b'" in bad
 
 
+def test_extra_variables_and_their_fields() -> None:
+    """Storage conditions read `path.*` (`docs/storage.md`): only the fields bound there."""
+    bound = {"path": {"userId"}}
+    ok = classify(
+        "path.userId == request.auth.sub && 'path.x' != ''",
+        resource_allowed=False,
+        extra_variables=bound,
+    )
+    assert ok.problems == () and ok.gate is not None
+    typo = rejected(
+        "path.userID == request.auth.sub", resource_allowed=False, extra_variables=bound
+    )
+    assert "unknown field 'path.userID' (bound here: userId)" in typo
+    unknown = rejected("paths.userId == 'a'", resource_allowed=False, extra_variables=bound)
+    assert "unknown variable 'paths' in condition (use request.* or path.*)" in unknown
+    # Without the parameter, `path` is an unknown variable like any other.
+    assert "unknown variable 'path'" in rejected("path.userId == 'a'", resource_allowed=False)
+
+
 ALICE = Principal("user", "alice", frozenset({"public", "authenticated", "admin"}))
 BOB = Principal("user", "bob", frozenset({"public", "authenticated"}))
 
