@@ -16,6 +16,7 @@ import orjson
 from tenancy.errors import BadRequest, Forbidden, Unauthorized
 from tenancy.principal import Principal
 from tenancy.releases.gates import Gate, request_activation
+from tenancy.storage.model import StorageModel
 from tenancy.types import PARAM_CHECKS, ArrayItems, Engine, items_of, json_param
 
 FORMAT = 1
@@ -192,6 +193,7 @@ class Release:
     logics: Mapping[str, Logic]
     auth: AuthSettings
     cors_origins: frozenset[str]
+    storage: StorageModel  # empty when the project has no config/storage.yaml
 
     @classmethod
     def load(cls, body: bytes) -> Release:
@@ -215,6 +217,7 @@ class Release:
                 refresh_ttl_seconds=auth["tokens"]["refreshTtlSeconds"],
             ),
             cors_origins=frozenset(auth["cors"]["origins"]),
+            storage=StorageModel.from_compiled(doc.get("storage")),
         )
 
     def rule_for(self, table: str, op: str, roles: frozenset[str]) -> Rule | None:
