@@ -15,7 +15,7 @@ import orjson
 
 from tenancy.errors import BadRequest, Forbidden, Unauthorized
 from tenancy.principal import Principal
-from tenancy.releases.gates import Gate, request_activation
+from tenancy.releases.gates import Gate
 from tenancy.storage.model import StorageModel
 from tenancy.types import PARAM_CHECKS, ArrayItems, Engine, items_of, json_param
 
@@ -153,7 +153,7 @@ class Logic:
         on SQLite `auth.roles` is JSON text too.
         """
         values = self.resolve_params(params)
-        if self.gate is not None and not self.gate.allows(request_activation(principal, values)):
+        if self.gate is not None and not self.gate.allows(principal, values):
             raise Forbidden(f"Condition of logic '{self.name}' is not met")
         args: list[Any] = []
         for kind, name in self._plan:
