@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     pool_timeout_ms: int = Field(default=2000, ge=1)
     pool_idle_seconds: float = Field(default=300, gt=0)
     statement_timeout_ms: int = Field(default=10_000, ge=1)
+    storage_timeout_seconds: float = Field(default=10, gt=0)
     tenant_max_concurrency: int = Field(default=64, ge=1)
     cache_ttl_seconds: float = Field(default=30, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
