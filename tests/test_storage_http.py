@@ -136,6 +136,13 @@ async def storage_tenant(
     return tenant
 
 
+async def open_policy(tenant: StorageTenant) -> None:
+    """Publish policies where any caller may upload to any `avatars/*/*` (same key, two tenants)."""
+    text = storage_yaml(tenant.store.endpoint, tenant.store_bucket)
+    text = text.replace("avatars/{userId}/*", "avatars/*/*")
+    await publish(tenant, text.replace("path.userId == request.auth.sub", "true"))
+
+
 async def publish(tenant: StorageTenant, text: str, **options: Any) -> httpx.Response:
     bridge = tenant.bridge
     response = await bridge.client.post(
@@ -283,6 +290,13 @@ async def test_multipart_across_two_replicas(replicas: tuple[StorageTenant, Brid
     for path, params in foreign:
         response = await alpha.post(f"storage/{path}", params, bridge=b)
         assert _error(response, 400) == "Unknown uploadId for this bucket and key"
+    # Nor for another tenant, with the same bucket name and key (and a policy that allows it).
+    beta = await storage_tenant(alpha.bridge, "beta", alpha.store, "beta")
+    await open_policy(beta)
+    for op, part in (("multipart_sign_part", {"partNumber": 1}), ("multipart_abort", {})):
+        params = {"key": key, "uploadId": upload_id, **part}
+        response = await beta.post(f"storage/media/{op}", params, bridge=b)
+        assert _error(response, 400) == "Unknown uploadId for this bucket and key"
     response = await alpha.post(  # the tail is missing
         "storage/media/multipart_complete", {"key": key, "uploadId": upload_id, "parts": etags[:1]}
     )
@@ -340,14 +354,8 @@ async def test_secret_rotation_reaches_every_replica(
 async def test_two_tenants_never_reach_each_other(alpha: StorageTenant) -> None:
     beta = await storage_tenant(alpha.bridge, "beta", alpha.store, "beta")
     key, body = "avatars/shared/name.txt", b"alpha's"
-    # Both tenants' policies bind the first segment to the caller: use a policy-free path.
-    for tenant in (alpha, beta):
-        await publish(
-            tenant,
-            storage_yaml(tenant.store.endpoint, tenant.store_bucket)
-            .replace("avatars/{userId}/*", "avatars/*/*")
-            .replace("path.userId == request.auth.sub", "true"),
-        )
+    for tenant in (alpha, beta):  # the same key is allowed in both tenants
+        await open_policy(tenant)
     mine = await alpha.call(
         "upload_sign", key=key, contentType="text/plain", contentLength=len(body)
     )
