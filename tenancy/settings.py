@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         """The operator's keys for an s3:// KV; None leaves it to the standard AWS chain."""
         if not (self.kv_s3_access_key_id and self.kv_s3_secret_access_key):
             return None
-        from tenancy.storage.credentials import StoreCredentials  # botocore only when used
+        from tenancy.storage.credentials import StoreCredentials  # awscrt only when used
 
         return StoreCredentials(
             self.kv_s3_access_key_id, self.kv_s3_secret_access_key, self.kv_s3_session_token

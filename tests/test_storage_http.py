@@ -394,9 +394,12 @@ async def test_clients_close_with_their_tenant_and_at_shutdown(
         stores = bridge.rt.storage.stores
         # One open client per tenant (the registry's entries, read directly for this test).
         alpha, beta = (next(iter(e.clients.values())) for e in stores._entries.values())
+        metrics = (await bridge.client.get("/metrics")).text
+        assert "stk_storage_clients_open 2.0" in metrics
         response = await bridge.client.delete("/admin/v1/projects/beta", headers=bridge.admin())
         assert response.status_code == 204, response.text
         assert len(stores) == 1 and not beta.closed  # retired: closed once no call can use it
+        assert "stk_storage_clients_open 1.0" in (await bridge.client.get("/metrics")).text
         deadline = time.monotonic() + 10
         while not beta.closed:
             assert time.monotonic() < deadline, "the retired client was never closed"
@@ -815,7 +818,7 @@ async def test_storage_calls_count_in_rate_limits_and_metrics(alpha: StorageTena
     metrics = (await bridge.client.get("/metrics")).text
     assert 'stk_requests_total{route_kind="storage",status="200"} 3.0' in metrics
     assert 'stk_requests_total{route_kind="storage",status="429"} 1.0' in metrics
-    assert 'stk_tenant_cache_events_total{cache="storage-credentials",result="hit"}' in metrics
+    assert 'stk_tenant_cache_events_total{cache="storage_credentials",result="hit"}' in metrics
     assert 'stk_tenant_cache_events_total{cache="secret",result="miss"}' in metrics
 
 

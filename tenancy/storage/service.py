@@ -53,7 +53,7 @@ class StorageService:
         self._sessions = sessions
         # Parsed keys per (project, env, secret name): signing needs nothing else.
         self.credentials: Cache[_Parsed] = Cache(
-            "storage-credentials", None, max_entries=max_credentials
+            "storage_credentials", None, max_entries=max_credentials
         )
 
     async def call(

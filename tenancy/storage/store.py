@@ -153,7 +153,7 @@ class TenantStores:
         self._closing: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
-        """Open clients (for tests and the admin view)."""
+        """Open clients, retired ones aside (`/metrics`)."""
         return sum(len(entry.clients) for entry in self._entries.values())
 
     async def client(
