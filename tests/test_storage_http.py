@@ -851,6 +851,30 @@ async def test_storage_calls_hold_a_concurrency_slot(
         await server.wait_closed()
 
 
+async def test_an_s3_kv_uses_the_operator_keys_of_the_settings(
+    object_store: ObjectStore,
+    kv_object_store: ObjectStore,
+    s3_kv_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """STK_KV_S3_* reach the Runtime's KV store (the AWS chain here holds a wrong key): releases
+    are written to and read from object storage, and serve storage calls."""
+    operator = kv_object_store.accounts["operator"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "nobody")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nothing")
+    keys = {
+        "kv_s3_access_key_id": operator.access_key_id,
+        "kv_s3_secret_access_key": operator.secret_access_key,
+    }
+    async with running_bridge(tmp_path, kv_url=s3_kv_url, **keys) as bridge:
+        tenant = await storage_tenant(bridge, "alpha", object_store, "alpha")
+        await tenant.call("download_sign", key="avatars/x/y")
+    prefix = s3_kv_url.split("/")[3].split("?")[0]
+    stored = kv_object_store.keys("operator", prefix + "/")
+    assert any("manifest" in key for key in stored) and any("bundle" in key for key in stored)
+
+
 async def test_the_demo_answers_503_until_its_store_credentials_are_set(tmp_path: Path) -> None:
     async with running_bridge(tmp_path) as bridge:
         api_key = await demo_tenant(bridge, "shop")
