@@ -1,10 +1,12 @@
 """CPU per `POST /call` request, driven straight through the ASGI app (no HTTP, no load tool).
 
-    .venv/bin/python -m bench.profile_call [--requests 5000] [--profile]
+    .venv/bin/python -m bench.profile_call [--requests 5000] [--call s1|upload_sign] [--profile]
 
 Steadier than req/s on a shared machine, and the way to see where a request's CPU goes:
-`--profile` prints cProfile's top functions. Uses a throwaway PostgreSQL database (S1's table and
-logic from bench/project) and an in-memory KV store; the registry is SQLite in a temp dir.
+`--profile` prints cProfile's top functions. `--call upload_sign` measures S8's storage call and
+S1 in the same process, alternating, and prints both. Uses a throwaway PostgreSQL database (S1's
+table and logic from bench/project) and an in-memory KV store; the registry is SQLite in a temp
+dir.
 """
 
 from __future__ import annotations
@@ -25,17 +27,23 @@ from typing import Any
 import asyncpg
 import httpx
 
+from bench.setup import STORE_SECRET
 from bridge import logs
 from bridge.app import create_app
 from tenancy.keyring import Keyring
 from tenancy.settings import load_settings
+from tenancy.storage.compile import STORAGE_FILE
 
 PG = os.environ.get("STK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-LOGIC = Path(__file__).parent / "project" / "logics" / "items" / "get.sql"
+PROJECT = Path(__file__).parent / "project"
+LOGIC = PROJECT / "logics" / "items" / "get.sql"
+STORAGE = PROJECT / "config" / "storage.yaml"
+S1_BODY = b'{"path":"logics/items/get","params":{"id":42}}'
+ROUNDS = 5  # --call upload_sign: alternating rounds of each call
 TOKEN = "profile-admin-token-0123456789abcdef"
 
 
-async def main(requests: int, profile: bool) -> None:
+async def main(requests: int, call: str, profile: bool) -> None:
     name = f"stk_profile_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(PG)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -47,13 +55,13 @@ async def main(requests: int, profile: bool) -> None:
             "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g"
         )
         await tenant.close()
-        await measure(url, requests, profile)
+        await measure(url, requests, call, profile)
     finally:
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
 
 
-async def measure(url: str, requests: int, profile: bool) -> None:
+async def measure(url: str, requests: int, call: str, profile: bool) -> None:
     data = Path(tempfile.mkdtemp())
     settings = load_settings(
         data_dir=data, kv_url="memory://", host_suffix="api.example.com", log_format="json"
@@ -64,31 +72,51 @@ async def measure(url: str, requests: int, profile: bool) -> None:
     handler.setStream(io.StringIO())  # the production JSON path, written to memory
     app = create_app(settings, Keyring.parse(Keyring.generate_entry("p")), [TOKEN], migrate=True)
     async with app.lifespan():
-        key = await register(app, url)
-        body = b'{"path":"logics/items/get","params":{"id":42}}'
-        headers = [
-            (b"host", b"shop.api.example.com"),
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-santokit-api-key", key.encode()),
-        ]
-        for _ in range(300):  # warm: pool open, statement prepared, caches filled
-            await one(app, headers, body)
+        key, key_id = await register(app, url)
+        bodies = {"s1": S1_BODY}
+        if call == "upload_sign":
+            bodies[call] = (
+                b'{"path":"storage/files/upload_sign","params":{"key":"uploads/%s/p.png",'
+                b'"contentType":"image/png","contentLength":1234}}' % key_id.encode()
+            )
+        for body in bodies.values():
+            for _ in range(300):  # warm: pool open, statement prepared, caches filled
+                await one(app, _headers(key, body), body)
+        spent = dict.fromkeys(bodies, 0.0)
         profiler = cProfile.Profile() if profile else None
-        started = time.process_time()
-        if profiler:
-            profiler.enable()
-        for _ in range(requests):
-            await one(app, headers, body)
-        if profiler:
-            profiler.disable()
-        spent = time.process_time() - started
-    print(f"{spent / requests * 1e6:.1f} µs CPU per request ({requests} requests, in process)")
+        rounds = ROUNDS if len(bodies) > 1 else 1
+        for _ in range(rounds):
+            for name, body in bodies.items():
+                headers = _headers(key, body)
+                watch = profiler if name == call else None
+                started = time.process_time()
+                if watch is not None:
+                    watch.enable()
+                for _ in range(requests // rounds):
+                    await one(app, headers, body)
+                if watch is not None:
+                    watch.disable()
+                spent[name] += time.process_time() - started
+    for name in bodies:
+        per = spent[name] / (requests // rounds * rounds) * 1e6
+        print(f"{name}: {per:.1f} µs CPU per request ({requests} requests, in process)")
+    if len(bodies) > 1:
+        print(f"ratio {call} / s1: {spent[call] / spent['s1']:.2f}")
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
 
 
-async def register(app: Any, url: str) -> str:
+def _headers(key: str, body: bytes) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"host", b"shop.api.example.com"),
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-santokit-api-key", key.encode()),
+    ]
+
+
+async def register(app: Any, url: str) -> tuple[str, str]:
+    """The `shop` tenant with S1's logic and S8's storage (dummy store keys): (API key, key id)."""
     transport = httpx.ASGITransport(app=app)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(transport=transport, base_url="http://x", headers=auth) as c:
@@ -96,10 +124,16 @@ async def register(app: Any, url: str) -> str:
         (await c.post(base, json={"id": "shop"})).raise_for_status()
         put = await c.put(f"{base}/shop/envs/prod/connections/main", json={"url": url})
         put.raise_for_status()
-        files = {"logics/items/get.sql": LOGIC.read_text()}
+        files = {"logics/items/get.sql": LOGIC.read_text(), STORAGE_FILE: STORAGE.read_text()}
         (await c.post(f"{base}/shop/envs/prod/releases", json={"files": files})).raise_for_status()
-        made = await c.post(f"{base}/shop/envs/prod/api-keys", json={"name": "p", "roles": []})
-        return str(made.raise_for_status().json()["apiKey"])
+        secret = {"value": STORE_SECRET}
+        put = await c.put(f"{base}/shop/envs/prod/secrets/BENCH_S3", json=secret)
+        put.raise_for_status()
+        made = await c.post(
+            f"{base}/shop/envs/prod/api-keys", json={"name": "p", "roles": ["writer"]}
+        )
+        answer = made.raise_for_status().json()
+        return str(answer["apiKey"]), str(answer["keyId"])
 
 
 async def one(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -134,6 +168,7 @@ async def one(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> None
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--call", choices=("s1", "upload_sign"), default="s1")
+    parser.add_argument("--profile", action="store_true", help="cProfile the --call requests")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.profile))
+    asyncio.run(main(args.requests, args.call, args.profile))

@@ -168,6 +168,18 @@ def _publish_rows(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _storage_rows(result: dict[str, Any]) -> list[str]:
+    b, s1, r = result["bridge"], result["baselineBridge"], result["ratio"]
+    errors = "" if result["status"] == "ok" else " (errors!)"
+    return [
+        f"**S8** {result['title']}{errors}: {_num(b['rps'])} req/s, p99 {b['p99_ms']:.2f} ms, "
+        f"**{b['cpu_us_per_request']:.0f} µs CPU/req** against S1's "
+        f"{s1['cpu_us_per_request']:.0f} on the same Bridge in the same run "
+        f"(ratio {r['cpuPerRequest']:.2f}; req/s ratio {r['rps']:.2f}). "
+        f"Target ≤ {result['target']['cpuPerRequest']:.1f}x S1's CPU/req: {_met(result['met'])}.",
+    ]
+
+
 def markdown(data: dict[str, Any]) -> str:
     m, plan, scenarios = data["machine"], data["plan"], data["scenarios"]
     lines = [
@@ -200,7 +212,13 @@ def markdown(data: dict[str, Any]) -> str:
         ]
     lines += _throughput_rows(scenarios)
     lines.append("")
-    for name, render in (("S5", _cold_rows), ("S6", _memory_rows), ("S7", _publish_rows)):
+    renders = (
+        ("S8", _storage_rows),
+        ("S5", _cold_rows),
+        ("S6", _memory_rows),
+        ("S7", _publish_rows),
+    )
+    for name, render in renders:
         result = scenarios.get(name)
         if result is None:
             continue

@@ -3,7 +3,8 @@
 Order (each step needs what the previous one built):
   provision PostgreSQL databases and a Redis prefix → migrate the registry → S6 at 0 tenants →
   register the fleet (1,000) → S6 at 1,000 → main Bridge + bench projects via the admin API →
-  floor → S1, S2, S3, S4 (Bridge and floor alternating) → S5 → S7 (with a second replica) →
+  floor → S1, S2, S3, S4 (Bridge and floor alternating) → S8 (upload_sign against S1 on the
+  Bridge) → S5 → S7 (with a second replica) →
   grow the fleet to 10,000 → S6 at 10,000 → clean up → JSON + RESULTS.md.
 Everything started here is stopped, and everything created is dropped, also on failure.
 """
@@ -61,8 +62,9 @@ def _bridge_sql(scenario: throughput.Scenario, statements: list[str] | None) -> 
     if statements is None:
         return
     scenario.notes["bridgeStatements"] = statements
-    floor_sql = " ".join(scenario.floor_route["sql"].split())
-    scenario.notes["sameSql"] = statements == [floor_sql]
+    if "sql" in scenario.floor_route:  # S8 has no floor: it must run no statement at all
+        floor_sql = " ".join(scenario.floor_route["sql"].split())
+        scenario.notes["sameSql"] = statements == [floor_sql]
 
 
 class Skip(Exception):
@@ -128,7 +130,7 @@ def throughput_phase(
     results = data["scenarios"]
     client = Client(bridge.port)
     step("registering the bench projects through the admin API")
-    api_key = setup.register_project(bench, client, "bench")
+    api_key, key_id = setup.register_project(bench, client, "bench")
     setup.register_project(bench, client, "bench-pub")
     logic = Release.load(bench.release.body).logics["items/get"].sql
     logic_sql = logic if isinstance(logic, str) else logic["postgresql"]
@@ -144,10 +146,35 @@ def throughput_phase(
         scenario = guarded(results, name, throughput.TITLES[name], build)
         if scenario is not None:
             runnable.append(scenario)
+    storage = guarded(
+        results,
+        "S8",
+        throughput.TITLES["S8"],
+        lambda: _checked(bench, client, throughput.s8(api_key, key_id)),
+    )
     client.close()
-    if not runnable:
+    if runnable:
+        floor_phase(bench, bridge, servers, runnable, results)
+    s1 = next((s for s in runnable if s.name == "S1"), None)
+    if storage is None or s1 is None:
+        if storage is not None:
+            results["S8"] = _failed("S8", storage.title, Skip("S1 did not run: no baseline"))
         return
+    step(f"S8: {storage.title}, against S1 on the same Bridge")
 
+    def s8() -> None:
+        results["S8"] = throughput.measure_against(bench, storage, s1, bridge)
+
+    guarded(results, "S8", storage.title, s8)
+
+
+def floor_phase(
+    bench: Bench,
+    bridge: procs.Server,
+    servers: list[procs.Server],
+    runnable: list[throughput.Scenario],
+    results: dict[str, Any],
+) -> None:
     step("starting the floor")
     floor = procs.floor(_floor_config(bench, runnable), bench.server_cpu, bench.workdir)
     servers.append(floor)
@@ -330,12 +357,18 @@ def _notes(data: dict[str, Any]) -> list[str]:
         "as written in bench/throughput.py. Each run reads from the PostgreSQL log every "
         "statement one warm Bridge request runs (`bridgeStatements` in the JSON).",
     ]
-    for name in ("S1", "S2", "S3"):
+    for name in ("S1", "S2", "S3", "S8"):
         result = data["scenarios"].get(name) or {}
         ran = result.get("notes", {}).get("bridgeStatements")
         if ran is None:
             continue
-        if result["notes"]["sameSql"]:
+        if name == "S8":
+            notes.append(
+                "S8: one warm upload_sign runs no SQL statement (registry included)."
+                if not ran
+                else f"S8: **one warm upload_sign ran SQL**: {ran}"
+            )
+        elif result["notes"]["sameSql"]:
             notes.append(f"{name}: one warm Bridge request runs one statement, the floor's.")
         else:
             notes.append(f"{name}: **the Bridge's statements differ from the floor's**: {ran}")

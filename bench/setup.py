@@ -56,8 +56,13 @@ def _expect(answer: tuple[int, Any, float], status: int, what: str) -> Any:
     return data
 
 
-def register_project(bench: Bench, client: Client, project: str) -> str:
-    """Project, `main` connection (checked by the server), published release, API key."""
+# Dummy store keys for S8: signing needs keys, never a reachable store.
+STORE_SECRET = '{"accessKeyId": "AKIDBENCH", "secretAccessKey": "bench-secret-0123456789abcdef"}'
+
+
+def register_project(bench: Bench, client: Client, project: str) -> tuple[str, str]:
+    """Project, `main` connection (checked by the server), published release, the storage
+    secret, API key: (API key, its key id)."""
     admin = bench.admin()
     base = f"/admin/v1/projects/{project}"
     _expect(client.request("POST", "/admin/v1/projects", {"id": project}, admin), 201, "create")
@@ -65,9 +70,11 @@ def register_project(bench: Bench, client: Client, project: str) -> str:
     _expect(client.request("PUT", f"{base}/envs/{ENV}/connections/main", url, admin), 200, "conn")
     files = {"files": bench.files}
     _expect(client.request("POST", f"{base}/envs/{ENV}/releases", files, admin), 201, "publish")
+    secret = {"value": STORE_SECRET}
+    _expect(client.request("PUT", f"{base}/envs/{ENV}/secrets/BENCH_S3", secret, admin), 200, "s3")
     key = {"name": "bench", "roles": ["writer"]}
     data = _expect(client.request("POST", f"{base}/envs/{ENV}/api-keys", key, admin), 201, "key")
-    return str(data["apiKey"])
+    return str(data["apiKey"]), str(data["keyId"])
 
 
 def _error(data: Any) -> str:

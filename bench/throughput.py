@@ -1,4 +1,5 @@
-"""S1-S4: the Bridge and the floor under the same wrk load, alternating, in the same run.
+"""S1-S4: the Bridge and the floor under the same wrk load, alternating, in the same run; S8: the
+Bridge's `upload_sign` against its own S1, alternating, in the same run.
 
 Each server first serves one request per tenant of the scenario (so S4's 100 pools are open
 before any timing), then a wrk warm-up (pools grow, caches and prepared statements fill), then
@@ -46,7 +47,10 @@ TITLES = {
     "S2": "db/notes/select: where + orderBy + limit, end-user JWT, row filter",
     "S3": "db/entries/insert: one row, API-key caller, RETURNING the row",
     "S4": "1,000 registered tenants, traffic uniform over 100 (pools warm), same logic as S1",
+    "S8": "storage/files/upload_sign: policy with a CEL condition, SigV4 URL, API-key caller",
 }
+# S8: the Bridge's CPU per upload_sign request at most this multiple of its CPU per S1 request.
+S8_TARGET = 1.2
 
 
 @dataclass
@@ -147,6 +151,25 @@ def s3(bench: Bench, api_key: str) -> Scenario:
     )
 
 
+def s8(api_key: str, key_id: str) -> Scenario:
+    """1,000 distinct keys under the caller's own prefix (the policy binds it to the key id)."""
+    requests = [
+        _request(
+            {"Host": host("bench"), "X-Santokit-Api-Key": api_key},
+            {
+                "path": "storage/files/upload_sign",
+                "params": {
+                    "key": f"uploads/{key_id}/photo-{i}.png",
+                    "contentType": "image/png",
+                    "contentLength": 1000 + i,
+                },
+            },
+        )
+        for i in range(1000)
+    ]
+    return Scenario("S8", TITLES["S8"], requests, {}, {})
+
+
 def probe(scenario: Scenario, bridge: Server, floor: Server) -> None:
     """Both servers answer the scenario's first request with 200 and the same data."""
     headers, body = scenario.requests[0]
@@ -210,21 +233,71 @@ def measure(bench: Bench, scenario: Scenario, bridge: Server, floor: Server) -> 
     return summarize(scenario, runs)
 
 
-def summarize(scenario: Scenario, runs: dict[str, list[load.Run]]) -> dict[str, Any]:
-    def median(role: str, attr: str) -> float:
-        return round(float(statistics.median(getattr(r, attr) for r in runs[role])), 3)
-
-    figures = {
-        role: {
-            attr: median(role, attr)
-            for attr in (
-                *("rps", "p50_ms", "p90_ms", "p99_ms"),
-                *("server_cpu", "cpu_us_per_request", "loadgen_cpu"),
-            )
-        }
-        | {"failedRequests": sum(r.failed for r in runs[role])}
-        for role in runs
+def measure_against(
+    bench: Bench, scenario: Scenario, baseline: Scenario, bridge: Server
+) -> dict[str, Any]:
+    """`scenario` and `baseline` on the same Bridge, alternating: CPU per request of one against
+    the other, per neighbouring pair, then the median (S8 against S1)."""
+    plan = bench.plan
+    paths = {
+        s.name: load.write_requests(bench.workdir / f"{s.name}.requests.lua", s.requests)
+        for s in (scenario, baseline)
     }
+
+    def run(name: str, seconds: int) -> load.Run:
+        return load.run_wrk(bridge, paths[name], seconds, plan.connections, bench.load_cpu)
+
+    prime(scenario, bridge)
+    run(scenario.name, plan.warmup_s)
+    runs: dict[str, list[load.Run]] = {scenario.name: [], baseline.name: []}
+    for rep in range(plan.reps):
+        order = [scenario.name, baseline.name]
+        if rep % 2:
+            order.reverse()
+        for name in order:
+            result = run(name, plan.seconds)
+            runs[name].append(result)
+            print(
+                f"  {scenario.name} rep {rep + 1} {name:3} {result.rps:9.1f} req/s  "
+                f"p99 {result.p99_ms:6.2f} ms  server cpu {result.server_cpu:.2f} "
+                f"({result.cpu_us_per_request:.0f} µs/req)"
+                + (f"  ERRORS {result.failed}" if result.failed else "")
+            )
+    pairs = list(zip(runs[scenario.name], runs[baseline.name], strict=True))
+    cpu = round(statistics.median(a.cpu_us_per_request / b.cpu_us_per_request for a, b in pairs), 3)
+    failed = sum(r.failed for rs in runs.values() for r in rs)
+    return {
+        "title": scenario.title,
+        "status": "ok" if not failed else "errors",
+        "bridge": _figures(runs[scenario.name]),
+        "baseline": baseline.name,
+        "baselineBridge": _figures(runs[baseline.name]),
+        "ratio": {
+            "cpuPerRequest": cpu,
+            "rps": round(statistics.median(a.rps / b.rps for a, b in pairs), 3),
+        },
+        "target": {"cpuPerRequest": S8_TARGET},
+        "met": cpu <= S8_TARGET,
+        "notes": scenario.notes,
+        "runs": {name: [r.as_json() for r in rs] for name, rs in runs.items()},
+    }
+
+
+def _figures(runs: list[load.Run]) -> dict[str, Any]:
+    """Medians over the runs of one server and scenario."""
+
+    def median(attr: str) -> float:
+        return round(float(statistics.median(getattr(r, attr) for r in runs)), 3)
+
+    attrs = (
+        *("rps", "p50_ms", "p90_ms", "p99_ms"),
+        *("server_cpu", "cpu_us_per_request", "loadgen_cpu"),
+    )
+    return {attr: median(attr) for attr in attrs} | {"failedRequests": sum(r.failed for r in runs)}
+
+
+def summarize(scenario: Scenario, runs: dict[str, list[load.Run]]) -> dict[str, Any]:
+    figures = {role: _figures(runs[role]) for role in runs}
     pairs = list(zip(runs["bridge"], runs["floor"], strict=True))
     ratio = {
         "rps": round(statistics.median(b.rps / f.rps for b, f in pairs), 3),

@@ -77,6 +77,11 @@ class CoreCollector(Collector):
         connections.add_metric(["in_use"], pools.connections_in_use)
         connections.add_metric(["idle"], pools.open_connections - pools.connections_in_use)
         yield connections
+        yield GaugeMetricFamily(
+            "stk_storage_clients_open",
+            "Open clients to tenants' object stores",
+            value=len(self._rt.storage.stores),
+        )
         # Counter families take the name without `_total` and expose `<name>_total`.
         events = CounterMetricFamily(
             "stk_tenant_cache_events",

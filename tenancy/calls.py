@@ -1,6 +1,6 @@
 """The data-plane pipeline (`docs/api.md` pipeline order), after the HTTP layer has parsed the body
 and extracted the hints: route grammar → admission (tenant → release → rate limits) → the call
-(logic | CRUD) under the tenant's concurrency slot.
+(logic | CRUD | storage) under the tenant's concurrency slot.
 
 `admit` is shared by `/call`, `/auth/*` and CORS. Each step records what it learned on the
 request's `RequestState`, which the access log, metrics and CORS read: nothing is resolved twice.
@@ -217,8 +217,15 @@ async def _crud(
 async def _storage(
     rt: Runtime, admission: Admission, route: Route, params: Params, client_ip: str
 ) -> Data:
-    """`storage/<bucket>/<op>` (`docs/storage.md`): its grammar is known, it is not served yet."""
-    raise NotFound(f"Route kind '{route.kind}' is not available yet")
+    """`storage/<bucket>/<op>` (`docs/storage.md`) with the tenant's own store credentials."""
+    return await rt.storage.call(
+        admission.release.storage,
+        admission.tenant,
+        admission.principal,
+        route.name,
+        route.op,
+        params,
+    )
 
 
 # --- route kinds: a new kind is one entry here ---------------------------------------------------

@@ -1,9 +1,9 @@
 """Cached, tenant-keyed lookups for the request path.
 
 Everything the data plane reads about a tenant (project record, host, API key, manifest, release,
-decrypted connection, signing keys) comes through here, each through a `tenancy.cache.Cache`:
-the cache rules of `docs/tenancy.md` live in that toolkit, what each change invalidates lives in
-`invalidate` below.
+decrypted connection or named secret, signing keys) comes through here, each through a
+`tenancy.cache.Cache`: the cache rules of `docs/tenancy.md` live in that toolkit, what each change
+invalidates lives in `invalidate` below.
 """
 
 from __future__ import annotations
@@ -19,7 +19,12 @@ from tenancy.pools import engine_of
 from tenancy.principal import Principal, Tenant
 from tenancy.registry import queries
 from tenancy.registry.models import Secret
-from tenancy.registry.records import ApiKeyRecord, ConnectionInfo, ProjectRecord
+from tenancy.registry.records import (
+    ApiKeyRecord,
+    ConnectionInfo,
+    ProjectRecord,
+    VersionedSecret,
+)
 from tenancy.releases.manifest import Manifest
 from tenancy.releases.model import Release
 from tenancy.releases.store import ReleaseStore
@@ -46,6 +51,7 @@ class Directory:
         self.api_keys: Cache[ApiKeyRecord] = Cache("apikey", ttl, stale_on_error=REGISTRY)
         self.manifests: Cache[Manifest] = Cache("manifest", ttl, stale_on_error=KV)
         self.connections: Cache[ConnectionInfo] = Cache("connection", ttl, stale_on_error=REGISTRY)
+        self.secrets: Cache[VersionedSecret] = Cache("secret", ttl, stale_on_error=REGISTRY)
         # Loaded once per bundle: a release is immutable and named by its hash.
         self.releases: Cache[Release] = Cache("release", None, max_entries=release_cache_size)
         self.signing = SigningKeys(sessions, vault, ttl)
@@ -58,6 +64,7 @@ class Directory:
             self.api_keys,
             self.manifests,
             self.connections,
+            self.secrets,
             self.releases,
             *self.signing.caches,
         )
@@ -69,7 +76,8 @@ class Directory:
         lookup), so they are dropped whole: they are few and cheap to reload. Releases never
         change (a new one has a new id), so they go only with their project.
         """
-        for cache in (self.projects, self.manifests, self.connections, *self.signing.caches):
+        caches = (self.projects, self.manifests, self.connections, self.secrets)
+        for cache in (*caches, *self.signing.caches):
             cache.invalidate(project)
         self.hosts.invalidate()
         self.api_keys.invalidate()
@@ -141,3 +149,21 @@ class Directory:
         if info is None:
             raise ServiceUnavailable(f"Connection '{alias}' is not configured")
         return info
+
+    async def secret(self, tenant: Tenant, name: str) -> VersionedSecret | None:
+        """A named tenant secret (`PUT .../secrets/{NAME}`), None when the env has none by that
+        name. Dropped with the tenant's other entries on `secret.set` / `secret.delete`."""
+
+        async def load() -> VersionedSecret | None:
+            async with self._sessions() as session:
+                row = await session.get(Secret, (tenant.project, tenant.env, "secret", name))
+                if row is None:
+                    return None
+                try:
+                    value = await self._vault.open(session, row)
+                except VaultError as exc:
+                    log.error("tenant secret unusable: %s", exc)
+                    raise ServiceUnavailable("Tenant secret unavailable") from None
+                return VersionedSecret(row.version, value)
+
+        return await self.secrets.get((tenant.project, tenant.env, name), load)

@@ -27,6 +27,9 @@ from tenancy.registry import migrate
 from tenancy.registry.db import create_registry_engine, session_factory
 from tenancy.releases.store import ReleaseStore
 from tenancy.settings import Settings
+from tenancy.storage.service import StorageService
+from tenancy.storage.sessions import MultipartSessions
+from tenancy.storage.store import TenantStores
 from tenancy.vault import Vault
 
 log = logging.getLogger("stk.runtime")
@@ -35,6 +38,8 @@ AUDIT_PRUNE_EVERY_SECONDS = 6 * 3600
 RETIRES_POOLS = frozenset(
     {"project.delete", "project.update", "env.delete", "connection.set", "connection.delete"}
 )
+# Changes after which a tenant's object-store keys and clients must go (`docs/storage.md`).
+RETIRES_STORES = frozenset({"project.delete", "env.delete", "secret.set", "secret.delete"})
 # Changes after which a tenant's last recorded error no longer describes anything.
 FORGETS_ERRORS = frozenset({"project.delete", "env.delete"})
 
@@ -53,6 +58,7 @@ class Runtime:
     key_usage: KeyUsage
     last_errors: LastErrors
     limits: Limiters
+    storage: StorageService
     _background: tuple[asyncio.Task[None], ...] = ()
 
     @classmethod
@@ -60,10 +66,11 @@ class Runtime:
         engine = create_registry_engine(settings.registry)
         if migrate_schema:
             await migrate.upgrade(engine)
-        kv = open_kv(settings.kv)
+        kv = open_kv(settings.kv, s3_credentials=settings.kv_s3_credentials())
         releases = ReleaseStore(kv)
         vault = Vault(keyring)
         sessions = session_factory(engine)
+        directory = Directory(sessions, vault, releases, settings.cache_ttl_seconds)
         rt = cls(
             settings=settings,
             engine=engine,
@@ -79,10 +86,15 @@ class Runtime:
                 statement_timeout_ms=settings.statement_timeout_ms,
             ),
             bus=InvalidationBus(settings.shared_redis),
-            directory=Directory(sessions, vault, releases, settings.cache_ttl_seconds),
+            directory=directory,
             key_usage=KeyUsage(sessions),
             last_errors=LastErrors(),
             limits=Limiters(settings.shared_redis, settings.tenant_max_concurrency),
+            storage=StorageService(
+                secrets=directory.secret,
+                stores=TenantStores(timeout=settings.storage_timeout_seconds),
+                sessions=MultipartSessions(kv),
+            ),
         )
         rt.bus.subscribe(rt._on_invalidation)
         await rt.bus.start()
@@ -111,16 +123,24 @@ class Runtime:
     @property
     def caches(self) -> tuple[Cache[Any], ...]:
         """Every cache of the process, for `/metrics`."""
-        return (*self.directory.caches, self.releases.bundles, self.key_usage.recent, VIEWS)
+        return (
+            *self.directory.caches,
+            self.releases.bundles,
+            self.key_usage.recent,
+            self.storage.credentials,
+            VIEWS,
+        )
 
     def _on_invalidation(self, kind: str, project: str | None, env: str | None) -> None:
-        """What a change means for this process, wherever it was made (the one home of pool
-        retirement: local admin changes and peers' broadcasts both arrive here)."""
+        """What a change means for this process, wherever it was made (the one home of pool and
+        store-client retirement: local admin changes and peers' broadcasts both arrive here)."""
         self.directory.invalidate(kind, project)
         if project is None:
             return
         if kind in RETIRES_POOLS:
             self.pools.retire(project, env)
+        if kind in RETIRES_STORES:
+            self.storage.retire(project, env)
         if kind in FORGETS_ERRORS:
             self.last_errors.forget(project, env)
         if kind == "project.delete":
@@ -139,5 +159,6 @@ class Runtime:
         await self.bus.close()
         await self.limits.close()
         await self.pools.close_all()
+        await self.storage.close()
         await self.kv.close()
         await self.engine.dispose()

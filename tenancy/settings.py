@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     pool_timeout_ms: int = Field(default=2000, ge=1)
     pool_idle_seconds: float = Field(default=300, gt=0)
     statement_timeout_ms: int = Field(default=10_000, ge=1)
+    storage_timeout_seconds: float = Field(default=10, gt=0)
     tenant_max_concurrency: int = Field(default=64, ge=1)
     cache_ttl_seconds: float = Field(default=30, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -107,7 +108,7 @@ class Settings(BaseSettings):
         """The operator's keys for an s3:// KV; None leaves it to the standard AWS chain."""
         if not (self.kv_s3_access_key_id and self.kv_s3_secret_access_key):
             return None
-        from tenancy.storage.credentials import StoreCredentials  # botocore only when used
+        from tenancy.storage.credentials import StoreCredentials  # awscrt only when used
 
         return StoreCredentials(
             self.kv_s3_access_key_id, self.kv_s3_secret_access_key, self.kv_s3_session_token

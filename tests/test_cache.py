@@ -264,6 +264,8 @@ async def test_every_cache_is_counted_in_metrics(bridge) -> None:
         "bundle",
         "apikey_use",
         "view",
+        "secret",
+        "storage_credentials",
     }
     assert set(events) == {(name, result) for name in names for result in ("hit", "miss", "stale")}
     # Three calls with one key: after the first, the project, key, manifest, release and

@@ -179,6 +179,7 @@ def test_demo_project_compiles_cleanly() -> None:
     assert sorted(files) == [
         "config/auth.yaml",
         "config/permissions.yaml",
+        "config/storage.yaml",
         "logics/admin/activity.sql",
         "logics/notebooks/summary.sql",
         "logics/notes/mine.sql",
@@ -194,6 +195,11 @@ def test_demo_project_compiles_cleanly() -> None:
         "notes/pin",
         "public/stats",
     }
+    assert set(release.doc["storage"]["buckets"]) == {"uploads"}
+    assert [p["pattern"] for p in release.doc["storage"]["policies"]] == [
+        "users/{userId}/*",
+        "public/*",
+    ]
     assert compile_release(load_project_dir(DEMO), connections=None).id == release.id
 
 

@@ -187,10 +187,8 @@ def test_tables_and_rules_from_the_demo() -> None:
 
     gate_rule = demo.rule_for("categories", "insert", KEY.roles)
     assert gate_rule is not None and gate_rule.gate is not None
-    assert gate_rule.gate.allows({"request": {"auth": {"type": "api_key", "roles": []}}})
-    assert not gate_rule.gate.allows(
-        {"request": {"auth": {"type": "user", "roles": ["authenticated"]}}}
-    )
+    assert gate_rule.gate.allows(KEY, {})
+    assert not gate_rule.gate.allows(ALICE, {})
 
     assert demo.auth.signup_enabled and demo.auth.signup_roles == ("writer",)
     assert (demo.auth.access_ttl_seconds, demo.auth.refresh_ttl_seconds) == (900, 2592000)

@@ -8,7 +8,7 @@ import pytest
 
 from tenancy.principal import ANONYMOUS, Principal
 from tenancy.releases.compile.conditions import classify
-from tenancy.releases.gates import Gate, request_activation
+from tenancy.releases.gates import Gate
 
 
 def filters(source: str) -> list[dict[str, Any]]:
@@ -127,6 +127,25 @@ def test_declared_params_are_checked_for_logics() -> None:
     assert "undeclared param 'b'" in bad
 
 
+def test_extra_variables_and_their_fields() -> None:
+    """Storage conditions read `path.*` (`docs/storage.md`): only the fields bound there."""
+    bound = {"path": {"userId"}}
+    ok = classify(
+        "path.userId == request.auth.sub && 'path.x' != ''",
+        resource_allowed=False,
+        extra_variables=bound,
+    )
+    assert ok.problems == () and ok.gate is not None
+    typo = rejected(
+        "path.userID == request.auth.sub", resource_allowed=False, extra_variables=bound
+    )
+    assert "unknown field 'path.userID' (bound here: userId)" in typo
+    unknown = rejected("paths.userId == 'a'", resource_allowed=False, extra_variables=bound)
+    assert "unknown variable 'paths' in condition (use request.* or path.*)" in unknown
+    # Without the parameter, `path` is an unknown variable like any other.
+    assert "unknown variable 'path'" in rejected("path.userId == 'a'", resource_allowed=False)
+
+
 ALICE = Principal("user", "alice", frozenset({"public", "authenticated", "admin"}))
 BOB = Principal("user", "bob", frozenset({"public", "authenticated"}))
 
@@ -155,7 +174,7 @@ BOB = Principal("user", "bob", frozenset({"public", "authenticated"}))
 def test_gate_evaluation(
     source: str, principal: Principal, params: dict[str, Any], expected: bool
 ) -> None:
-    assert Gate(source).allows(request_activation(principal, params)) is expected
+    assert Gate(source).allows(principal, params) is expected
 
 
 @pytest.mark.parametrize(
@@ -169,18 +188,38 @@ def test_gate_evaluation(
     ],
 )
 def test_gate_errors_and_non_bool_results_fail_closed(source: str, params: dict[str, Any]) -> None:
-    assert Gate(source).allows(request_activation(ALICE, params)) is False
+    assert Gate(source).allows(ALICE, params) is False
 
 
 def test_gate_error_absorbed_by_or_like_cel() -> None:
     gate = Gate("request.params.missing == 1 || request.auth.sub == 'alice'")
-    assert gate.allows(request_activation(ALICE, {})) is True
+    assert gate.allows(ALICE, {}) is True
 
 
-def test_activation_shape() -> None:
-    assert request_activation(BOB, {"a": 1}) == {
+def test_activation_holds_what_the_gate_reads() -> None:
+    """Only the named fields are converted to CEL values (their cost is most of an evaluation);
+    a source using `request` any other way gets all of it."""
+    full = {
         "request": {
             "auth": {"sub": "bob", "roles": ["authenticated", "public"], "type": "user"},
             "params": {"a": 1},
         }
     }
+    cases = {
+        "request.auth.sub == 'bob'": {"request": {"auth": {"sub": "bob"}}},
+        "'public' in request . auth . roles && request.params.a == 1": {
+            "request": {"auth": {"roles": ["authenticated", "public"]}, "params": {"a": 1}}
+        },
+        "path.userId == request.auth.sub": {
+            "request": {"auth": {"sub": "bob"}},
+            "path": {"userId": "bob"},
+        },
+        "request.auth['sub'] == 'bob'": full,
+        "request.auth.exists(k, k == 'sub')": full,
+        "size(request) == 2": full,
+        "'request' == 'x' || request.auth.type == 'user'": full,
+    }
+    for source, expected in cases.items():
+        extra = {"path": {"userId": "bob"}} if "path" in expected else None
+        assert Gate(source).activation(BOB, {"a": 1}, extra) == expected, source
+        assert Gate(source).allows(BOB, {"a": 1}, extra) is True, source

@@ -15,7 +15,6 @@ from tenancy.storage.compile import compile_storage
 from tenancy.storage.keys import check_key
 from tenancy.storage.model import StorageModel
 from tenancy.storage.params import StorageRequest, parse_request
-from tenancy.storage.service import split_path
 
 ALICE = Principal("user", "alice", frozenset({"public", "authenticated"}))
 ADMIN = Principal("user", "root", frozenset({"public", "authenticated", "admin"}))
@@ -153,15 +152,6 @@ def test_bad_params_are_400(op: str, params: dict[str, Any], message: str) -> No
     with pytest.raises(BadRequest) as error:
         parse_request(op, params)
     assert message in error.value.message
-
-
-@pytest.mark.parametrize(
-    "path", ["media", "media/", "media/rename", "/upload_sign", "media/upload_sign/x"]
-)
-def test_unknown_op_or_malformed_path_is_404(path: str) -> None:
-    with pytest.raises(NotFound):
-        split_path(path)
-    assert split_path("media/upload_sign") == ("media", "upload_sign")
 
 
 def test_unknown_bucket_is_404(model: StorageModel) -> None:

@@ -147,7 +147,7 @@ policies:
   "e/*":
     download_sign: {roles: [user], condition: "resource.owner == request.auth.sub"}
     delete: {roles: [user], condition: "request.auth.sub =="}
-    upload_sign: {roles: [user], condition: "request.params.size > 1"}
+    upload_sign: {roles: [user], condition: "request.params.size > 1 || user.x"}
   "f/*": [not, a, mapping]
 """
     assert sorted(_messages(text)) == sorted([
@@ -178,11 +178,12 @@ policies:
         (25, "unknown key 'colour' in rule of 'd/{userId} upload_sign' (expected: roles, condition, maxSize, allowedTypes)"),
         (25, "d/{userId} upload_sign: `maxSize` must be a size like 512KB or 5MB (B, KB, MB, GB; up to 5 TiB)"),
         (25, "d/{userId} upload_sign: invalid media type 'image' (type/subtype or type/*)"),
-        (26, "d/{userId} download_sign: condition uses 'path.userID', which the pattern does not bind"),
+        (26, "d/{userId} download_sign: unknown field 'path.userID' (bound here: userId)"),
         (27, "d/{userId} delete: unknown field 'request.auth.usr' (use sub, roles or type)"),
         (29, "e/* download_sign: unsupported condition: resource.* is not available here"),
         (30, "e/* delete: invalid CEL condition: <input>:1:20: Syntax error: mismatched input '<EOF>'"),
         (31, "e/* upload_sign: condition uses undeclared param 'size'"),
+        (31, "e/* upload_sign: unknown variable 'user' in condition (use request.* or path.*)"),
         (32, "policy 'f/*' must be a mapping of op → rule"),
     ])  # fmt: skip
 

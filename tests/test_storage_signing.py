@@ -68,6 +68,33 @@ def test_upload_url_signs_type_and_length() -> None:
     assert signed.headers == headers and signed.method == "PUT"
 
 
+@pytest.mark.parametrize("path_style", [False, True])
+def test_the_crt_signature_is_botocores(monkeypatch: pytest.MonkeyPatch, path_style: bool) -> None:
+    """The same URL as botocore's pure-Python signer for the same request and second: an
+    independent implementation of SigV4 checks the key encoding and the signed headers."""
+    from datetime import UTC, datetime
+
+    import botocore.auth
+    from botocore.auth import S3SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import ReadOnlyCredentials
+
+    bucket = _bucket("http://127.0.0.1:9000", path_style)
+    key = "a b/ü+%=&?/~x.png"
+    headers = {"Content-Type": "image/png", "Content-Length": "42"}
+    ours = presign(bucket, KEYS, "PUT", key, 300, headers=headers, query={"uploadId": "u/1 +"})
+    signed_at = parse_qs(urlsplit(ours.url).query)["X-Amz-Date"][0]
+    when = datetime.strptime(signed_at, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda **_: when)
+    request = AWSRequest("PUT", object_url(bucket, key), headers=headers)
+    request.params = {"uploadId": "u/1 +"}
+    credentials = ReadOnlyCredentials("AKIDEXAMPLE", "s3cr3t-value", None)
+    S3SigV4QueryAuth(credentials, "s3", "eu-central-1", expires=300).add_auth(request)
+    theirs = parse_qs(urlsplit(request.url).query)
+    assert parse_qs(urlsplit(ours.url).query) == theirs
+    assert ours.url.split("?")[0] == request.url.split("?")[0]
+
+
 def test_part_url_and_session_token() -> None:
     keys = parse_credentials(
         '{"accessKeyId": "ASIA1", "secretAccessKey": "s", "sessionToken": "tok/en+"}'

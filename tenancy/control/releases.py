@@ -45,7 +45,11 @@ async def publish(
     current = manifest.release(env) if manifest is not None else None
     reused = await rt.releases.has_bundle(project, compiled.id)
     answer = {"release": compiled.id, "reused": reused, "ddl": ddl, "dryRun": dry_run}
-    if dry_run or current == compiled.id:
+    if dry_run:
+        # What the release would serve beyond the DDL: its compiled storage (`docs/storage.md`).
+        answer["storage"] = compiled.doc.get("storage")
+        return answer
+    if current == compiled.id:
         return answer
     await rt.releases.put_bundle(project, compiled.id, compiled.body)
     await rt.releases.publish(project, env, compiled.id, ref)

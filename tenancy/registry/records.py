@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -49,3 +49,12 @@ class ConnectionInfo:
 
     def __repr__(self) -> str:
         return f"ConnectionInfo(alias={self.alias!r}, version={self.version})"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedSecret:
+    """A decrypted named tenant secret and its version (a new value is a new version): lives only
+    in process memory, for at most the cache TTL; never in a repr."""
+
+    version: int
+    value: bytes = field(repr=False)

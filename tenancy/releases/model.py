@@ -15,7 +15,8 @@ import orjson
 
 from tenancy.errors import BadRequest, Forbidden, Unauthorized
 from tenancy.principal import Principal
-from tenancy.releases.gates import Gate, request_activation
+from tenancy.releases.gates import Gate
+from tenancy.storage.model import StorageModel
 from tenancy.types import PARAM_CHECKS, ArrayItems, Engine, items_of, json_param
 
 FORMAT = 1
@@ -152,7 +153,7 @@ class Logic:
         on SQLite `auth.roles` is JSON text too.
         """
         values = self.resolve_params(params)
-        if self.gate is not None and not self.gate.allows(request_activation(principal, values)):
+        if self.gate is not None and not self.gate.allows(principal, values):
             raise Forbidden(f"Condition of logic '{self.name}' is not met")
         args: list[Any] = []
         for kind, name in self._plan:
@@ -192,6 +193,7 @@ class Release:
     logics: Mapping[str, Logic]
     auth: AuthSettings
     cors_origins: frozenset[str]
+    storage: StorageModel  # empty when the project has no config/storage.yaml
 
     @classmethod
     def load(cls, body: bytes) -> Release:
@@ -215,6 +217,7 @@ class Release:
                 refresh_ttl_seconds=auth["tokens"]["refreshTtlSeconds"],
             ),
             cors_origins=frozenset(auth["cors"]["origins"]),
+            storage=StorageModel.from_compiled(doc.get("storage")),
         )
 
     def rule_for(self, table: str, op: str, roles: frozenset[str]) -> Rule | None:

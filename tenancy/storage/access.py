@@ -15,7 +15,6 @@ from typing import Any
 from tenancy.crud.access import deny
 from tenancy.errors import BadRequest, Forbidden
 from tenancy.principal import Principal
-from tenancy.releases.gates import request_activation
 from tenancy.storage.model import OpRule, StorageModel
 from tenancy.storage.params import StorageRequest, rule_op
 
@@ -34,11 +33,8 @@ def authorize(
     rule = policy.rule_for(op, principal.roles)
     if rule is None:
         deny(principal, f"Not allowed to {op} this key")
-    if rule.gate is not None:
-        activation = request_activation(principal, params)
-        activation["path"] = bindings
-        if not rule.gate.allows(activation):
-            raise Forbidden(f"Condition of {op} is not met")
+    if rule.gate is not None and not rule.gate.allows(principal, params, {"path": bindings}):
+        raise Forbidden(f"Condition of {op} is not met")
     check_limits(rule, request)
     return rule
 

@@ -34,10 +34,6 @@ _SIZE = re.compile(r"^([0-9]{1,16})\s*(B|KB|MB|GB)$")
 _UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 _TYPE_TOKEN = r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}"
 _ALLOWED_TYPE = re.compile(rf"^{_TYPE_TOKEN}/(?:\*|{_TYPE_TOKEN})$")
-_STRING = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'')
-_PATH_FIELD = re.compile(r"(?<![\w.])path\s*\.\s*([A-Za-z_]\w*)")
-# What `classify` says about `path`, which it does not know: storage conditions may read it.
-_PATH_IS_UNKNOWN = classify("path", resource_allowed=False).problems[0]
 
 
 def compile_storage(file: str, text: str | None, problems: Problems) -> dict[str, Any] | None:
@@ -200,17 +196,14 @@ class _Context:
     def _condition(
         self, where: str, op: str, source: object, line: int, variables: frozenset[str]
     ) -> str | None:
-        result = classify(source, resource_allowed=False, declared_params=params_of_rule(op))
+        result = classify(
+            source,
+            resource_allowed=False,
+            declared_params=params_of_rule(op),
+            extra_variables={"path": variables},
+        )
         for message in result.problems:
-            if message != _PATH_IS_UNKNOWN:
-                self.add(f"{where}: {message}", line)
-        if result.gate is None:
-            return None
-        for name in _PATH_FIELD.findall(_STRING.sub('""', result.gate)):
-            if name not in variables:
-                self.add(
-                    f"{where}: condition uses 'path.{name}', which the pattern does not bind", line
-                )
+            self.add(f"{where}: {message}", line)
         return result.gate
 
     def _max_size(self, where: str, raw: YamlMap) -> int | None:

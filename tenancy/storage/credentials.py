@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import orjson
-from botocore.credentials import ReadOnlyCredentials
+from awscrt.auth import AwsCredentialsProvider
 
 from tenancy.errors import ServiceUnavailable
 
@@ -30,11 +30,14 @@ class StoreCredentials:
     access_key_id: str
     secret_access_key: str = field(repr=False)
     session_token: str | None = field(default=None, repr=False)
-    signing: ReadOnlyCredentials = field(init=False, repr=False, compare=False)
+    # What the signer takes (`tenancy.storage.signer`), built once per secret version.
+    signing: AwsCredentialsProvider = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        frozen = ReadOnlyCredentials(self.access_key_id, self.secret_access_key, self.session_token)
-        object.__setattr__(self, "signing", frozen)
+        provider = AwsCredentialsProvider.new_static(
+            self.access_key_id, self.secret_access_key, self.session_token
+        )
+        object.__setattr__(self, "signing", provider)
 
 
 def parse_credentials(value: bytes | str) -> StoreCredentials:

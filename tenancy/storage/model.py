@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from tenancy.errors import NotFound
 from tenancy.releases.gates import Gate
@@ -29,6 +30,17 @@ class Bucket:
     endpoint: str  # scheme://host[:port], the provider default when the file names none
     credentials: str
     path_style: bool
+    # Derived once, for the signer: where URLs point and what the store sees as Host (signed).
+    origin: str = field(init=False, compare=False)  # scheme://host[:port] of the object URLs
+    host: str = field(init=False, compare=False)
+    path_prefix: str = field(init=False, compare=False)  # "/<bucket>" with pathStyle, else ""
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.endpoint)
+        host = parts.netloc if self.path_style else f"{self.store_bucket}.{parts.netloc}"
+        object.__setattr__(self, "origin", f"{parts.scheme}://{host}")
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "path_prefix", f"/{self.store_bucket}" if self.path_style else "")
 
     @classmethod
     def from_compiled(cls, name: str, doc: Mapping[str, Any]) -> Bucket:

@@ -5,9 +5,8 @@ under one overall timeout (botocore's own connect/read timeouts and retries sit 
 every failure becomes a typed error: the store's refusal of a client mistake (an unknown upload,
 bad parts) is a 400, a timeout a 504, anything else a 503, never a 500.
 
-Clients are cached per (project, env, credentials secret) and rebuilt when the secret's version
-changes; `TenantStores` is kept deliberately small so that it can move onto the shared cache
-toolkit (docs/architecture.md) without changing its callers.
+Clients are kept per (project, env, credentials secret) and rebuilt when the secret changes
+(`TenantStores`).
 """
 
 from __future__ import annotations
@@ -28,8 +27,9 @@ from botocore.exceptions import (
 
 from tenancy.errors import BadRequest, ServiceUnavailable, Timeout
 from tenancy.principal import Tenant
+from tenancy.registry.records import VersionedSecret
 from tenancy.storage.aws import s3_client
-from tenancy.storage.credentials import StoreCredentials, parse_credentials
+from tenancy.storage.credentials import StoreCredentials
 from tenancy.storage.model import Bucket
 from tenancy.storage.params import Part
 
@@ -44,14 +44,6 @@ _CALLER_ERRORS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class VersionedSecret:
-    """A tenant secret's current value and version, as the secrets API keeps it."""
-
-    version: int
-    value: bytes = field(repr=False)
-
-
 class StoreClient:
     """One aiobotocore S3 client with a tenant's keys, for one endpoint and region."""
 
@@ -59,6 +51,7 @@ class StoreClient:
         self._client = client
         self._stack = stack
         self._timeout = timeout
+        self.closed = False
 
     @classmethod
     async def open(cls, bucket: Bucket, credentials: StoreCredentials, limit: float) -> StoreClient:
@@ -117,6 +110,7 @@ class StoreClient:
         )
 
     async def close(self) -> None:
+        self.closed = True
         await self._stack.aclose()
 
     async def _call(self, method: Callable[..., Awaitable[T]], **kwargs: Any) -> T:
@@ -137,66 +131,86 @@ class StoreClient:
 
 @dataclass
 class _Entry:
-    version: int
-    credentials: StoreCredentials
+    secret: VersionedSecret  # the value the clients were built with
     clients: dict[Bucket, StoreClient] = field(default_factory=dict)
 
 
 class TenantStores:
-    """Parsed credentials and open clients per (project, env, secret name) and secret version."""
+    """Open store clients per (project, env, credentials secret) and bucket, for one secret value.
+
+    A small owned registry, not a `tenancy.cache.Cache` (docs/decisions.md): a client holds a
+    connection pool and must be closed when dropped, while a `Cache` drops entries silently (LRU,
+    TTL, invalidation). Like the database pools, clients leave only through `retire` (a changed
+    or deleted secret, env or project: the Runtime's invalidation handler), a new secret value
+    (replaced on the next call) and `close` (shutdown). A retired client is closed once no call can
+    still be using it: every call through it ends within `timeout`.
+    """
 
     def __init__(self, *, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._timeout = timeout
         self._entries: dict[tuple[str, str, str], _Entry] = {}
         self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
 
-    async def credentials(
-        self, tenant: Tenant, name: str, secret: VersionedSecret
-    ) -> StoreCredentials:
-        """The keys of this secret version, parsed once per version (signing needs nothing else)."""
-        entry = self._entries.get((tenant.project, tenant.env, name))
-        if entry is not None and entry.version == secret.version:
-            return entry.credentials
-        return (await self._replace(tenant, name, secret)).credentials
+    def __len__(self) -> int:
+        """Open clients, retired ones aside (`/metrics`)."""
+        return sum(len(entry.clients) for entry in self._entries.values())
 
-    async def client(self, tenant: Tenant, bucket: Bucket, secret: VersionedSecret) -> StoreClient:
-        """An open client for this bucket's store with this secret version's keys."""
-        entry = self._entries.get((tenant.project, tenant.env, bucket.credentials))
-        if entry is None or entry.version != secret.version:
-            entry = await self._replace(tenant, bucket.credentials, secret)
-        client = entry.clients.get(bucket)
-        if client is None:
-            async with self._lock:
-                client = entry.clients.get(bucket)
-                if client is None:
-                    client = await StoreClient.open(bucket, entry.credentials, self._timeout)
-                    entry.clients[bucket] = client
-        return client
+    async def client(
+        self,
+        tenant: Tenant,
+        bucket: Bucket,
+        secret: VersionedSecret,
+        credentials: StoreCredentials,
+    ) -> StoreClient:
+        """An open client for this bucket's store with the keys of this secret value."""
+        key = (tenant.project, tenant.env, bucket.credentials)
+        entry = self._entries.get(key)
+        if entry is not None and entry.secret == secret:
+            client = entry.clients.get(bucket)
+            if client is not None:
+                return client
+        async with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.secret != secret:
+                if entry is not None:
+                    self._retire(entry)
+                self._entries[key] = entry = _Entry(secret)
+            client = entry.clients.get(bucket)
+            if client is None:
+                client = await StoreClient.open(bucket, credentials, self._timeout)
+                entry.clients[bucket] = client
+            return client
 
-    async def drop(self, tenant: Tenant) -> None:
-        """Close every client of a tenant (when its other resources are closed)."""
-        for key in [k for k in self._entries if k[:2] == (tenant.project, tenant.env)]:
-            await self._close(self._entries.pop(key))
+    def retire(self, project: str, env: str | None = None) -> None:
+        """Take a project's (or one env's) clients out of service; new calls open new ones."""
+        for key in [k for k in self._entries if k[0] == project and env in (None, k[1])]:
+            self._retire(self._entries.pop(key))
 
     async def close(self) -> None:
-        while self._entries:
-            await self._close(self._entries.popitem()[1])
+        """Close every client now, retired ones included (shutdown)."""
+        for task in list(self._closing):
+            task.cancel()
+        entries = list(self._entries.values())
+        self._entries.clear()
+        for entry in entries:
+            await _close(entry)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
-    async def _replace(self, tenant: Tenant, name: str, secret: VersionedSecret) -> _Entry:
-        credentials = parse_credentials(secret.value)
-        async with self._lock:
-            key = (tenant.project, tenant.env, name)
-            current = self._entries.get(key)
-            if current is not None and current.version == secret.version:
-                return current
-            if current is not None and current.version > secret.version:
-                return current  # a read older than what is cached: the newer keys win
-            self._entries[key] = entry = _Entry(secret.version, credentials)
-        if current is not None:
-            await self._close(current)
-        return entry
+    def _retire(self, entry: _Entry) -> None:
+        # Also when empty: a client being opened for it right now lands in it and closes with it.
+        task = asyncio.get_running_loop().create_task(self._close_later(entry))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
-    @staticmethod
-    async def _close(entry: _Entry) -> None:
-        for client in entry.clients.values():
-            await client.close()
+    async def _close_later(self, entry: _Entry) -> None:
+        try:
+            await asyncio.sleep(self._timeout + 1)
+        finally:  # cancelled at shutdown: close at once
+            await _close(entry)
+
+
+async def _close(entry: _Entry) -> None:
+    for client in entry.clients.values():
+        await client.close()

@@ -24,11 +24,14 @@ from tenancy.releases.compile.permissions import ROLE, compile_permissions
 from tenancy.releases.compile.schema import compile_schema
 from tenancy.releases.compile.sources import Problems, YamlMap, check_keys, load_yaml
 from tenancy.releases.model import FORMAT
+from tenancy.storage.compile import STORAGE_FILE, compile_storage
 
 PERMISSIONS_FILE = "config/permissions.yaml"
 AUTH_FILE = "config/auth.yaml"
 MAX_FILE_BYTES = 1_048_576
-ALLOWED = "schema/*.yaml, config/permissions.yaml, config/auth.yaml, logics/**/*.sql"
+ALLOWED = (
+    "schema/*.yaml, config/permissions.yaml, config/auth.yaml, config/storage.yaml, logics/**/*.sql"
+)
 _SCHEMA_FILE = re.compile(r"^schema/[^/]+\.yaml$")
 _LOGIC_FILE = re.compile(r"^logics/(?:[^/]+/)*[^/]+\.sql$")
 _ORIGIN = re.compile(
@@ -65,6 +68,7 @@ def compile_release(
     logic_files: list[tuple[str, str]] = []
     permissions_text: str | None = None
     auth_text: str | None = None
+    storage_text: str | None = None
     for path, content in files.items():
         kind = _file_kind(path, content, problems)
         if kind == "schema":
@@ -75,11 +79,14 @@ def compile_release(
             permissions_text = content
         elif kind == "auth":
             auth_text = content
+        elif kind == "storage":
+            storage_text = content
     if not files:
         problems.add(".", f"no project files (expected {ALLOWED})")
     schema = compile_schema(schema_files, problems, connections)
     permissions = compile_permissions(PERMISSIONS_FILE, permissions_text, schema, problems)
     auth = compile_auth(auth_text, problems)
+    storage = compile_storage(STORAGE_FILE, storage_text, problems)
     logics: dict[str, Any] = {}
     for path, text in sorted(logic_files):
         name = logic_name(path)
@@ -97,6 +104,8 @@ def compile_release(
         "auth": auth,
         "logics": logics,
     }
+    if storage is not None:  # absent without the file, so releases without storage keep their id
+        doc["storage"] = storage
     body = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
     return CompiledRelease(hashlib.sha256(body).hexdigest(), body, orjson.loads(body))
 
@@ -118,6 +127,8 @@ def _file_kind(path: object, content: object, problems: Problems) -> str | None:
         kind = "permissions"
     elif path == AUTH_FILE:
         kind = "auth"
+    elif path == STORAGE_FILE:
+        kind = "storage"
     elif _SCHEMA_FILE.fullmatch(path):
         kind = "schema"
     elif _LOGIC_FILE.fullmatch(path):
@@ -218,7 +229,7 @@ def load_project_dir(path: Path) -> dict[str, str]:
     root = path.resolve()
     if not root.is_dir():
         raise PublishError([{"file": str(path), "message": "not a directory"}])
-    candidates = [root / "config" / "permissions.yaml", root / "config" / "auth.yaml"]
+    candidates = [root / name for name in (PERMISSIONS_FILE, AUTH_FILE, STORAGE_FILE)]
     candidates += sorted((root / "schema").glob("*.yaml"))
     candidates += sorted((root / "logics").rglob("*.sql"))
     files: dict[str, str] = {}

@@ -8,7 +8,7 @@ time. Every other condition is a request gate (`tenancy.releases.gates` runs it 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,9 +66,18 @@ class Classified:
 
 
 def classify(
-    source: object, *, resource_allowed: bool, declared_params: Collection[str] | None = None
+    source: object,
+    *,
+    resource_allowed: bool,
+    declared_params: Collection[str] | None = None,
+    extra_variables: Mapping[str, Collection[str]] | None = None,
 ) -> Classified:
-    """Decide what a condition is; `declared_params` (logics) makes unknown params a problem."""
+    """Decide what a condition is; `declared_params` (logics) makes unknown params a problem.
+
+    `extra_variables` names the variables a caller adds beside `request` (storage's `path`,
+    `docs/storage.md`), each with the fields it has: another field of one is a problem.
+    """
+    extra = extra_variables or {}
     if not isinstance(source, str) or not source.strip():
         return Classified(problems=("condition must be a non-empty string (a CEL expression)",))
     text = source.strip()
@@ -78,12 +87,15 @@ def classify(
         return Classified(problems=(f"invalid CEL condition: {_syntax_message(exc)}",))
     tokens = _tokens(text)
     variables = set(program.variables()) - _macro_variables(tokens)
+    known = ["request.*", *(f"{name}.*" for name in sorted(extra))]
+    if resource_allowed:
+        known.append("resource.*")
     problems = [
-        f"unknown variable '{name}' in condition (use request.*"
-        + (" or resource.*)" if resource_allowed else ")")
-        for name in sorted(variables - {"request", "resource"})
+        f"unknown variable '{name}' in condition (use {' or '.join(known)})"
+        for name in sorted(variables - {"request", "resource", *extra})
     ]
     problems += _request_field_problems(tokens, declared_params)
+    problems += _extra_field_problems(tokens, extra)
     if "resource" not in variables:
         return Classified(gate=text, problems=tuple(problems))
     if not resource_allowed:
@@ -146,6 +158,19 @@ def _request_field_problems(
             and path[2] not in declared_params
         ):
             problems.append(f"condition uses undeclared param '{path[2]}'")
+    return problems
+
+
+def _extra_field_problems(tokens: list[_Tok], extra: Mapping[str, Collection[str]]) -> list[str]:
+    """`path.userID` when the pattern binds `{userId}`: would otherwise just always deny."""
+    problems = []
+    for i, tok in enumerate(tokens):
+        if tok.kind != "ident" or tok.text not in extra or (i and tokens[i - 1].text == "."):
+            continue
+        path = _dotted(tokens, i)
+        if len(path) >= 2 and path[1] not in extra[tok.text]:
+            bound = ", ".join(sorted(extra[tok.text])) or "none"
+            problems.append(f"unknown field '{tok.text}.{path[1]}' (bound here: {bound})")
     return problems
 
 
