@@ -1,4 +1,4 @@
-"""Storage calls end to end against a real S3-compatible store (nanio, see support_s3).
+"""Storage calls end to end against a real S3-compatible store (nanio, see support/s3.py).
 
 The Bridge signs; the test then acts as the client and talks to the store with the signed URL,
 so every "refused" below is the store's own refusal. Secrets are given through the lookup the
@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from support_s3 import ObjectStore
 
 from tenancy.errors import (
     BadRequest,
@@ -34,6 +33,8 @@ from tenancy.storage.model import StorageModel
 from tenancy.storage.service import StorageService
 from tenancy.storage.sessions import MultipartSessions
 from tenancy.storage.store import TenantStores, VersionedSecret
+
+from support.s3 import ObjectStore
 
 ALPHA = Tenant("alpha-proj", "prod")
 BETA = Tenant("beta-proj", "prod")
@@ -443,7 +444,7 @@ async def _silent_server() -> tuple[asyncio.Server, int]:
 
 
 async def test_store_failures_are_503_and_504_never_500(object_store: ObjectStore) -> None:
-    from processes import free_port
+    from support.processes import free_port
 
     server, port = await _silent_server()
     closed = free_port()
