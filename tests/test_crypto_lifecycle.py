@@ -400,7 +400,11 @@ async def test_project_delete_crypto_shreds(pg_tenant: str, tmp_path: Path) -> N
         assert (await stats(b, "shop", **keyed)).status_code == 401
         assert (await stats(b, "shop")).status_code == 404
         r = await b.client.post("/call", json=STATS, headers={"Host": "shop.example.org"})
-        assert r.status_code in (400, 404)
+        # Its custom host is no longer anyone's: an unknown host names no project (400, not 404).
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "BAD_REQUEST"
+        assert r.json()["error"]["message"] == "Project could not be resolved"
+        assert r.json()["error"]["requestId"] == r.headers["x-request-id"]
         await assert_serves(b, "blog")
         audit = await b.admin_json("GET", "/audit", params={"project": "shop"})
         assert audit["items"][0]["action"] == "project.delete"
