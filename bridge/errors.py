@@ -11,21 +11,33 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from bridge.context import info
-from tenancy.errors import StkError, TooManyRequests
+from tenancy.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    StkError,
+    Timeout,
+    TooManyRequests,
+    Unauthorized,
+)
 
-CODES = {
-    400: "BAD_REQUEST",
-    401: "UNAUTHORIZED",
-    403: "FORBIDDEN",
-    404: "NOT_FOUND",
-    405: "BAD_REQUEST",
-    409: "CONFLICT",
-    413: "PAYLOAD_TOO_LARGE",
-    429: "TOO_MANY_REQUESTS",
-    500: "INTERNAL_ERROR",
-    503: "SERVICE_UNAVAILABLE",
-    504: "TIMEOUT",
-}
+# Status → code for answers that are not an `StkError` (a framework's 404 or 405, a body too large,
+# the 500): each typed error's own code (`tenancy.errors`, their one spelling), plus the two
+# statuses only the HTTP layer produces.
+_TYPED = (
+    StkError,
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    Conflict,
+    TooManyRequests,
+    ServiceUnavailable,
+    Timeout,
+)
+CODES = {cls.status: cls.code for cls in _TYPED} | {405: "BAD_REQUEST", 413: "PAYLOAD_TOO_LARGE"}
 
 
 def envelope(

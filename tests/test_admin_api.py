@@ -9,7 +9,6 @@ import hashlib
 import importlib
 import pkgutil
 import re
-import sqlite3
 import struct
 import uuid
 from collections.abc import AsyncIterator
@@ -19,47 +18,26 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
-from conftest import ADMIN_TOKEN, Bridge, running_bridge
 from fastapi.routing import APIRoute
 from sqlalchemy import select
 
-from bridge.app import create_app
 from bridge.routes import admin as admin_package
-from tenancy.keyring import Keyring
 from tenancy.registry.models import ApiKey, Secret
-from tenancy.releases.compile.compiler import load_project_dir
-from tenancy.settings import load_settings
+
+from support.bridge import ADMIN_TOKEN, Bridge, running_bridge
+from support.world import demo_files, seeded_sqlite
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO = load_project_dir(ROOT / "examples" / "demo")
+DEMO = demo_files()
 ACTOR = "admin:" + hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest()[:8]
 SHOP = {"Host": "shop.api.example.com"}
 STATS = {"path": "logics/public/stats"}
 A = "/admin/v1"
 
 
-def seeded_sqlite(path: Path) -> str:
-    con = sqlite3.connect(path)
-    con.executescript((ROOT / "examples" / "demo" / "seed" / "sqlite.sql").read_text())
-    con.close()
-    return f"sqlite:///{path}"
-
-
-async def admin(b: Bridge, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    return await b.client.request(method, A + path, headers=b.admin(), **kwargs)
-
-
-async def ok(b: Bridge, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
-    r = await admin(b, method, path, **kwargs)
-    assert r.status_code == status, r.text
-    return r.json() if r.content else None
-
-
 async def error(b: Bridge, method: str, path: str, status: int, **kwargs: Any) -> dict[str, Any]:
-    r = await admin(b, method, path, **kwargs)
-    assert r.status_code == status, r.text
+    r = await b.admin(method, path, status, **kwargs)
     err: dict[str, Any] = r.json()["error"]
     assert err["requestId"] == r.headers["x-request-id"]
     return err
@@ -67,16 +45,20 @@ async def error(b: Bridge, method: str, path: str, status: int, **kwargs: Any) -
 
 async def shop_with_demo(b: Bridge, tmp_path: Path, **project: Any) -> str:
     """Project `shop` (envs prod, dev) on a seeded SQLite tenant, demo published to prod."""
-    await ok(b, "POST", "/projects", 201, json={"id": "shop", "envs": ["prod", "dev"], **project})
+    await b.admin_json(
+        "POST", "/projects", 201, json={"id": "shop", "envs": ["prod", "dev"], **project}
+    )
     url = seeded_sqlite(tmp_path / "tenant.db")
     for env in ("prod", "dev"):
-        await ok(b, "PUT", f"/projects/shop/envs/{env}/connections/main", json={"url": url})
-    published = await ok(b, "POST", "/projects/shop/envs/prod/releases", 201, json={"files": DEMO})
+        await b.admin_json("PUT", f"/projects/shop/envs/{env}/connections/main", json={"url": url})
+    published = await b.admin_json(
+        "POST", "/projects/shop/envs/prod/releases", 201, json={"files": DEMO}
+    )
     return str(published["release"])
 
 
 async def audit_items(b: Bridge, **params: Any) -> list[dict[str, Any]]:
-    body = await ok(b, "GET", "/audit", params={"limit": 500, **params})
+    body = await b.admin_json("GET", "/audit", params={"limit": 500, **params})
     assert body["nextCursor"] is None
     items: list[dict[str, Any]] = body["items"]
     return items
@@ -87,8 +69,7 @@ async def audit_items(b: Bridge, **params: Any) -> list[dict[str, Any]]:
 
 async def test_project_create_get_patch_delete(registry_url: str, tmp_path: Path) -> None:
     async with running_bridge(tmp_path, registry_url) as b:
-        created = await ok(
-            b,
+        created = await b.admin_json(
             "POST",
             "/projects",
             201,
@@ -99,9 +80,9 @@ async def test_project_create_get_patch_delete(registry_url: str, tmp_path: Path
         assert created["hosts"] == ["shop.example.org"] and created["limits"] == {}
         for field in ("createdAt", "updatedAt"):
             assert datetime.fromisoformat(created[field]).tzinfo is not None
-        assert await ok(b, "GET", "/projects/shop") == created
+        assert await b.admin_json("GET", "/projects/shop") == created
 
-        defaults = await ok(b, "POST", "/projects", 201, json={"id": "blog"})
+        defaults = await b.admin_json("POST", "/projects", 201, json={"id": "blog"})
         assert defaults["envs"] == ["prod"] and defaults["defaultEnv"] == "prod"
         assert defaults["hosts"] == []
 
@@ -122,8 +103,7 @@ async def test_project_create_get_patch_delete(registry_url: str, tmp_path: Path
         await error(b, "GET", "/projects/new", 404)
         await error(b, "GET", "/projects/Not_An_Id", 404)
 
-        patched = await ok(
-            b,
+        patched = await b.admin_json(
             "PATCH",
             "/projects/shop",
             json={
@@ -138,10 +118,10 @@ async def test_project_create_get_patch_delete(registry_url: str, tmp_path: Path
         assert patched["limits"] == {"maxPoolSize": 2, "requestsPerMinute": 600}
         assert patched["createdAt"] == created["createdAt"]
         assert patched["updatedAt"] > created["updatedAt"]
-        assert await ok(b, "GET", "/projects/shop") == patched
+        assert await b.admin_json("GET", "/projects/shop") == patched
 
         # Only the fields sent change.
-        again = await ok(b, "PATCH", "/projects/shop", json={"status": "active"})
+        again = await b.admin_json("PATCH", "/projects/shop", json={"status": "active"})
         assert again["defaultEnv"] == "dev" and again["limits"] == patched["limits"]
         assert again["hosts"] == ["shop.example.net"]
 
@@ -157,16 +137,18 @@ async def test_project_create_get_patch_delete(registry_url: str, tmp_path: Path
             {"id": "other"},
         ):
             await error(b, "PATCH", "/projects/shop", 400, json=bad)
-        assert await ok(b, "GET", "/projects/shop") == again
+        assert await b.admin_json("GET", "/projects/shop") == again
         await error(b, "PATCH", "/projects/nope", 404, json={"status": "active"})
 
-        assert await ok(b, "DELETE", "/projects/shop", 204) is None
+        assert await b.admin_json("DELETE", "/projects/shop", 204) is None
         await error(b, "GET", "/projects/shop", 404)
         await error(b, "DELETE", "/projects/shop", 404)
-        listed = await ok(b, "GET", "/projects")
+        listed = await b.admin_json("GET", "/projects")
         assert [p["id"] for p in listed["items"]] == ["blog"]
         # The id and its host are free again.
-        await ok(b, "POST", "/projects", 201, json={"id": "shop", "hosts": ["shop.example.net"]})
+        await b.admin_json(
+            "POST", "/projects", 201, json={"id": "shop", "hosts": ["shop.example.net"]}
+        )
 
 
 async def test_project_settings_apply_to_calls(bridge: Bridge, tmp_path: Path) -> None:
@@ -175,36 +157,40 @@ async def test_project_settings_apply_to_calls(bridge: Bridge, tmp_path: Path) -
     r = await b.client.post("/call", json=STATS, headers=SHOP)
     assert r.status_code == 200, r.text
 
-    await ok(b, "PATCH", "/projects/shop", json={"status": "disabled"})
+    await b.admin_json("PATCH", "/projects/shop", json={"status": "disabled"})
     assert (await b.client.post("/call", json=STATS, headers=SHOP)).status_code == 404
-    await ok(b, "PATCH", "/projects/shop", json={"status": "active"})
+    await b.admin_json("PATCH", "/projects/shop", json={"status": "active"})
     assert (await b.client.post("/call", json=STATS, headers=SHOP)).status_code == 200
 
     custom = {"Host": "notes.example.org"}
     assert (await b.client.post("/call", json=STATS, headers=custom)).status_code == 400
-    await ok(b, "PATCH", "/projects/shop", json={"hosts": ["notes.example.org"]})
+    await b.admin_json("PATCH", "/projects/shop", json={"hosts": ["notes.example.org"]})
     assert (await b.client.post("/call", json=STATS, headers=custom)).status_code == 200
 
-    await ok(b, "PATCH", "/projects/shop", json={"limits": {"maxPoolSize": 2}})
+    await b.admin_json("PATCH", "/projects/shop", json={"limits": {"maxPoolSize": 2}})
     assert (await b.client.post("/call", json=STATS, headers=SHOP)).status_code == 200
-    status = await ok(b, "GET", "/projects/shop/status")
+    status = await b.admin_json("GET", "/projects/shop/status")
     assert status["envs"]["prod"]["release"] == release
     assert status["envs"]["prod"]["releaseCached"] is True
     assert [p["max_size"] for p in status["envs"]["prod"]["pools"]] == [2]
     assert status["envs"]["dev"]["release"] is None and status["envs"]["dev"]["pools"] == []
 
     # The default env serves calls that name none; dev has no release yet.
-    await ok(b, "PATCH", "/projects/shop", json={"defaultEnv": "dev"})
+    await b.admin_json("PATCH", "/projects/shop", json={"defaultEnv": "dev"})
     r = await b.client.post("/call", json=STATS, headers=SHOP)
     assert r.status_code == 404 and "release" in r.json()["error"]["message"]
 
 
 async def test_hosts_belong_to_one_project(registry_url: str, tmp_path: Path) -> None:
     async with running_bridge(tmp_path, registry_url) as b:
-        await ok(b, "POST", "/projects", 201, json={"id": "shop", "hosts": ["shop.example.org"]})
+        await b.admin_json(
+            "POST", "/projects", 201, json={"id": "shop", "hosts": ["shop.example.org"]}
+        )
         await error(b, "POST", "/projects", 409, json={"id": "blog", "hosts": ["SHOP.example.org"]})
         await error(b, "GET", "/projects/blog", 404)  # nothing half-created
-        await ok(b, "POST", "/projects", 201, json={"id": "blog", "hosts": ["blog.example.org"]})
+        await b.admin_json(
+            "POST", "/projects", 201, json={"id": "blog", "hosts": ["blog.example.org"]}
+        )
         await error(
             b,
             "PATCH",
@@ -212,31 +198,31 @@ async def test_hosts_belong_to_one_project(registry_url: str, tmp_path: Path) ->
             409,
             json={"hosts": ["blog.example.org", "shop.example.org"]},
         )
-        assert (await ok(b, "GET", "/projects/blog"))["hosts"] == ["blog.example.org"]
-        assert (await ok(b, "GET", "/projects/shop"))["hosts"] == ["shop.example.org"]
+        assert (await b.admin_json("GET", "/projects/blog"))["hosts"] == ["blog.example.org"]
+        assert (await b.admin_json("GET", "/projects/shop"))["hosts"] == ["shop.example.org"]
         # A project may re-send its own hosts.
-        await ok(
-            b, "PATCH", "/projects/shop", json={"hosts": ["shop.example.org", "x.example.org"]}
+        await b.admin_json(
+            "PATCH", "/projects/shop", json={"hosts": ["shop.example.org", "x.example.org"]}
         )
-        await ok(b, "PATCH", "/projects/shop", json={"hosts": []})
-        await ok(b, "PATCH", "/projects/blog", json={"hosts": ["shop.example.org"]})
+        await b.admin_json("PATCH", "/projects/shop", json={"hosts": []})
+        await b.admin_json("PATCH", "/projects/blog", json={"hosts": ["shop.example.org"]})
 
 
 async def test_concurrent_creates_conflict_cleanly(registry_url: str, tmp_path: Path) -> None:
     """Racing creates of one id, or of one host, give one 201 and 409s (never a 500)."""
     async with running_bridge(tmp_path, registry_url) as b:
         same_id = await asyncio.gather(
-            *(admin(b, "POST", "/projects", json={"id": "shop"}) for _ in range(6))
+            *(b.admin("POST", "/projects", json={"id": "shop"}) for _ in range(6))
         )
         assert sorted(r.status_code for r in same_id) == [201] + [409] * 5
         same_host = await asyncio.gather(
             *(
-                admin(b, "POST", "/projects", json={"id": f"p{i}x", "hosts": ["h.example.org"]})
+                b.admin("POST", "/projects", json={"id": f"p{i}x", "hosts": ["h.example.org"]})
                 for i in range(6)
             )
         )
         assert sorted(r.status_code for r in same_host) == [201] + [409] * 5
-        listed = await ok(b, "GET", "/projects")
+        listed = await b.admin_json("GET", "/projects")
         assert len(listed["items"]) == 2
         creates = await audit_items(b, action="project.create")
         assert len(creates) == 2
@@ -245,15 +231,15 @@ async def test_concurrent_creates_conflict_cleanly(registry_url: str, tmp_path: 
 async def test_project_list_pagination(registry_url: str, tmp_path: Path) -> None:
     ids = ["delta", "alpha", "echo", "charlie", "bravo"]
     async with running_bridge(tmp_path, registry_url) as b:
-        assert await ok(b, "GET", "/projects") == {"items": [], "nextCursor": None}
+        assert await b.admin_json("GET", "/projects") == {"items": [], "nextCursor": None}
         for pid in ids:
-            await ok(b, "POST", "/projects", 201, json={"id": pid})
+            await b.admin_json("POST", "/projects", 201, json={"id": pid})
         seen: list[str] = []
         cursor = None
         pages = 0
         while True:
             params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
-            body = await ok(b, "GET", "/projects", params=params)
+            body = await b.admin_json("GET", "/projects", params=params)
             assert len(body["items"]) <= 2
             assert all(set(p) >= {"id", "status", "envs", "defaultEnv"} for p in body["items"])
             seen += [p["id"] for p in body["items"]]
@@ -262,9 +248,9 @@ async def test_project_list_pagination(registry_url: str, tmp_path: Path) -> Non
             if cursor is None:
                 break
         assert seen == sorted(ids) and pages == 3
-        body = await ok(b, "GET", "/projects", params={"limit": 5})
+        body = await b.admin_json("GET", "/projects", params={"limit": 5})
         assert [p["id"] for p in body["items"]] == sorted(ids) and body["nextCursor"] is None
-        default = await ok(b, "GET", "/projects")
+        default = await b.admin_json("GET", "/projects")
         assert len(default["items"]) == 5
         for limit in (0, 501, "x"):
             await error(b, "GET", "/projects", 400, params={"limit": limit})
@@ -275,26 +261,26 @@ async def test_project_list_pagination(registry_url: str, tmp_path: Path) -> Non
 
 async def test_envs_create_delete(registry_url: str, tmp_path: Path) -> None:
     async with running_bridge(tmp_path, registry_url) as b:
-        await ok(b, "POST", "/projects", 201, json={"id": "shop"})
-        created = await ok(b, "POST", "/projects/shop/envs", 201, json={"id": "staging"})
+        await b.admin_json("POST", "/projects", 201, json={"id": "shop"})
+        created = await b.admin_json("POST", "/projects/shop/envs", 201, json={"id": "staging"})
         assert created["id"] == "staging"
         await error(b, "POST", "/projects/shop/envs", 409, json={"id": "staging"})
         await error(b, "POST", "/projects/shop/envs", 400, json={"id": "Staging"})
         await error(b, "POST", "/projects/nope/envs", 404, json={"id": "dev"})
-        assert (await ok(b, "GET", "/projects/shop"))["envs"] == ["prod", "staging"]
+        assert (await b.admin_json("GET", "/projects/shop"))["envs"] == ["prod", "staging"]
 
-        await ok(b, "PUT", "/projects/shop/envs/staging/secrets/TOKEN", json={"value": "x"})
+        await b.admin_json("PUT", "/projects/shop/envs/staging/secrets/TOKEN", json={"value": "x"})
         await error(b, "DELETE", "/projects/shop/envs/prod", 409)
         await error(b, "DELETE", "/projects/shop/envs/dev", 404)
-        await ok(b, "DELETE", "/projects/shop/envs/staging", 204)
-        assert (await ok(b, "GET", "/projects/shop"))["envs"] == ["prod"]
+        await b.admin_json("DELETE", "/projects/shop/envs/staging", 204)
+        assert (await b.admin_json("GET", "/projects/shop"))["envs"] == ["prod"]
         await error(b, "GET", "/projects/shop/envs/staging/secrets", 404)
         async with b.rt.sessions() as session:
             left = (await session.scalars(select(Secret).where(Secret.env == "staging"))).all()
         assert left == []
         # Re-created, the env starts empty.
-        await ok(b, "POST", "/projects/shop/envs", 201, json={"id": "staging"})
-        assert (await ok(b, "GET", "/projects/shop/envs/staging/secrets"))["items"] == []
+        await b.admin_json("POST", "/projects/shop/envs", 201, json={"id": "staging"})
+        assert (await b.admin_json("GET", "/projects/shop/envs/staging/secrets"))["items"] == []
 
 
 # --- connections and secrets ---------------------------------------------------------------------
@@ -345,7 +331,7 @@ async def test_connections_verify_and_stay_write_only(
 ) -> None:
     b = bridge
     base = "/projects/shop/envs/prod/connections"
-    await ok(b, "POST", "/projects", 201, json={"id": "shop"})
+    await b.admin_json("POST", "/projects", 201, json={"id": "shop"})
     password = "pw-" + uuid.uuid4().hex
     role = "stk_role_" + uuid.uuid4().hex[:8]
     conn = await asyncpg.connect(pg_url)
@@ -353,11 +339,11 @@ async def test_connections_verify_and_stay_write_only(
         await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
         host_db = pg_url.split("@", 1)[1]
         good = f"postgresql://{role}:{password}@{host_db}"
-        first = await ok(b, "PUT", f"{base}/main", json={"url": good})
+        first = await b.admin_json("PUT", f"{base}/main", json={"url": good})
         assert set(first) == {"alias", "engine", "version", "updatedAt"}
         assert first["alias"] == "main" and first["engine"] == "postgresql"
         assert first["version"] == 1
-        second = await ok(b, "PUT", f"{base}/main", json={"url": good})
+        second = await b.admin_json("PUT", f"{base}/main", json={"url": good})
         assert second["version"] == 2
 
         server, _, dbname = host_db.rpartition("/")
@@ -378,7 +364,7 @@ async def test_connections_verify_and_stay_write_only(
                 for c in "/#?@:[ "
             ]
             for reason, url in cases:
-                r = await admin(b, "PUT", f"{base}/replica", json={"url": url})
+                r = await b.admin("PUT", f"{base}/replica", json={"url": url})
                 assert r.status_code == 400, r.text
                 message = r.json()["error"]["message"]
                 assert reason in message
@@ -394,29 +380,29 @@ async def test_connections_verify_and_stay_write_only(
     await error(b, "PUT", f"{base}/replica", 400, json={"url": f"sqlite:///{tmp_path}/none.db"})
     await error(b, "PUT", "/projects/shop/envs/dev/connections/main", 404, json={"url": good})
     # Nothing failed half-way: still one connection.
-    listed = await ok(b, "GET", base)
+    listed = await b.admin_json("GET", base)
     assert [c["alias"] for c in listed["items"]] == ["main"]
 
     # verify=false stores an unreachable URL as is.
     unreachable = f"postgresql://{role}:{password}@127.0.0.1:1/nowhere"
-    skipped = await ok(
-        b, "PUT", f"{base}/replica", params={"verify": "false"}, json={"url": unreachable}
+    skipped = await b.admin_json(
+        "PUT", f"{base}/replica", params={"verify": "false"}, json={"url": unreachable}
     )
     assert skipped == {**skipped, "alias": "replica", "engine": "postgresql", "version": 1}
-    sqlite_conn = await ok(
-        b, "PUT", f"{base}/local", json={"url": seeded_sqlite(tmp_path / "t.db")}
+    sqlite_conn = await b.admin_json(
+        "PUT", f"{base}/local", json={"url": seeded_sqlite(tmp_path / "t.db")}
     )
     assert sqlite_conn["engine"] == "sqlite"
 
-    r = await admin(b, "GET", base)
+    r = await b.admin("GET", base)
     assert [c["alias"] for c in r.json()["items"]] == ["local", "main", "replica"]
     for item in r.json()["items"]:
         assert set(item) == {"alias", "engine", "version", "updatedAt"}
     for leak in (password, "postgresql://", "sqlite://", "v1."):
         assert leak not in r.text
-    page = await ok(b, "GET", base, params={"limit": 2})
+    page = await b.admin_json("GET", base, params={"limit": 2})
     assert len(page["items"]) == 2 and page["nextCursor"]
-    rest = await ok(b, "GET", base, params={"limit": 2, "cursor": page["nextCursor"]})
+    rest = await b.admin_json("GET", base, params={"limit": 2, "cursor": page["nextCursor"]})
     assert [c["alias"] for c in rest["items"]] == ["replica"] and rest["nextCursor"] is None
 
     # Stored sealed; the vault opens it back to the exact URL.
@@ -426,24 +412,26 @@ async def test_connections_verify_and_stay_write_only(
         assert password not in row.ciphertext
         assert (await b.rt.vault.open(session, row)).decode() == good
 
-    await ok(b, "DELETE", f"{base}/replica", 204)
+    await b.admin_json("DELETE", f"{base}/replica", 204)
     await error(b, "DELETE", f"{base}/replica", 404)
-    assert [c["alias"] for c in (await ok(b, "GET", base))["items"]] == ["local", "main"]
+    assert [c["alias"] for c in (await b.admin_json("GET", base))["items"]] == ["local", "main"]
 
 
 async def test_secrets_are_write_only(bridge: Bridge) -> None:
     b = bridge
     base = "/projects/shop/envs/prod/secrets"
-    await ok(b, "POST", "/projects", 201, json={"id": "shop", "envs": ["prod", "dev"]})
+    await b.admin_json("POST", "/projects", 201, json={"id": "shop", "envs": ["prod", "dev"]})
     value = "sk_live_" + uuid.uuid4().hex
-    r = await admin(b, "PUT", f"{base}/STRIPE_KEY", json={"value": value})
+    r = await b.admin("PUT", f"{base}/STRIPE_KEY", json={"value": value})
     assert r.status_code == 200 and value not in r.text
     assert set(r.json()) == {"name", "version", "updatedAt"} and r.json()["version"] == 1
-    assert (await ok(b, "PUT", f"{base}/STRIPE_KEY", json={"value": value + "2"}))["version"] == 2
-    await ok(b, "PUT", f"{base}/MAIL_TOKEN", json={"value": "mail-" + value})
-    await ok(b, "PUT", "/projects/shop/envs/dev/secrets/STRIPE_KEY", json={"value": "dev"})
+    assert (await b.admin_json("PUT", f"{base}/STRIPE_KEY", json={"value": value + "2"}))[
+        "version"
+    ] == 2
+    await b.admin_json("PUT", f"{base}/MAIL_TOKEN", json={"value": "mail-" + value})
+    await b.admin_json("PUT", "/projects/shop/envs/dev/secrets/STRIPE_KEY", json={"value": "dev"})
 
-    r = await admin(b, "GET", base)
+    r = await b.admin("GET", base)
     assert r.status_code == 200
     assert [(s["name"], s["version"]) for s in r.json()["items"]] == [
         ("MAIL_TOKEN", 1),
@@ -463,10 +451,10 @@ async def test_secrets_are_write_only(bridge: Bridge) -> None:
         assert row is not None and value not in row.ciphertext
         assert (await b.rt.vault.open(session, row)).decode() == value + "2"
 
-    await ok(b, "DELETE", f"{base}/STRIPE_KEY", 204)
+    await b.admin_json("DELETE", f"{base}/STRIPE_KEY", 204)
     await error(b, "DELETE", f"{base}/STRIPE_KEY", 404)
-    assert [s["name"] for s in (await ok(b, "GET", base))["items"]] == ["MAIL_TOKEN"]
-    dev = await ok(b, "GET", "/projects/shop/envs/dev/secrets")
+    assert [s["name"] for s in (await b.admin_json("GET", base))["items"]] == ["MAIL_TOKEN"]
+    dev = await b.admin_json("GET", "/projects/shop/envs/dev/secrets")
     assert [s["name"] for s in dev["items"]] == ["STRIPE_KEY"]
 
 
@@ -485,28 +473,29 @@ BROKEN = {
 async def test_publish_history_rollback_promote(registry_url: str, tmp_path: Path) -> None:
     async with running_bridge(tmp_path, registry_url) as b:
         base = "/projects/shop/envs/prod/releases"
-        await ok(b, "POST", "/projects", 201, json={"id": "shop", "envs": ["prod", "dev", "qa"]})
+        await b.admin_json(
+            "POST", "/projects", 201, json={"id": "shop", "envs": ["prod", "dev", "qa"]}
+        )
         # The demo needs the `main` connection: unknown aliases are publish errors.
         err = await error(b, "POST", base, 400, json={"files": DEMO})
         assert any("main" in d["message"] for d in err["details"])
-        await ok(
-            b,
+        await b.admin_json(
             "PUT",
             "/projects/shop/envs/prod/connections/main",
             json={"url": seeded_sqlite(tmp_path / "t.db")},
         )
-        assert await ok(b, "GET", base) == {"items": [], "nextCursor": None}
+        assert await b.admin_json("GET", base) == {"items": [], "nextCursor": None}
         await error(b, "GET", f"{base}/current", 404)
 
-        dry = await ok(b, "POST", base, 201, json={"files": DEMO, "dryRun": True})
+        dry = await b.admin_json("POST", base, 201, json={"files": DEMO, "dryRun": True})
         assert dry["dryRun"] is True and dry["reused"] is False
-        assert (await ok(b, "GET", base))["items"] == []
+        assert (await b.admin_json("GET", base))["items"] == []
 
-        first = await ok(b, "POST", base, 201, json={"files": DEMO, "ref": "abc123"})
+        first = await b.admin_json("POST", base, 201, json={"files": DEMO, "ref": "abc123"})
         assert first == {"release": dry["release"], "reused": False, "ddl": [], "dryRun": False}
         audit_before = len(await audit_items(b))
         received_before = b.rt.bus.received
-        again = await ok(b, "POST", base, 201, json={"files": DEMO, "ref": "abc123"})
+        again = await b.admin_json("POST", base, 201, json={"files": DEMO, "ref": "abc123"})
         assert again["release"] == first["release"] and again["reused"] is True
         assert len(await audit_items(b)) == audit_before
         assert b.rt.bus.received == received_before
@@ -515,28 +504,28 @@ async def test_publish_history_rollback_promote(registry_url: str, tmp_path: Pat
         changed["logics/public/stats.sql"] = DEMO["logics/public/stats.sql"].replace(
             "Totals", "All totals"
         )
-        second = await ok(b, "POST", base, 201, json={"files": changed, "ref": "def456"})
+        second = await b.admin_json("POST", base, 201, json={"files": changed, "ref": "def456"})
         assert second["release"] != first["release"] and second["reused"] is False
 
-        history = (await ok(b, "GET", base))["items"]
+        history = (await b.admin_json("GET", base))["items"]
         assert [(h["release"], h["ref"], h["current"]) for h in history] == [
             (second["release"], "def456", True),
             (first["release"], "abc123", False),
         ]
         assert history[0]["publishedAt"] >= history[1]["publishedAt"]
-        page = await ok(b, "GET", base, params={"limit": 1})
+        page = await b.admin_json("GET", base, params={"limit": 1})
         assert page["items"] == history[:1] and page["nextCursor"]
-        current = await ok(b, "GET", f"{base}/current")
+        current = await b.admin_json("GET", f"{base}/current")
         assert current["release"] == second["release"]
         assert "All totals" in str(current["compiled"]) and "sqlite://" not in str(current)
         r = await b.client.post("/call", json=STATS, headers=SHOP)
         assert r.status_code == 200, r.text
 
-        rolled = await ok(b, "POST", f"{base}/rollback", json={"release": first["release"]})
+        rolled = await b.admin_json("POST", f"{base}/rollback", json={"release": first["release"]})
         assert rolled == {"release": first["release"]}
-        history = (await ok(b, "GET", base))["items"]
+        history = (await b.admin_json("GET", base))["items"]
         assert [h["release"] for h in history if h["current"]] == [first["release"]]
-        assert (await ok(b, "GET", f"{base}/current"))["release"] == first["release"]
+        assert (await b.admin_json("GET", f"{base}/current"))["release"] == first["release"]
         await error(b, "POST", f"{base}/rollback", 404, json={"release": "0" * 64})
         await error(
             b,
@@ -546,9 +535,11 @@ async def test_publish_history_rollback_promote(registry_url: str, tmp_path: Pat
             json={"release": first["release"]},
         )
 
-        promoted = await ok(b, "POST", "/projects/shop/promote", json={"from": "prod", "to": "dev"})
+        promoted = await b.admin_json(
+            "POST", "/projects/shop/promote", json={"from": "prod", "to": "dev"}
+        )
         assert promoted == {"release": first["release"]}
-        dev = await ok(b, "GET", "/projects/shop/envs/dev/releases/current")
+        dev = await b.admin_json("GET", "/projects/shop/envs/dev/releases/current")
         assert dev["release"] == first["release"]
         await error(b, "POST", "/projects/shop/promote", 404, json={"from": "qa", "to": "dev"})
         await error(b, "POST", "/projects/shop/promote", 404, json={"from": "prod", "to": "nope"})
@@ -559,7 +550,7 @@ async def test_publish_history_rollback_promote(registry_url: str, tmp_path: Pat
 
 async def test_broken_publish_lists_every_problem(bridge: Bridge) -> None:
     b = bridge
-    await ok(b, "POST", "/projects", 201, json={"id": "shop"})
+    await b.admin_json("POST", "/projects", 201, json={"id": "shop"})
     err = await error(b, "POST", "/projects/shop/envs/prod/releases", 400, json={"files": BROKEN})
     details = err["details"]
     assert err["code"] == "BAD_REQUEST" and len(details) >= len(BROKEN)
@@ -575,7 +566,7 @@ async def test_broken_publish_lists_every_problem(bridge: Bridge) -> None:
         ("notes.txt", None),
     }
     # Nothing was stored.
-    assert await ok(b, "GET", "/projects/shop/envs/prod/releases") == {
+    assert await b.admin_json("GET", "/projects/shop/envs/prod/releases") == {
         "items": [],
         "nextCursor": None,
     }
@@ -591,15 +582,17 @@ async def test_api_keys(bridge: Bridge, tmp_path: Path) -> None:
     b = bridge
     base = "/projects/shop/envs/prod/api-keys"
     await shop_with_demo(b, tmp_path)
-    created = await ok(b, "POST", base, 201, json={"name": "ci", "roles": ["writer", "admin"]})
+    created = await b.admin_json(
+        "POST", base, 201, json={"name": "ci", "roles": ["writer", "admin"]}
+    )
     assert set(created) == {"keyId", "apiKey", "name", "roles", "createdAt"}
     assert created["roles"] == ["admin", "writer"] and created["name"] == "ci"
     api_key = created["apiKey"]
     assert api_key.startswith(f"stk_{created['keyId']}.") and len(created["keyId"]) == 16
-    other = await ok(b, "POST", base, 201, json={"name": "backup"})
+    other = await b.admin_json("POST", base, 201, json={"name": "backup"})
     assert other["roles"] == [] and other["apiKey"] != api_key
 
-    r = await admin(b, "GET", base)
+    r = await b.admin("GET", base)
     assert api_key.split(".")[1] not in r.text and "apiKey" not in r.text
     listed = r.json()["items"]
     assert [(k["keyId"], k["status"], k["lastUsedAt"]) for k in listed] == [
@@ -615,16 +608,16 @@ async def test_api_keys(bridge: Bridge, tmp_path: Path) -> None:
     r = await b.client.post("/call", json={"path": "logics/admin/activity"}, headers=keyed)
     assert r.status_code == 200, r.text
     for _ in range(100):  # lastUsedAt is written off the request path
-        used = (await ok(b, "GET", base))["items"][0]["lastUsedAt"]
+        used = (await b.admin_json("GET", base))["items"][0]["lastUsedAt"]
         if used:
             break
         await asyncio.sleep(0.02)
     assert used is not None
 
-    await ok(b, "DELETE", f"{base}/{created['keyId']}", 204)
+    await b.admin_json("DELETE", f"{base}/{created['keyId']}", 204)
     r = await b.client.post("/call", json=STATS, headers=keyed)
     assert r.status_code == 401
-    statuses = [k["status"] for k in (await ok(b, "GET", base))["items"]]
+    statuses = [k["status"] for k in (await b.admin_json("GET", base))["items"]]
     assert statuses == ["revoked", "active"]
     r = await b.client.post("/call", json=STATS, headers={"X-Santokit-Api-Key": other["apiKey"]})
     assert r.status_code == 200
@@ -638,13 +631,13 @@ async def test_api_keys(bridge: Bridge, tmp_path: Path) -> None:
 
 async def test_keys_status(bridge: Bridge) -> None:
     b = bridge
-    assert await ok(b, "GET", "/keys/status") == {"activeKid": "test", "byKid": {"test": 0}}
+    assert await b.admin_json("GET", "/keys/status") == {"activeKid": "test", "byKid": {"test": 0}}
     for pid in ("shop", "blog"):
-        await ok(b, "POST", "/projects", 201, json={"id": pid})
-    assert await ok(b, "GET", "/keys/status") == {"activeKid": "test", "byKid": {"test": 2}}
+        await b.admin_json("POST", "/projects", 201, json={"id": pid})
+    assert await b.admin_json("GET", "/keys/status") == {"activeKid": "test", "byKid": {"test": 2}}
     # Nothing to re-wrap: every data key is under the active key already.
-    assert await ok(b, "POST", "/keys/rewrap") == {"rewrapped": 0, "byKid": {"test": 2}}
-    assert await ok(b, "POST", "/projects/shop/rotate-dek") == {"secrets": 0}
+    assert await b.admin_json("POST", "/keys/rewrap") == {"rewrapped": 0, "byKid": {"test": 2}}
+    assert await b.admin_json("POST", "/projects/shop/rotate-dek") == {"secrets": 0}
     await error(b, "POST", "/projects/nope/rotate-dek", 404)
 
 
@@ -751,11 +744,11 @@ async def test_audit_one_entry_per_mutation(registry_url: str, tmp_path: Path) -
             if kwargs.get("json", {}).get("release") == "RELEASE":
                 kwargs = {"json": {"release": created["release"]}}
             received = b.rt.bus.received
-            r = await admin(b, method, path, **kwargs)
+            r = await b.admin(method, path, **kwargs)
             assert r.status_code in (200, 201, 204), (action, r.text)
             created.update(r.json() if r.content else {})
             request_ids.append(r.headers["x-request-id"])
-            newest = (await ok(b, "GET", "/audit", params={"limit": 1}))["items"][0]
+            newest = (await b.admin_json("GET", "/audit", params={"limit": 1}))["items"][0]
             assert newest["action"] == action
             assert newest["actor"] == ACTOR
             assert newest["requestId"] == request_ids[-1]
@@ -764,7 +757,7 @@ async def test_audit_one_entry_per_mutation(registry_url: str, tmp_path: Path) -
 
             # Failed and read-only calls record nothing.
             await error(b, "POST", "/projects/nope/envs", 404, json={"id": "qa"})
-            await admin(b, "GET", "/projects")
+            await b.admin("GET", "/projects")
 
         expected = [step[2] for step in steps]
         items = await audit_items(b)
@@ -795,17 +788,16 @@ async def test_audit_one_entry_per_mutation(registry_url: str, tmp_path: Path) -
         cursor = None
         while True:
             params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
-            body = await ok(b, "GET", "/audit", params=params)
+            body = await b.admin_json("GET", "/audit", params=params)
             assert len(body["items"]) <= 3
             walked += body["items"]
             cursor = body["nextCursor"]
             if cursor is None:
                 break
         assert walked == items
-        filtered = await ok(b, "GET", "/audit", params={"project": "shop", "limit": 2})
+        filtered = await b.admin_json("GET", "/audit", params={"project": "shop", "limit": 2})
         assert filtered["items"] == shop[:2]
-        more = await ok(
-            b,
+        more = await b.admin_json(
             "GET",
             "/audit",
             params={"project": "shop", "limit": 2, "cursor": filtered["nextCursor"]},
@@ -834,24 +826,10 @@ def admin_routes() -> list[tuple[str, str]]:
     ]
 
 
-@asynccontextmanager
-async def bridge_with_tokens(tmp_path: Path, tokens: list[str]) -> AsyncIterator[httpx.AsyncClient]:
-    settings = load_settings(
-        data_dir=tmp_path,
-        registry_url=f"sqlite+aiosqlite:///{tmp_path}/registry.db",
-        kv_url="memory://",
-        host_suffix="api.example.com",
-    )
-    app = create_app(settings, Keyring.parse(Keyring.generate_entry("test")), tokens, migrate=True)
-    async with app.lifespan():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.example.com") as c:
-            yield c
-
-
 @pytest.mark.parametrize("token", [None, ADMIN_TOKEN, "short"])
 async def test_admin_api_disabled_without_tokens(tmp_path: Path, token: str | None) -> None:
-    async with bridge_with_tokens(tmp_path, []) as c:
+    async with running_bridge(tmp_path, admin_tokens=[]) as b:
+        c = b.client
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         routes = admin_routes()
         assert len(routes) >= 26
@@ -864,7 +842,8 @@ async def test_admin_api_disabled_without_tokens(tmp_path: Path, token: str | No
 
 async def test_wrong_or_missing_admin_token_is_401(tmp_path: Path) -> None:
     second = "second-admin-token-" + uuid.uuid4().hex
-    async with bridge_with_tokens(tmp_path, [ADMIN_TOKEN, second]) as c:
+    async with running_bridge(tmp_path, admin_tokens=[ADMIN_TOKEN, second]) as b:
+        c = b.client
         for headers in (
             {},
             {"Authorization": f"Bearer {ADMIN_TOKEN}x"},

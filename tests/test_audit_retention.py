@@ -8,10 +8,7 @@ from tenancy.registry.models import AuditEntry, utcnow
 
 
 async def test_pruning_removes_only_entries_past_retention(bridge) -> None:
-    created = await bridge.client.post(
-        "/admin/v1/projects", json={"id": "shop"}, headers=bridge.admin()
-    )
-    assert created.status_code == 201
+    await bridge.admin("POST", "/projects", 201, json={"id": "shop"})
     days = bridge.settings.audit_retention_days
     old, kept = "01AAAAAAAAAAAAAAAAAAAAAOLD", "01AAAAAAAAAAAAAAAAAAAAKEEP"
     async with bridge.rt.transaction() as session:
@@ -26,7 +23,7 @@ async def test_pruning_removes_only_entries_past_retention(bridge) -> None:
                 )
             )
     assert await bridge.rt.prune_audit() == 1
-    listed = await bridge.client.get("/admin/v1/audit?project=shop", headers=bridge.admin())
+    listed = await bridge.admin("GET", "/audit?project=shop", 200)
     ids = {item["id"] for item in listed.json()["items"]}
     assert kept in ids and old not in ids
     assert [i["action"] for i in listed.json()["items"]].count("project.create") == 1

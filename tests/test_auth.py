@@ -1,5 +1,5 @@
 """End-user accounts (`docs/security.md`): signup, login, refresh, logout, me, over real HTTP on
-SQLite and PostgreSQL registries. Tenants are described in `auth_setup.py`."""
+SQLite and PostgreSQL registries. Tenants are described in `support/auth.py`."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ import httpx
 import jwt
 import pytest
 import pytest_asyncio
-from auth_setup import PASSWORD, AuthWorld, auth_world, bearer, host, new_email, publish
 from sqlalchemy import select
 
 from tenancy.registry.models import EndUser, RefreshToken, Secret
+
+from support.auth import auth_world, publish_auth, whoami
+from support.world import PASSWORD, World, bearer, host, new_email
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -25,7 +27,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgresql"])
 async def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[AuthWorld]:
+) -> AsyncIterator[World]:
     async with auth_world(tmp_path_factory.mktemp(f"auth-{request.param}"), request.param) as w:
         yield w
 
@@ -40,7 +42,7 @@ def error(r: httpx.Response, status: int) -> dict[str, Any]:
 # --- the happy path -------------------------------------------------------------------------
 
 
-async def test_signup_login_me_refresh_logout(world: AuthWorld) -> None:
+async def test_signup_login_me_refresh_logout(world: World) -> None:
     email = new_email()
     r = await world.signup(email)
     assert r.status_code == 201, r.text
@@ -74,7 +76,7 @@ async def test_signup_login_me_refresh_logout(world: AuthWorld) -> None:
     assert error(r, 401)["message"] == "Invalid refresh token"
 
 
-async def test_the_token_carries_the_tenant_and_roles(world: AuthWorld) -> None:
+async def test_the_token_carries_the_tenant_and_roles(world: World) -> None:
     login = await world.session()
     header = jwt.get_unverified_header(login["access_token"])
     claims = jwt.decode(login["access_token"], options={"verify_signature": False})
@@ -86,13 +88,13 @@ async def test_the_token_carries_the_tenant_and_roles(world: AuthWorld) -> None:
     assert claims["exp"] - claims["iat"] == 120 and claims["jti"]
 
 
-async def test_the_token_authenticates_calls_and_binds_auth_sub(world: AuthWorld) -> None:
+async def test_the_token_authenticates_calls_and_binds_auth_sub(world: World) -> None:
     login = await world.session()
-    r = await world.whoami(bearer(login["access_token"], "alpha"))
+    r = await whoami(world, bearer(login["access_token"], "alpha"))
     assert r.status_code == 200, r.text
     assert r.json() == {"data": [{"sub": login["user"]["id"]}]}
     # No hint at all: the verified token names the tenant.
-    r = await world.whoami({"Host": "api.example.com", **bearer(login["access_token"])})
+    r = await whoami(world, {"Host": "api.example.com", **bearer(login["access_token"])})
     assert r.status_code == 200 and r.json()["data"][0]["sub"] == login["user"]["id"]
     # Signup roles reach the role gate; beta users have none of them.
     r = await world.client.post(
@@ -104,7 +106,7 @@ async def test_the_token_authenticates_calls_and_binds_auth_sub(world: AuthWorld
         "/call", json={"path": "logics/writers"}, headers=bearer(beta["access_token"], "beta")
     )
     assert error(r, 403)
-    r = await world.whoami(host("alpha"))
+    r = await whoami(world, host("alpha"))
     assert error(r, 401)
 
 
@@ -114,13 +116,13 @@ async def test_the_token_authenticates_calls_and_binds_auth_sub(world: AuthWorld
 @pytest.mark.parametrize(
     ("project", "env"), [("gamma", None), ("alpha", "dev")], ids=["no-auth-yaml", "disabled-env"]
 )
-async def test_signup_disabled_is_403(world: AuthWorld, project: str, env: str | None) -> None:
+async def test_signup_disabled_is_403(world: World, project: str, env: str | None) -> None:
     headers = {"X-Santokit-Env": env} if env else {}
     r = await world.signup(new_email(), project=project, **headers)
     assert error(r, 403)["code"] == "FORBIDDEN"
 
 
-async def test_duplicate_email_is_409_case_insensitively(world: AuthWorld) -> None:
+async def test_duplicate_email_is_409_case_insensitively(world: World) -> None:
     email = new_email()
     assert (await world.signup(email)).status_code == 201
     r = await world.signup(email.upper())
@@ -159,18 +161,18 @@ async def test_duplicate_email_is_409_case_insensitively(world: AuthWorld) -> No
         "extra-field",
     ],
 )
-async def test_invalid_signup_is_400(world: AuthWorld, body: dict[str, Any]) -> None:
+async def test_invalid_signup_is_400(world: World, body: dict[str, Any]) -> None:
     r = await world.post("/auth/signup", body)
     assert error(r, 400)["code"] == "BAD_REQUEST"
 
 
-async def test_eight_characters_are_enough(world: AuthWorld) -> None:
+async def test_eight_characters_are_enough(world: World) -> None:
     email = new_email()
     assert (await world.signup(email, "8-chars!")).status_code == 201
     assert (await world.login(email, "8-chars!")).status_code == 200
 
 
-async def test_passwords_are_stored_as_argon2id(world: AuthWorld) -> None:
+async def test_passwords_are_stored_as_argon2id(world: World) -> None:
     email = new_email()
     user = (await world.signup(email)).json()["user"]
     async with world.bridge.rt.sessions() as session:
@@ -188,14 +190,14 @@ def without_request_id(r: httpx.Response) -> tuple[int, dict[str, Any]]:
     return r.status_code, body
 
 
-async def _timed_login(world: AuthWorld, email: str, password: str) -> float:
+async def _timed_login(world: World, email: str, password: str) -> float:
     started = time.perf_counter()
     r = await world.login(email, password)
     assert r.status_code == 401
     return time.perf_counter() - started
 
 
-async def test_unknown_email_and_wrong_password_look_the_same(world: AuthWorld) -> None:
+async def test_unknown_email_and_wrong_password_look_the_same(world: World) -> None:
     email = new_email()
     assert (await world.signup(email)).status_code == 201
     unknown = await world.login(new_email())
@@ -216,11 +218,11 @@ async def test_unknown_email_and_wrong_password_look_the_same(world: AuthWorld) 
 # --- refresh tokens -------------------------------------------------------------------------
 
 
-async def refresh(world: AuthWorld, token: str, project: str = "alpha") -> httpx.Response:
+async def refresh(world: World, token: str, project: str = "alpha") -> httpx.Response:
     return await world.post("/auth/refresh", {"refresh_token": token}, project)
 
 
-async def test_refresh_tokens_are_single_use_and_reuse_revokes_the_chain(world: AuthWorld) -> None:
+async def test_refresh_tokens_are_single_use_and_reuse_revokes_the_chain(world: World) -> None:
     login = await world.session()
     parallel = (await world.login(login["user"]["email"])).json()["refresh_token"]
     first = login["refresh_token"]
@@ -235,7 +237,7 @@ async def test_refresh_tokens_are_single_use_and_reuse_revokes_the_chain(world: 
     assert (await refresh(world, parallel)).status_code == 200
 
 
-async def test_concurrent_refreshes_with_one_token_let_only_one_win(world: AuthWorld) -> None:
+async def test_concurrent_refreshes_with_one_token_let_only_one_win(world: World) -> None:
     token = (await world.session())["refresh_token"]
     answers = await asyncio.gather(refresh(world, token), refresh(world, token))
     assert sorted(r.status_code for r in answers) == [200, 401]
@@ -243,7 +245,7 @@ async def test_concurrent_refreshes_with_one_token_let_only_one_win(world: AuthW
     assert (await refresh(world, winner)).status_code == 401  # the race was a reuse
 
 
-async def test_refresh_tokens_are_bound_to_their_tenant(world: AuthWorld) -> None:
+async def test_refresh_tokens_are_bound_to_their_tenant(world: World) -> None:
     token = (await world.session())["refresh_token"]
     assert error(await refresh(world, token, "beta"), 401)
     r = await world.post(
@@ -255,12 +257,12 @@ async def test_refresh_tokens_are_bound_to_their_tenant(world: AuthWorld) -> Non
 
 
 @pytest.mark.parametrize("token", ["", "garbage", "x" * 129])
-async def test_unknown_refresh_tokens_are_401(world: AuthWorld, token: str) -> None:
+async def test_unknown_refresh_tokens_are_401(world: World, token: str) -> None:
     assert error(await refresh(world, token), 401)["message"] == "Invalid refresh token"
 
 
 async def test_logout_answers_204_for_anything_and_revokes_only_its_session(
-    world: AuthWorld,
+    world: World,
 ) -> None:
     login = await world.session()
     kept = await world.login(login["user"]["email"])
@@ -271,7 +273,7 @@ async def test_logout_answers_204_for_anything_and_revokes_only_its_session(
     assert (await refresh(world, kept.json()["refresh_token"])).status_code == 200
 
 
-async def test_refresh_tokens_are_stored_hashed(world: AuthWorld) -> None:
+async def test_refresh_tokens_are_stored_hashed(world: World) -> None:
     login = await world.session()
     token = login["refresh_token"]
     async with world.bridge.rt.sessions() as session:
@@ -287,7 +289,7 @@ async def test_refresh_tokens_are_stored_hashed(world: AuthWorld) -> None:
 # --- /auth/me -------------------------------------------------------------------------------
 
 
-async def test_me_needs_an_end_user(world: AuthWorld) -> None:
+async def test_me_needs_an_end_user(world: World) -> None:
     assert error(await world.client.get("/auth/me", headers=host("alpha")), 401)
     r = await world.admin("POST", "/projects/alpha/envs/prod/api-keys", json={"name": "me"})
     key = r.json()["apiKey"]
@@ -298,11 +300,11 @@ async def test_me_needs_an_end_user(world: AuthWorld) -> None:
 # --- deletion (I6) --------------------------------------------------------------------------
 
 
-async def test_deleting_a_project_removes_its_users_sessions_and_keys(world: AuthWorld) -> None:
+async def test_deleting_a_project_removes_its_users_sessions_and_keys(world: World) -> None:
     r = await world.admin("POST", "/projects", json={"id": "omega", "envs": ["prod", "qa"]})
     assert r.status_code == 201, r.text
     for env in ("prod", "qa"):
-        await publish(world, "omega", env, "signup: {enabled: true}\n")
+        await publish_auth(world, "omega", env, "signup: {enabled: true}\n")
     login = await world.session("omega")
     qa = {"X-Santokit-Env": "qa"}
     assert (await world.signup(new_email(), project="omega", **qa)).status_code == 201

@@ -1,6 +1,6 @@
 """Per-project CORS (`docs/api.md`, `config/auth.yaml` `cors.origins`): preflights and response
 headers
-on `/call` and `/auth/*`. Tenants are described in `auth_setup.py` (alpha prod allows
+on `/call` and `/auth/*`. Tenants are described in `support/auth.py` (alpha prod allows
 `https://app.alpha.test`, alpha dev `http://localhost:5173`, beta and gamma nothing)."""
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import pytest_asyncio
-from auth_setup import AuthWorld, auth_world, bearer, host
+
+from support.auth import auth_world
+from support.world import World, bearer, host
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -20,13 +22,13 @@ EVIL = "https://evil.test"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AuthWorld]:
+async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
     async with auth_world(tmp_path_factory.mktemp("cors")) as w:
         yield w
 
 
 async def preflight(
-    world: AuthWorld, origin: str, path: str = "/call", project: str = "alpha", **headers: str
+    world: World, origin: str, path: str = "/call", project: str = "alpha", **headers: str
 ) -> httpx.Response:
     return await world.client.options(
         path,
@@ -41,7 +43,7 @@ async def preflight(
 
 
 @pytest.mark.parametrize("path", ["/call", "/auth/login", "/auth/me", "/.well-known/jwks.json"])
-async def test_preflight_from_an_allowed_origin(world: AuthWorld, path: str) -> None:
+async def test_preflight_from_an_allowed_origin(world: World, path: str) -> None:
     r = await preflight(world, APP, path)
     assert r.status_code == 204, r.text
     assert r.headers["access-control-allow-origin"] == APP
@@ -64,7 +66,7 @@ async def test_preflight_from_an_allowed_origin(world: AuthWorld, path: str) -> 
     ],
 )
 async def test_preflight_from_another_origin_is_refused(
-    world: AuthWorld, origin: str, project: str
+    world: World, origin: str, project: str
 ) -> None:
     r = await preflight(world, origin, project=project)
     assert r.status_code == 403, r.text
@@ -72,7 +74,7 @@ async def test_preflight_from_another_origin_is_refused(
     assert "access-control-allow-origin" not in r.headers
 
 
-async def test_preflight_allows_an_origin_of_any_env(world: AuthWorld) -> None:
+async def test_preflight_allows_an_origin_of_any_env(world: World) -> None:
     """A preflight cannot say its env (no custom header values): every env of the project counts;
     naming one restricts it."""
     assert (await preflight(world, DEV_APP)).status_code == 204
@@ -80,7 +82,7 @@ async def test_preflight_allows_an_origin_of_any_env(world: AuthWorld) -> None:
     assert r.status_code == 403
 
 
-async def test_preflight_for_an_unknown_project_is_the_usual_404(world: AuthWorld) -> None:
+async def test_preflight_for_an_unknown_project_is_the_usual_404(world: World) -> None:
     r = await preflight(world, APP, project="nope")
     assert r.status_code == 404 and "access-control-allow-origin" not in r.headers
     r = await world.client.options(
@@ -90,7 +92,7 @@ async def test_preflight_for_an_unknown_project_is_the_usual_404(world: AuthWorl
     assert r.status_code == 400 and "access-control-allow-origin" not in r.headers
 
 
-async def test_responses_carry_the_origin_only_when_allowed(world: AuthWorld) -> None:
+async def test_responses_carry_the_origin_only_when_allowed(world: World) -> None:
     body = {"path": "logics/whoami"}
     login = await world.session()
     headers = {**bearer(login["access_token"], "alpha"), "Origin": APP}
@@ -107,7 +109,7 @@ async def test_responses_carry_the_origin_only_when_allowed(world: AuthWorld) ->
     assert "access-control-allow-origin" not in r.headers and "vary" not in r.headers
 
 
-async def test_an_env_answers_for_its_own_origins(world: AuthWorld) -> None:
+async def test_an_env_answers_for_its_own_origins(world: World) -> None:
     dev = {**host("alpha"), "X-Santokit-Env": "dev"}
     r = await world.client.post("/call", json={"path": "logics/x"}, headers={**dev, "Origin": APP})
     assert r.status_code == 404 and "access-control-allow-origin" not in r.headers
@@ -117,7 +119,7 @@ async def test_an_env_answers_for_its_own_origins(world: AuthWorld) -> None:
     assert r.status_code == 404 and r.headers["access-control-allow-origin"] == DEV_APP
 
 
-async def test_errors_before_resolution_still_let_the_app_read_them(world: AuthWorld) -> None:
+async def test_errors_before_resolution_still_let_the_app_read_them(world: World) -> None:
     """An expired or foreign token fails resolution; the browser must still see the 401."""
     r = await world.client.get(
         "/auth/me", headers={**bearer("expired.or.bad", "alpha"), "Origin": APP}
@@ -127,7 +129,7 @@ async def test_errors_before_resolution_still_let_the_app_read_them(world: AuthW
     assert r.status_code == 401 and r.headers["access-control-allow-origin"] == APP
 
 
-async def test_other_paths_are_not_cors_enabled(world: AuthWorld) -> None:
+async def test_other_paths_are_not_cors_enabled(world: World) -> None:
     r = await world.client.get("/healthz", headers={"Origin": APP})
     assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
     r = await world.client.options(

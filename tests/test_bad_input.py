@@ -16,17 +16,19 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from conftest import Bridge, pg_database, running_bridge
 from sqlalchemy import select
 
 from tenancy.registry.models import ApiKey, Secret
-from tenancy.releases.compile.compiler import load_project_dir
 
-DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
+from support.bridge import ADMIN_TOKEN, Bridge, running_bridge
+from support.services import registry_database
+from support.world import World, demo_files, seeded_sqlite
+
 MAX_BODY = 8192  # small, yet the demo project still fits in one publish body
 HOST = "acme.api.example.com"
 KEY = "<api key>"  # replaced by the tenant's real API key (roles [admin]) when sent
 P = "/admin/v1/projects/acme/envs/prod"
+ENV = P.removeprefix("/admin/v1")
 
 BAD, UNAUTH, NOT_FOUND, CONFLICT, TOO_LARGE = (
     "BAD_REQUEST",
@@ -38,15 +40,16 @@ BAD, UNAUTH, NOT_FOUND, CONFLICT, TOO_LARGE = (
 
 
 @dataclass
-class World:
+class Acme:
+    """The tenant under test, and what must stay as it was after every bad request."""
+
     bridge: Bridge
     db: Path
     key: str
     baseline: dict[str, Any] = field(default_factory=dict)
 
     async def get(self, url: str) -> Any:
-        r = await self.bridge.client.get(url, headers=self.bridge.admin())
-        assert r.status_code == 200, r.text
+        r = await self.bridge.admin("GET", url, 200)
         return r.json()
 
     async def snapshot(self) -> dict[str, Any]:
@@ -59,8 +62,8 @@ class World:
             keys = await session.execute(select(ApiKey.key_id, ApiKey.status, ApiKey.last_used_at))
             registry = (sorted(map(tuple, secrets.all())), sorted(map(tuple, keys.all())))
         return {
-            "projects": await self.get("/admin/v1/projects"),
-            "audit": await self.get("/admin/v1/audit?limit=500"),
+            "projects": await self.get("/projects"),
+            "audit": await self.get("/audit?limit=500"),
             "registry": registry,
             "manifest": await self.bridge.rt.releases.get_manifest("acme"),
             "rows": table_counts(self.db),
@@ -76,45 +79,29 @@ def table_counts(db: Path) -> dict[str, int]:
         con.close()
 
 
-async def build(data_dir: Path, registry_url: str | None) -> AsyncIterator[World]:
+async def build(data_dir: Path, registry_url: str | None) -> AsyncIterator[Acme]:
     db = data_dir / "acme.db"
-    con = sqlite3.connect(db)
-    con.executescript((DEMO / "seed" / "sqlite.sql").read_text())
-    con.close()
+    url = seeded_sqlite(db)
     async with running_bridge(data_dir, registry_url, max_body_bytes=MAX_BODY) as bridge:
-        c, auth = bridge.client, bridge.admin()
-        setup = [
-            (
-                "POST",
-                "/admin/v1/projects",
-                {"id": "acme", "envs": ["prod", "dev"], "hosts": ["api.acme.test"]},
-            ),
-            ("POST", "/admin/v1/projects", {"id": "globex"}),
-            ("PUT", f"{P}/connections/main", {"url": f"sqlite:///{db}"}),
-            ("PUT", f"{P}/secrets/API_TOKEN", {"value": "s3cret"}),
-            ("POST", f"{P}/releases", {"files": load_project_dir(DEMO)}),
-            ("POST", f"{P}/api-keys", {"name": "ci", "roles": ["admin"]}),
-        ]
-        for method, url, body in setup:
-            r = await c.request(method, url, json=body, headers=auth)
-            assert r.status_code in (200, 201), r.text
-        world = World(bridge, db, r.json()["apiKey"])
-        world.baseline = await world.snapshot()
-        yield world
+        world = World(bridge)
+        await world.project("acme", envs=["prod", "dev"], hosts=["api.acme.test"])
+        await world.project("globex")
+        await world.connect("acme", "prod", url)
+        await bridge.admin("PUT", f"{ENV}/secrets/API_TOKEN", 200, json={"value": "s3cret"})
+        await world.publish("acme", "prod", demo_files())
+        acme = Acme(bridge, db, await world.api_key("acme", "prod", "ci", ["admin"]))
+        acme.baseline = await acme.snapshot()
+        yield acme
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgresql"])
 async def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[World]:
+) -> AsyncIterator[Acme]:
     data_dir = tmp_path_factory.mktemp(f"bad-input-{request.param}")
-    if request.param == "sqlite":
-        async for w in build(data_dir, None):
-            yield w
-        return
-    async with pg_database() as url:
-        async for w in build(data_dir, url.replace("postgresql://", "postgresql+asyncpg://", 1)):
-            yield w
+    async with registry_database(request.param) as url:
+        async for acme in build(data_dir, url):
+            yield acme
 
 
 # --- the table ----------------------------------------------------------------------------
@@ -174,7 +161,9 @@ def on_env(
     return row(name, method, f"{P}{suffix}", status, code, body)
 
 
-def admin(name: str, method: str, url: str, status: int, code: str = BAD, body: Any = None) -> Any:
+def admin_case(
+    name: str, method: str, url: str, status: int, code: str = BAD, body: Any = None
+) -> Any:
     return row(name, method, url, status, code, body)
 
 
@@ -203,9 +192,8 @@ STATS = {"path": "logics/public/stats"}
 BIG = {"path": "logics/public/stats", "params": {"pad": "x" * (MAX_BODY + 10)}}
 BIG_PROJECT = {"id": "bigproject", "hosts": ["h.example.com"] * (MAX_BODY // 10)}
 BIG_RELEASE = {"files": {"logics/x.sql": "-- " + "x" * MAX_BODY}}
-NEW_FILES = {**load_project_dir(DEMO), "logics/extra.sql": "SELECT 1 AS one"}  # a new release
+NEW_FILES = {**demo_files(), "logics/extra.sql": "SELECT 1 AS one"}  # a new release
 ZWJ, RTL, NUL = "\u200d", "\u202e", "\u0000"
-TOKEN = "test-admin-token-0123456789abcdef-xyz"
 URL = {"url": "sqlite:///x.db"}
 
 CASES = [
@@ -349,7 +337,7 @@ CASES = [
     on_env("publish-ref-nul", "POST", "/releases", {"files": NEW_FILES, "ref": f"v2{NUL}"}),
     on_env("publish-ref-long", "POST", "/releases", {"files": NEW_FILES, "ref": "v" * 201}),
     on_env("rollback-release-number", "POST", "/releases/rollback", {"release": 5}),
-    admin(
+    admin_case(
         "promote-field-name",
         "POST",
         f"{PROJECTS}/acme/promote",
@@ -357,7 +345,9 @@ CASES = [
         BAD,
         {"source": "prod", "to": "dev"},
     ),
-    admin("promote-to-missing", "POST", f"{PROJECTS}/acme/promote", 400, BAD, {"from": "prod"}),
+    admin_case(
+        "promote-to-missing", "POST", f"{PROJECTS}/acme/promote", 400, BAD, {"from": "prod"}
+    ),
     # admin: invalid ids, path traversal, unicode oddities
     create("id-upper-underscore", {"id": "New_Project"}),
     create("id-too-short", {"id": "ab"}),
@@ -377,8 +367,8 @@ CASES = [
     create("host-zwj", {"id": "newproj", "hosts": [f"ex{ZWJ}ample.com"]}),
     create("host-fullwidth", {"id": "newproj", "hosts": [f"{fullwidth('example')}.com"]}),
     create("host-traversal", {"id": "newproj", "hosts": ["../etc"]}),
-    admin("new-env-upper", "POST", f"{PROJECTS}/acme/envs", 400, BAD, {"id": "Dev"}),
-    admin("new-env-traversal", "POST", f"{PROJECTS}/acme/envs", 400, BAD, {"id": "../x"}),
+    admin_case("new-env-upper", "POST", f"{PROJECTS}/acme/envs", 400, BAD, {"id": "Dev"}),
+    admin_case("new-env-traversal", "POST", f"{PROJECTS}/acme/envs", 400, BAD, {"id": "../x"}),
     on_env("alias-encoded-dotdot", "PUT", "/connections/%2e%2e", URL),
     on_env("alias-encoded-traversal", "PUT", "/connections/..%2F..%2Fetc", URL, 404, NOT_FOUND),
     on_env("alias-upper", "PUT", "/connections/Main", URL),
@@ -407,7 +397,7 @@ CASES = [
         "rollback-traversal", "POST", "/releases/rollback", {"release": "../../x"}, 404, NOT_FOUND
     ),
     on_env("rollback-nul", "POST", "/releases/rollback", {"release": f"a{NUL}"}, 404, NOT_FOUND),
-    admin(
+    admin_case(
         "promote-bad-env",
         "POST",
         f"{PROJECTS}/acme/promote",
@@ -415,35 +405,35 @@ CASES = [
         NOT_FOUND,
         {"from": "prod", "to": "Dev!"},
     ),
-    admin("get-project-dotdot", "GET", f"{PROJECTS}/%2e%2e", 404, NOT_FOUND),
-    admin("get-project-fullwidth", "GET", f"{PROJECTS}/%EF%BD%81cme", 404, NOT_FOUND),
-    admin("get-project-nul", "GET", f"{PROJECTS}/acme%00", 404, NOT_FOUND),
-    admin("delete-project-unknown", "DELETE", f"{PROJECTS}/nope", 404, NOT_FOUND),
-    admin("env-path-nul", "GET", f"{PROJECTS}/acme/envs/pr%00od/secrets", 404, NOT_FOUND),
+    admin_case("get-project-dotdot", "GET", f"{PROJECTS}/%2e%2e", 404, NOT_FOUND),
+    admin_case("get-project-fullwidth", "GET", f"{PROJECTS}/%EF%BD%81cme", 404, NOT_FOUND),
+    admin_case("get-project-nul", "GET", f"{PROJECTS}/acme%00", 404, NOT_FOUND),
+    admin_case("delete-project-unknown", "DELETE", f"{PROJECTS}/nope", 404, NOT_FOUND),
+    admin_case("env-path-nul", "GET", f"{PROJECTS}/acme/envs/pr%00od/secrets", 404, NOT_FOUND),
     # admin: conflicts leave nothing behind
     create("project-exists", {"id": "acme"}, 409, CONFLICT),
     create("host-taken", {"id": "newproj", "hosts": ["API.acme.test"]}, 409, CONFLICT),
-    admin("env-exists", "POST", f"{PROJECTS}/acme/envs", 409, CONFLICT, {"id": "dev"}),
-    admin("env-delete-default", "DELETE", f"{PROJECTS}/acme/envs/prod", 409, CONFLICT),
+    admin_case("env-exists", "POST", f"{PROJECTS}/acme/envs", 409, CONFLICT, {"id": "dev"}),
+    admin_case("env-delete-default", "DELETE", f"{PROJECTS}/acme/envs/prod", 409, CONFLICT),
     # admin: query strings
-    admin("query-limit-zero", "GET", f"{PROJECTS}?limit=0", 400),
-    admin("query-limit-high", "GET", f"{PROJECTS}?limit=501", 400),
-    admin("query-limit-text", "GET", f"{PROJECTS}?limit=abc", 400),
-    admin("query-projects-cursor-nul", "GET", f"{PROJECTS}?cursor=acme%00", 400),
+    admin_case("query-limit-zero", "GET", f"{PROJECTS}?limit=0", 400),
+    admin_case("query-limit-high", "GET", f"{PROJECTS}?limit=501", 400),
+    admin_case("query-limit-text", "GET", f"{PROJECTS}?limit=abc", 400),
+    admin_case("query-projects-cursor-nul", "GET", f"{PROJECTS}?cursor=acme%00", 400),
     on_env("query-cursor-text", "GET", "/secrets?cursor=abc"),
-    admin("audit-since-text", "GET", "/admin/v1/audit?since=yesterday", 400),
-    admin("audit-since-naive", "GET", "/admin/v1/audit?since=2024-01-01T00:00:00", 400),
-    admin("audit-cursor-garbage", "GET", "/admin/v1/audit?cursor=%00%ff", 400),
-    admin("audit-project-nul", "GET", "/admin/v1/audit?project=acme%00", 400),
-    admin("audit-action-nul", "GET", "/admin/v1/audit?action=project.create%00", 400),
+    admin_case("audit-since-text", "GET", "/admin/v1/audit?since=yesterday", 400),
+    admin_case("audit-since-naive", "GET", "/admin/v1/audit?since=2024-01-01T00:00:00", 400),
+    admin_case("audit-cursor-garbage", "GET", "/admin/v1/audit?cursor=%00%ff", 400),
+    admin_case("audit-project-nul", "GET", "/admin/v1/audit?project=acme%00", 400),
+    admin_case("audit-action-nul", "GET", "/admin/v1/audit?action=project.create%00", 400),
     # admin auth
     no_auth("auth-missing", "GET", PROJECTS),
-    no_auth("auth-wrong", "GET", PROJECTS, {"Authorization": f"Bearer {TOKEN[::-1]}"}),
-    no_auth("auth-longer", "GET", PROJECTS, {"Authorization": f"Bearer {TOKEN}x"}),
-    no_auth("auth-prefix", "GET", PROJECTS, {"Authorization": f"Bearer {TOKEN[:-1]}"}),
+    no_auth("auth-wrong", "GET", PROJECTS, {"Authorization": f"Bearer {ADMIN_TOKEN[::-1]}"}),
+    no_auth("auth-longer", "GET", PROJECTS, {"Authorization": f"Bearer {ADMIN_TOKEN}x"}),
+    no_auth("auth-prefix", "GET", PROJECTS, {"Authorization": f"Bearer {ADMIN_TOKEN[:-1]}"}),
     no_auth("auth-empty", "GET", PROJECTS, {"Authorization": "Bearer "}),
-    no_auth("auth-basic", "GET", PROJECTS, {"Authorization": f"Basic {TOKEN}"}),
-    no_auth("auth-zwj", "GET", PROJECTS, {"Authorization": f"Bearer {TOKEN}{ZWJ}".encode()}),
+    no_auth("auth-basic", "GET", PROJECTS, {"Authorization": f"Basic {ADMIN_TOKEN}"}),
+    no_auth("auth-zwj", "GET", PROJECTS, {"Authorization": f"Bearer {ADMIN_TOKEN}{ZWJ}".encode()}),
     no_auth("auth-api-key", "GET", PROJECTS, {"X-Santokit-Api-Key": KEY}),
     no_auth("auth-missing-delete", "DELETE", f"{PROJECTS}/acme"),
     no_auth("auth-missing-create", "POST", PROJECTS, body={"id": "newproj"}),
@@ -452,15 +442,15 @@ CASES = [
     no_auth("auth-missing-secret", "PUT", f"{P}/secrets/NAME", body={"value": "v"}),
     no_auth("auth-missing-rewrap", "POST", "/admin/v1/keys/rewrap"),
     # admin: wrong method, unknown routes
-    admin("method-put-projects", "PUT", PROJECTS, 405, BAD, {"id": "newproj"}),
-    admin("method-delete-audit", "DELETE", "/admin/v1/audit", 405),
-    admin("method-patch-audit", "PATCH", "/admin/v1/audit", 405, BAD, {}),
-    admin("method-get-rewrap", "GET", "/admin/v1/keys/rewrap", 405),
+    admin_case("method-put-projects", "PUT", PROJECTS, 405, BAD, {"id": "newproj"}),
+    admin_case("method-delete-audit", "DELETE", "/admin/v1/audit", 405),
+    admin_case("method-patch-audit", "PATCH", "/admin/v1/audit", 405, BAD, {}),
+    admin_case("method-get-rewrap", "GET", "/admin/v1/keys/rewrap", 405),
     on_env("method-get-secret-value", "GET", "/secrets/API_TOKEN", None, 405),
-    admin("route-admin-unknown", "GET", "/admin/v1/nope", 404, NOT_FOUND),
-    admin("route-admin-v2", "GET", "/admin/v2/projects", 404, NOT_FOUND),
+    admin_case("route-admin-unknown", "GET", "/admin/v1/nope", 404, NOT_FOUND),
+    admin_case("route-admin-v2", "GET", "/admin/v2/projects", 404, NOT_FOUND),
     on_env("route-admin-env-unknown", "GET", "/nope", None, 404, NOT_FOUND),
-    admin("route-admin-root", "GET", "/admin", 404, NOT_FOUND),
+    admin_case("route-admin-root", "GET", "/admin", 404, NOT_FOUND),
 ]
 
 
@@ -469,10 +459,10 @@ async def chunks(data: bytes) -> AsyncIterator[bytes]:
         yield data[start : start + 1000]
 
 
-async def send(world: World, case: Case) -> httpx.Response:
+async def send(world: Acme, case: Case) -> httpx.Response:
     headers = {k: (world.key if v == KEY else v) for k, v in case.headers.items()}
     if case.admin_auth:
-        headers.update(world.bridge.admin())
+        headers.update(world.bridge.admin_headers)
     content = case.content
     if case.json is not None:
         content = httpx.Request("POST", "/", json=case.json).content
@@ -484,7 +474,7 @@ async def send(world: World, case: Case) -> httpx.Response:
 
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("case", CASES)
-async def test_bad_input(world: World, case: Case) -> None:
+async def test_bad_input(world: Acme, case: Case) -> None:
     r = await send(world, case)
     assert r.status_code != 500, r.text
     assert (r.status_code, r.json()["error"]["code"]) == (case.status, case.code), r.text

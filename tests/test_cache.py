@@ -8,11 +8,12 @@ import asyncio
 import re
 
 import pytest
-from conftest import running_bridge
-from tenant_setup import demo_tenant
 
 from tenancy.cache import KV, MISS_TTL_MAX, REGISTRY, Cache, StaleOnError
 from tenancy.errors import ServiceUnavailable
+
+from support.bridge import running_bridge
+from support.world import World
 
 HOST = {"Host": "shop.api.example.com"}
 STATS = {"path": "logics/public/stats"}
@@ -242,7 +243,7 @@ def cache_events(text: str) -> dict[tuple[str, str], float]:
 
 
 async def test_every_cache_is_counted_in_metrics(bridge) -> None:
-    key = await demo_tenant(bridge, "shop")
+    key = await World(bridge).demo("shop")
     headers = {**HOST, "X-Santokit-Api-Key": key}
     for _ in range(3):
         assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
@@ -279,7 +280,7 @@ async def test_stale_while_error_when_the_registry_is_gone(tmp_path) -> None:
     """A tenant already served keeps being served after its entries expired; one never seen
     gets 503; /metrics counts the stale answers."""
     async with running_bridge(tmp_path, cache_ttl_seconds=0.2) as bridge:
-        key = await demo_tenant(bridge, "shop")
+        key = await World(bridge).demo("shop")
         headers = {**HOST, "X-Santokit-Api-Key": key}
         assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
         await bridge.rt.engine.dispose()

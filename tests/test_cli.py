@@ -5,15 +5,17 @@ from __future__ import annotations
 import base64
 import re
 import shutil
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
-from processes import (
-    ADMIN_TOKEN,
-    EXAMPLE,
+import pytest
+
+from tenancy.keyring import Keyring
+
+from support.bridge import ADMIN_TOKEN
+from support.processes import (
     STK_BRIDGE,
     Server,
     free_port,
@@ -23,10 +25,9 @@ from processes import (
     serving,
     stk_env,
 )
+from support.world import DEMO_DIR, seeded_sqlite
 
-from tenancy.keyring import Keyring
-
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+pytestmark = pytest.mark.slow  # real stk-bridge processes
 
 
 def test_invalid_config_lists_every_problem_and_never_binds(tmp_path: Path) -> None:
@@ -94,17 +95,6 @@ def test_keys_generate_prints_a_usable_entry(tmp_path: Path) -> None:
     assert entry != run(["keys", "generate"], stk_env(), tmp_path).stdout.strip()
 
 
-def _tenant_db(path: Path) -> str:
-    with sqlite3.connect(path) as db:
-        db.executescript((EXAMPLE / "seed" / "sqlite.sql").read_text())
-    return f"sqlite:///{path}"
-
-
-def _admin(server: Server, method: str, path: str, body: object = None) -> httpx.Response:
-    url = f"{server.base}/admin/v1{path}"
-    return httpx.request(method, url, json=body, headers=ADMIN, timeout=30)
-
-
 def _stats(server: Server, project: str) -> httpx.Response:
     body = {"path": "logics/public/stats"}
     return httpx.post(f"{server.base}/call", json=body, headers={"X-Santokit-Project": project})
@@ -120,20 +110,22 @@ def test_publish_against_a_running_server(tmp_path: Path) -> None:
     env = stk_env(data_dir=str(tmp_path / "data"), master_keys=master_keys())
     env["STK_ADMIN_TOKENS"] = ADMIN_TOKEN
     with serving(["serve"], env, tmp_path) as server:
-        assert _admin(server, "POST", "/projects", {"id": "alpha", "envs": ["prod"]}).is_success
-        url = {"url": _tenant_db(tmp_path / "alpha.db")}
-        assert _admin(server, "PUT", "/projects/alpha/envs/prod/connections/main", url).is_success
+        assert server.admin("POST", "/projects", json={"id": "alpha", "envs": ["prod"]}).is_success
+        url = {"url": seeded_sqlite(tmp_path / "alpha.db")}
+        assert server.admin(
+            "PUT", "/projects/alpha/envs/prod/connections/main", json=url
+        ).is_success
 
-        good = _publish(server, EXAMPLE, tmp_path)
+        good = _publish(server, DEMO_DIR, tmp_path)
         assert good.returncode == 0, good.stderr
         release = re.search(r"^release ([0-9a-f]{64}) \(new\)$", good.stdout, re.M)
         assert release, good.stdout
         assert _stats(server, "alpha").status_code == 200
-        again = _publish(server, EXAMPLE, tmp_path)
+        again = _publish(server, DEMO_DIR, tmp_path)
         assert f"release {release[1]} (reused)" in again.stdout
 
         broken = tmp_path / "broken"
-        shutil.copytree(EXAMPLE, broken)
+        shutil.copytree(DEMO_DIR, broken)
         (broken / "logics" / "bad.sql").write_text(
             "---\nauth: public\ncolour: blue\n---\nSELECT 1\nWHERE x = :nope\n"
         )
@@ -143,7 +135,7 @@ def test_publish_against_a_running_server(tmp_path: Path) -> None:
         assert len(problems) == 2, failed.stderr
         assert re.search(r"logics/bad\.sql:3: unknown key 'colour'", failed.stderr), failed.stderr
         assert re.search(r"logics/bad\.sql:6: .*':nope'", failed.stderr), failed.stderr
-        current = _admin(server, "GET", "/projects/alpha/envs/prod/releases/current")
+        current = server.admin("GET", "/projects/alpha/envs/prod/releases/current")
         assert current.json()["release"] == release[1]  # the broken publish changed nothing
 
         missing = _publish(server, tmp_path / "missing", tmp_path)
@@ -151,7 +143,7 @@ def test_publish_against_a_running_server(tmp_path: Path) -> None:
         assert f"{tmp_path / 'missing'}: not a directory" in missing.stderr
         assert "Traceback" not in missing.stderr
 
-    gone = _publish(server, EXAMPLE, tmp_path)  # the server has stopped
+    gone = _publish(server, DEMO_DIR, tmp_path)  # the server has stopped
     assert gone.returncode != 0
     assert f"could not reach {server.base}" in gone.stderr
     assert "Traceback" not in gone.stderr
@@ -167,11 +159,11 @@ def test_migrate_then_keys_status_and_rewrap_rotate_the_master_key(tmp_path: Pat
     env = stk_env(data_dir=data, master_keys=old, admin_tokens=ADMIN_TOKEN, auto_migrate="false")
     with serving(["serve"], env, tmp_path) as server:
         for project in ("alpha", "beta"):
-            assert _admin(server, "POST", "/projects", {"id": project}).status_code == 201
-        url = {"url": _tenant_db(tmp_path / "alpha.db")}
-        put = _admin(server, "PUT", "/projects/alpha/envs/prod/connections/main", url)
+            assert server.admin("POST", "/projects", json={"id": project}).status_code == 201
+        url = {"url": seeded_sqlite(tmp_path / "alpha.db")}
+        put = server.admin("PUT", "/projects/alpha/envs/prod/connections/main", json=url)
         assert put.is_success, put.text
-        assert _publish(server, EXAMPLE, tmp_path).returncode == 0
+        assert _publish(server, DEMO_DIR, tmp_path).returncode == 0
 
     status = run(["keys", "status"], stk_env(data_dir=data, master_keys=old), tmp_path)
     assert status.returncode == 0, status.stderr

@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 import pytest
-from crud_world import MAX_ROWS, World, lab_fixture, w_fixture  # noqa: F401  (fixtures)
+
+from support.crud import MAX_ROWS, Lab
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -20,13 +21,13 @@ ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
 
 
-async def post(w: World, who: str = "alice", **fields: Any) -> dict[str, Any]:
+async def post(w: Lab, who: str = "alice", **fields: Any) -> dict[str, Any]:
     data = {"author_id": w.ids[who], "title": "t", **fields}
     row: dict[str, Any] = await w.ok(who, "db/posts/insert", {"data": data})
     return row
 
 
-async def titles(w: World, where: Any, who: str = "alice") -> set[str]:
+async def titles(w: Lab, where: Any, who: str = "alice") -> set[str]:
     rows = await w.ok(who, "db/posts/select", {"where": where, "select": ["title"]})
     return {row["title"] for row in rows}
 
@@ -34,7 +35,7 @@ async def titles(w: World, where: Any, who: str = "alice") -> set[str]:
 # ---- select: operators, ordering, pagination ---------------------------------------------------
 
 
-async def test_every_where_operator(w: World) -> None:
+async def test_every_where_operator(w: Lab) -> None:
     alpha = await post(
         w, title="Alpha", status="open", score=1, price="9.99", published=True, ref=U1,
         due="2024-01-01T10:00:00Z",
@@ -91,7 +92,7 @@ async def test_every_where_operator(w: World) -> None:
         assert await titles(w, where) == expected, where
 
 
-async def test_pagination_and_order(w: World) -> None:
+async def test_pagination_and_order(w: Lab) -> None:
     for name, n in (("C", 2), ("A", 2), ("E", None), ("B", 1), ("D", 1)):
         await w.ok("alice", "db/items/insert", {"data": {"name": name, "n": n}})
 
@@ -110,7 +111,7 @@ async def test_pagination_and_order(w: World) -> None:
     assert await names({"orderBy": {"name": "asc"}, "offset": 10}) == []
 
 
-async def test_limit_defaults_to_the_maximum_and_is_bounded(w: World) -> None:
+async def test_limit_defaults_to_the_maximum_and_is_bounded(w: Lab) -> None:
     values = ", ".join(f"('n{i:03d}', {i})" for i in range(MAX_ROWS + 10))
     await w.exec(f"INSERT INTO items (name, n) VALUES {values};")
     assert len(await w.ok("alice", "db/items/select")) == MAX_ROWS
@@ -151,7 +152,7 @@ FULL = {
 }
 
 
-async def test_values_come_back_as_json(w: World) -> None:
+async def test_values_come_back_as_json(w: Lab) -> None:
     stamps = ["2024-05-01T12:00:00+02:00", "2024-05-02T00:00:00.5Z"]
     row = await post(w, **FULL, stamps=stamps)
     assert ULID.match(row["id"])
@@ -223,7 +224,7 @@ TYPE_ERRORS: list[tuple[str, Any, str]] = [
 ]
 
 
-async def test_wrong_types_are_400_naming_the_column(w: World) -> None:
+async def test_wrong_types_are_400_naming_the_column(w: Lab) -> None:
     mine = await post(w, title="keep")
     for column, value, named in TYPE_ERRORS:
         data = {"author_id": w.ids["alice"], "title": "t", column: value}
@@ -244,7 +245,7 @@ async def test_wrong_types_are_400_naming_the_column(w: World) -> None:
 # ---- ids --------------------------------------------------------------------------------------
 
 
-async def test_every_id_policy(w: World) -> None:
+async def test_every_id_policy(w: Lab) -> None:
     async def insert(table: str, **data: Any) -> Any:
         return (await w.ok("alice", f"db/{table}/insert", {"data": data}))["id"]
 
@@ -285,7 +286,7 @@ async def test_every_id_policy(w: World) -> None:
 # ---- insert, update, delete ---------------------------------------------------------------
 
 
-async def test_insert_shapes(w: World) -> None:
+async def test_insert_shapes(w: Lab) -> None:
     row = await w.ok("alice", "db/k_ulid/insert", {"values": {"label": "via values"}})
     assert row["label"] == "via values"
     empty = await w.ok("alice", "db/k_auto/insert", {"data": {}})
@@ -305,7 +306,7 @@ async def test_insert_shapes(w: World) -> None:
     assert len(await w.rows("SELECT id FROM k_ulid")) == 1
 
 
-async def test_update_and_delete(w: World) -> None:
+async def test_update_and_delete(w: Lab) -> None:
     for status in ("open", "open", "closed"):
         await post(w, status=status)
     params = {"data": {"title": "X"}, "where": {"status": "open"}}
@@ -337,7 +338,7 @@ async def test_update_and_delete(w: World) -> None:
     assert await titles(w, {}) == {"t"}
 
 
-async def test_constraint_violations(w: World) -> None:
+async def test_constraint_violations(w: Lab) -> None:
     user = {"id": "u9", "name": "n", "email": "alice@example.com"}
     assert "email" in await w.fails("admin", "db/users/insert", {"data": user}, 409)
     user = {"id": w.ids["bob"], "name": "n"}
@@ -352,7 +353,7 @@ async def test_constraint_violations(w: World) -> None:
 # ---- expand -----------------------------------------------------------------------------------
 
 
-async def test_expand_is_one_query_per_relation(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_expand_is_one_query_per_relation(w: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
     alice, bob = w.ids["alice"], w.ids["bob"]
     await post(w, title="p1")
     await post(w, title="p2", reviewer_id=alice)
@@ -423,7 +424,7 @@ BAD_SELECT: list[Any] = [
 ]
 
 
-async def test_malformed_select_params_are_400(w: World) -> None:
+async def test_malformed_select_params_are_400(w: Lab) -> None:
     await post(w)
     for params in BAD_SELECT:
         await w.fails("alice", "db/posts/select", params, 400)

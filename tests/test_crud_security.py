@@ -7,30 +7,31 @@ import itertools
 from typing import Any
 
 import pytest
-from crud_world import World, lab_fixture, w_fixture  # noqa: F401  (fixtures)
+
+from support.crud import Lab
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
-async def post(w: World, who: str, **fields: Any) -> dict[str, Any]:
+async def post(w: Lab, who: str, **fields: Any) -> dict[str, Any]:
     data = {"author_id": w.ids[who], "title": "t", **fields}
     row: dict[str, Any] = await w.ok(who, "db/posts/insert", {"data": data})
     return row
 
 
-async def count(w: World, table: str) -> int:
+async def count(w: Lab, table: str) -> int:
     return int((await w.rows(f"SELECT COUNT(*) FROM {table}"))[0][0])
 
 
 # ---- who may call at all -------------------------------------------------------------------
 
 
-async def test_unknown_table_is_404_for_everyone(w: World) -> None:
+async def test_unknown_table_is_404_for_everyone(w: Lab) -> None:
     for who in (None, "alice", "admin"):
         await w.fails(who, "db/nope/select", {"where": {"x": 1}}, 404)
 
 
-async def test_no_matching_rule_is_401_anonymous_403_authenticated(w: World) -> None:
+async def test_no_matching_rule_is_401_anonymous_403_authenticated(w: Lab) -> None:
     for path in ("db/posts/select", "db/posts/insert", "db/users/select", "db/k_ulid/update"):
         await w.fails(None, path, {"where": {"id": "x"}}, 401)
     for who, path in (
@@ -46,7 +47,7 @@ async def test_no_matching_rule_is_401_anonymous_403_authenticated(w: World) -> 
     assert await w.ok(None, "db/items/select") == []
 
 
-async def test_first_rule_whose_roles_match_wins(w: World) -> None:
+async def test_first_rule_whose_roles_match_wins(w: Lab) -> None:
     await w.ok("alice", "db/items/insert", {"data": {"name": "A", "n": 1}})
     assert await w.ok("alice", "db/items/select", {"select": ["name", "n"]}) == [
         {"name": "A", "n": 1}
@@ -61,7 +62,7 @@ async def test_first_rule_whose_roles_match_wins(w: World) -> None:
     await w.fails(None, "db/items/select", {"orderBy": {"n": "asc"}}, 403)
 
 
-async def test_request_gates(w: World) -> None:
+async def test_request_gates(w: Lab) -> None:
     row = await w.ok("alice", "db/gated/insert", {"data": {"kind": "note"}})
     assert set(row) == {"id"}  # her select gate is false: the returned row is the id alone
     row = await w.ok("editor", "db/gated/insert", {"data": {"kind": "note"}})
@@ -74,7 +75,7 @@ async def test_request_gates(w: World) -> None:
     await w.fails(None, "db/gated/select", {}, 401)
 
 
-async def test_pipeline_order(w: World) -> None:
+async def test_pipeline_order(w: Lab) -> None:
     # rule lookup before params: an anonymous caller with nonsense params is told to sign in
     await w.fails(None, "db/posts/select", {"where": {"nope": 1}, "bogus": 2}, 401)
     # params (400) before column permissions (403)
@@ -96,7 +97,7 @@ async def test_pipeline_order(w: World) -> None:
 MARK = "BOB-PRIVATE"
 
 
-async def test_rows_of_another_caller_are_out_of_reach(w: World) -> None:
+async def test_rows_of_another_caller_are_out_of_reach(w: Lab) -> None:
     alice, bob = w.ids["alice"], w.ids["bob"]
     mine = await post(w, "alice", title="mine", reviewer_id=bob, status="open")
     theirs = await post(w, "bob", title=MARK, body=MARK, reviewer_id=alice, status="open")
@@ -148,7 +149,7 @@ async def test_rows_of_another_caller_are_out_of_reach(w: World) -> None:
     assert await count(w, "posts") == 1
 
 
-async def test_row_filter_holds_for_written_values(w: World) -> None:
+async def test_row_filter_holds_for_written_values(w: Lab) -> None:
     alice, bob = w.ids["alice"], w.ids["bob"]
     data = {"author_id": bob, "title": "forged"}
     await w.fails("alice", "db/posts/insert", {"data": data}, 403)
@@ -165,7 +166,7 @@ async def test_row_filter_holds_for_written_values(w: World) -> None:
 # ---- columns ---------------------------------------------------------------------------------
 
 
-async def test_a_forbidden_column_is_never_read_nor_written(w: World) -> None:
+async def test_a_forbidden_column_is_never_read_nor_written(w: Lab) -> None:
     mine = await post(w, "alice", title="mine")
     assert "secret" not in mine  # insert RETURNING follows the select rule
     await w.exec("UPDATE posts SET secret = 'TOP-SECRET'")
@@ -235,7 +236,7 @@ NAME_ATTACKS: list[tuple[str, Any]] = [
 
 
 @pytest.mark.parametrize(("op", "params"), NAME_ATTACKS, ids=range(len(NAME_ATTACKS)))
-async def test_injection_through_names_is_400(w: World, op: str, params: Any) -> None:
+async def test_injection_through_names_is_400(w: Lab, op: str, params: Any) -> None:
     await post(w, "alice", title="x")
     await w.fails("alice", f"db/posts/{op}", params, 400)
     assert await w.rows("SELECT title, secret FROM posts") == [("x", None)]
@@ -253,7 +254,7 @@ NASTY = [
 ]
 
 
-async def test_injection_through_values_is_stored_verbatim(w: World) -> None:
+async def test_injection_through_values_is_stored_verbatim(w: Lab) -> None:
     for text in NASTY:
         row = await post(w, "alice", title=text, body=text, status=text, meta={text: [text]})
         assert (row["title"], row["body"], row["meta"]) == (text, text, {text: [text]})

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,88 +19,47 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from conftest import ADMIN_TOKEN, Bridge
 from sqlalchemy import select, update
 
 from bridge import logs
-from bridge.app import create_app
 from bridge.logs import REQUEST_FIELDS, make_handler
 from tenancy.audit import Actor
 from tenancy.control import secrets as control_secrets
 from tenancy.keyring import Keyring
 from tenancy.registry.models import ApiKey, DataKey, Env, ProjectHost, Secret
-from tenancy.releases.compile.compiler import load_project_dir
-from tenancy.settings import load_settings
 from tenancy.vault import VaultError
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = load_project_dir(ROOT / "examples" / "demo")
+from support.bridge import ADMIN_TOKEN, Bridge, running_bridge
+from support.world import World, demo_files, host, seed_postgresql, seeded_sqlite
+
+DEMO = demo_files()
 STATS = {"path": "logics/public/stats"}
 A = "/admin/v1"
 
 
-def host(project: str) -> dict[str, str]:
-    return {"Host": f"{project}.api.example.com"}
-
-
-@asynccontextmanager
-async def bridge_on(
+def bridge_on(
     data_dir: Path, keys: str, registry_url: str | None = None
-) -> AsyncIterator[Bridge]:
+) -> AbstractAsyncContextManager[Bridge]:
     """An app with the given keyring on a shared registry and `file://` KV (one per data dir)."""
-    settings = load_settings(
-        data_dir=data_dir,
-        registry_url=registry_url or f"sqlite+aiosqlite:///{data_dir}/registry.db",
-        kv_url=f"file://{data_dir}/kv",
-        host_suffix="api.example.com",
-    )
-    app = create_app(settings, Keyring.parse(keys), [ADMIN_TOKEN], migrate=True)
-    async with app.lifespan():
-        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://api.example.com") as c:
-            yield Bridge(c, app, settings, data_dir)
-
-
-async def ok(b: Bridge, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
-    r = await b.client.request(method, A + path, headers=b.admin(), **kwargs)
-    assert r.status_code == status, r.text
-    return r.json() if r.content else None
+    return running_bridge(data_dir, registry_url, kv_url=f"file://{data_dir}/kv", master_keys=keys)
 
 
 @pytest.fixture
 async def pg_tenant(pg_url: str) -> str:
     """The demo schema and rows in a fresh PostgreSQL database."""
-    conn = await asyncpg.connect(pg_url)
-    try:
-        await conn.execute((ROOT / "examples" / "demo" / "seed" / "postgresql.sql").read_text())
-    finally:
-        await conn.close()
-    return pg_url
-
-
-def sqlite_tenant(path: Path) -> str:
-    con = sqlite3.connect(path)
-    con.executescript((ROOT / "examples" / "demo" / "seed" / "sqlite.sql").read_text())
-    con.close()
-    return f"sqlite:///{path}"
+    return await seed_postgresql(pg_url)
 
 
 async def make_tenant(b: Bridge, project: str, url: str, secret: str) -> dict[str, str]:
     """A project with connection `main`, secret STRIPE_KEY, the demo published, one API key."""
-    await ok(b, "POST", "/projects", 201, json={"id": project})
-    await ok(b, "PUT", f"/projects/{project}/envs/prod/connections/main", json={"url": url})
-    await ok(b, "PUT", f"/projects/{project}/envs/prod/secrets/STRIPE_KEY", json={"value": secret})
-    published = await ok(
-        b, "POST", f"/projects/{project}/envs/prod/releases", 201, json={"files": DEMO}
-    )
-    key = await ok(
-        b,
-        "POST",
-        f"/projects/{project}/envs/prod/api-keys",
-        201,
-        json={"name": "ci", "roles": ["admin"]},
-    )
-    return {"release": published["release"], "apiKey": key["apiKey"], "keyId": key["keyId"]}
+    world = World(b)
+    await world.project(project)
+    await world.connect(project, "prod", url)
+    path = f"/projects/{project}/envs/prod/secrets/STRIPE_KEY"
+    await b.admin("PUT", path, 200, json={"value": secret})
+    release = await world.publish(project, "prod", DEMO)
+    key = await world.api_key(project, "prod", "ci", ["admin"])
+    return {"release": release, "apiKey": key, "keyId": world.key_ids["ci"]}
 
 
 async def stats(b: Bridge, project: str, **headers: str) -> httpx.Response:
@@ -150,26 +108,29 @@ async def test_master_key_rotation_and_rewrap(
 ) -> None:
     old, new, newest = (Keyring.generate_entry(k) for k in ("old", "new", "k3"))
     values = {"shop": "sk-shop-" + uuid.uuid4().hex, "blog": "sk-blog-" + uuid.uuid4().hex}
-    urls = {"shop": pg_tenant, "blog": sqlite_tenant(tmp_path / "blog.db")}
+    urls = {"shop": pg_tenant, "blog": seeded_sqlite(tmp_path / "blog.db")}
 
     async with bridge_on(tmp_path, old, registry_url) as b:
         keys = {p: await make_tenant(b, p, urls[p], values[p]) for p in ("shop", "blog")}
         for p in keys:
             await assert_serves(b, p)
-        assert await ok(b, "GET", "/keys/status") == {"activeKid": "old", "byKid": {"old": 2}}
+        assert await b.admin_json("GET", "/keys/status") == {
+            "activeKid": "old",
+            "byKid": {"old": 2},
+        }
 
     # The new key goes first; the old one still unwraps until every data key is re-wrapped.
     async with bridge_on(tmp_path, f"{new},{old}", registry_url) as b:
-        assert await ok(b, "GET", "/keys/status") == {
+        assert await b.admin_json("GET", "/keys/status") == {
             "activeKid": "new",
             "byKid": {"new": 0, "old": 2},
         }
         for p in keys:
             await assert_serves(b, p)
         before = {p: await rows(b, p) for p in keys}
-        rewrapped = await ok(b, "POST", "/keys/rewrap")
+        rewrapped = await b.admin_json("POST", "/keys/rewrap")
         assert rewrapped == {"rewrapped": 2, "byKid": {"new": 2, "old": 0}}
-        assert await ok(b, "GET", "/keys/status") == {
+        assert await b.admin_json("GET", "/keys/status") == {
             "activeKid": "new",
             "byKid": {"new": 2, "old": 0},
         }
@@ -178,11 +139,11 @@ async def test_master_key_rotation_and_rewrap(
         for p in keys:
             assert await secret_value(b, p, "STRIPE_KEY") == values[p]
             await assert_serves(b, p)
-        assert await ok(b, "POST", "/keys/rewrap") == {
+        assert await b.admin_json("POST", "/keys/rewrap") == {
             "rewrapped": 0,
             "byKid": {"new": 2, "old": 0},
         }
-        audit = await ok(b, "GET", "/audit", params={"action": "keys.rewrap"})
+        audit = await b.admin_json("GET", "/audit", params={"action": "keys.rewrap"})
         assert [i["detail"] for i in audit["items"]] == [{"rewrapped": 0}, {"rewrapped": 2}]
 
     # The old key can now be removed.
@@ -200,18 +161,17 @@ async def test_master_key_rotation_and_rewrap(
             assert r.status_code == 503, r.text
             with pytest.raises(VaultError):
                 await secret_value(b, p, "STRIPE_KEY")
-        audit_before = await ok(b, "GET", "/audit")
+        audit_before = await b.admin_json("GET", "/audit")
         for method, path, body in (
             ("POST", "/keys/rewrap", None),
             ("POST", "/projects/shop/rotate-dek", None),
             ("PUT", "/projects/shop/envs/prod/secrets/OTHER", {"value": "v"}),
             ("PUT", "/projects/shop/envs/prod/connections/main", {"url": urls["shop"]}),
         ):
-            r = await b.client.request(method, A + path, headers=b.admin(), json=body)
-            assert r.status_code == 503, r.text
+            r = await b.admin(method, path, 503, json=body)
             assert "unknown kid 'new'" in r.json()["error"]["message"]
-        assert await ok(b, "GET", "/audit") == audit_before
-        assert (await ok(b, "GET", "/keys/status"))["byKid"] == {"old": 0, "new": 2}
+        assert await b.admin_json("GET", "/audit") == audit_before
+        assert (await b.admin_json("GET", "/keys/status"))["byKid"] == {"old": 0, "new": 2}
 
     # The same rotation through the core (what `stk-bridge keys rewrap` runs).
     async with bridge_on(tmp_path, f"{newest},{new}", registry_url) as b:
@@ -219,7 +179,7 @@ async def test_master_key_rotation_and_rewrap(
         answer = await control_secrets.rewrap(b.rt, actor)
         assert answer == {"rewrapped": 2, "byKid": {"k3": 2, "new": 0}}
         assert (await control_secrets.key_status(b.rt))["activeKid"] == "k3"
-        audit = await ok(b, "GET", "/audit", params={"action": "keys.rewrap", "limit": 1})
+        audit = await b.admin_json("GET", "/audit", params={"action": "keys.rewrap", "limit": 1})
         assert audit["items"][0]["actor"] == "admin:cli"
 
     async with bridge_on(tmp_path, newest, registry_url) as b:
@@ -239,8 +199,10 @@ async def test_rotate_dek_reencrypts_every_value(pg_tenant: str, tmp_path: Path)
     keys = Keyring.generate_entry("k1")
     async with bridge_on(tmp_path, keys) as b:
         await make_tenant(b, "shop", pg_tenant, value)
-        await make_tenant(b, "blog", sqlite_tenant(tmp_path / "blog.db"), value)
-        await ok(b, "PUT", "/projects/shop/envs/prod/secrets/MAIL", json={"value": "m-" + value})
+        await make_tenant(b, "blog", seeded_sqlite(tmp_path / "blog.db"), value)
+        await b.admin_json(
+            "PUT", "/projects/shop/envs/prod/secrets/MAIL", json={"value": "m-" + value}
+        )
         await assert_serves(b, "shop")
         before = await rows(b, "shop")
         blog_before = await rows(b, "blog")
@@ -248,7 +210,7 @@ async def test_rotate_dek_reencrypts_every_value(pg_tenant: str, tmp_path: Path)
             key_before = await session.get(DataKey, "shop")
             assert key_before is not None
 
-        assert await ok(b, "POST", "/projects/shop/rotate-dek") == {"secrets": 3}
+        assert await b.admin_json("POST", "/projects/shop/rotate-dek") == {"secrets": 3}
 
         after = await rows(b, "shop")
         assert after.keys() == before.keys()
@@ -262,7 +224,7 @@ async def test_rotate_dek_reencrypts_every_value(pg_tenant: str, tmp_path: Path)
         assert await secret_value(b, "shop", "STRIPE_KEY") == value
         assert await secret_value(b, "shop", "MAIL") == "m-" + value
         await assert_serves(b, "shop")
-        audit = await ok(b, "GET", "/audit", params={"action": "dek.rotate"})
+        audit = await b.admin_json("GET", "/audit", params={"action": "dek.rotate"})
         assert [(i["project"], i["detail"]) for i in audit["items"]] == [("shop", {"secrets": 3})]
 
         # The old ciphertexts were really re-encrypted under a new key, not just re-sealed.
@@ -327,10 +289,14 @@ async def test_moved_ciphertext_does_not_decrypt(
 ) -> None:
     async with bridge_on(tmp_path, Keyring.generate_entry("k1")) as b:
         await make_tenant(b, "shop", pg_tenant, "shop-secret")
-        await make_tenant(b, "blog", sqlite_tenant(tmp_path / "blog.db"), "blog-secret")
-        await ok(b, "POST", "/projects/shop/envs", 201, json={"id": "dev"})
-        await ok(b, "PUT", "/projects/shop/envs/dev/connections/main", json={"url": pg_tenant})
-        await ok(b, "PUT", "/projects/shop/envs/prod/connections/replica", json={"url": pg_tenant})
+        await make_tenant(b, "blog", seeded_sqlite(tmp_path / "blog.db"), "blog-secret")
+        await b.admin_json("POST", "/projects/shop/envs", 201, json={"id": "dev"})
+        await b.admin_json(
+            "PUT", "/projects/shop/envs/dev/connections/main", json={"url": pg_tenant}
+        )
+        await b.admin_json(
+            "PUT", "/projects/shop/envs/prod/connections/replica", json={"url": pg_tenant}
+        )
         shop = await rows(b, "shop")
         blog = await rows(b, "blog")
         # blog's row now holds shop's sealed URL (same alias), before blog ever served a call.
@@ -400,8 +366,8 @@ async def tenant_backends(pg_url: str) -> int:
 async def test_project_delete_crypto_shreds(pg_tenant: str, tmp_path: Path) -> None:
     async with bridge_on(tmp_path, Keyring.generate_entry("k1")) as b:
         shop = await make_tenant(b, "shop", pg_tenant, "shop-secret")
-        await ok(b, "PATCH", "/projects/shop", json={"hosts": ["shop.example.org"]})
-        await make_tenant(b, "blog", sqlite_tenant(tmp_path / "blog.db"), "blog-secret")
+        await b.admin_json("PATCH", "/projects/shop", json={"hosts": ["shop.example.org"]})
+        await make_tenant(b, "blog", seeded_sqlite(tmp_path / "blog.db"), "blog-secret")
         keyed = {"X-Santokit-Api-Key": shop["apiKey"]}
         r = await stats(b, "shop", **keyed)
         assert r.status_code == 200
@@ -410,7 +376,7 @@ async def test_project_delete_crypto_shreds(pg_tenant: str, tmp_path: Path) -> N
         assert await b.rt.kv.get("manifest:shop") is not None
         assert await b.rt.kv.keys("bundle:shop:")
 
-        await ok(b, "DELETE", "/projects/shop", 204)
+        await b.admin_json("DELETE", "/projects/shop", 204)
 
         async with b.rt.sessions() as session:
             for model, column in (
@@ -434,14 +400,18 @@ async def test_project_delete_crypto_shreds(pg_tenant: str, tmp_path: Path) -> N
         assert (await stats(b, "shop", **keyed)).status_code == 401
         assert (await stats(b, "shop")).status_code == 404
         r = await b.client.post("/call", json=STATS, headers={"Host": "shop.example.org"})
-        assert r.status_code in (400, 404)
+        # Its custom host is no longer anyone's: an unknown host names no project (400, not 404).
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "BAD_REQUEST"
+        assert r.json()["error"]["message"] == "Project could not be resolved"
+        assert r.json()["error"]["requestId"] == r.headers["x-request-id"]
         await assert_serves(b, "blog")
-        audit = await ok(b, "GET", "/audit", params={"project": "shop"})
+        audit = await b.admin_json("GET", "/audit", params={"project": "shop"})
         assert audit["items"][0]["action"] == "project.delete"
         assert audit["items"][-1]["action"] == "project.create"  # history outlives the project
 
         # A new project of the same id gets a new data key: the old ciphertexts stay sealed.
-        await ok(b, "POST", "/projects", 201, json={"id": "shop"})
+        await b.admin_json("POST", "/projects", 201, json={"id": "shop"})
         async with b.rt.transaction() as session:
             for (env, kind, name), ciphertext in old_rows.items():
                 session.add(
@@ -460,7 +430,7 @@ async def test_project_delete_crypto_shreds(pg_tenant: str, tmp_path: Path) -> N
             ).all():
                 with pytest.raises(VaultError):
                     await b.rt.vault.open(session, row)
-        await ok(b, "POST", "/projects/shop/envs/prod/releases", 201, json={"files": DEMO})
+        await b.admin_json("POST", "/projects/shop/envs/prod/releases", 201, json={"files": DEMO})
         r = await stats(b, "shop")
         assert r.status_code == 503, r.text
         assert (await stats(b, "shop", **keyed)).status_code == 401
@@ -495,9 +465,9 @@ async def test_no_secret_reaches_logs_or_admin_answers(
     with production_logging(caplog) as stream:
         async with bridge_on(tmp_path, keys) as b:
 
-            async def admin(method: str, path: str, status: int, **kwargs: Any) -> Any:
-                r = await b.client.request(method, A + path, headers=b.admin(), **kwargs)
-                assert r.status_code == status, r.text
+            async def kept(method: str, path: str, status: int, **kwargs: Any) -> Any:
+                """`b.admin`, keeping every answer body (none may carry a secret)."""
+                r = await b.admin(method, path, status, **kwargs)
                 if "apiKey" not in r.text:
                     admin_bodies.append(r.text)
                 return r.json() if r.content else None
@@ -508,31 +478,29 @@ async def test_no_secret_reaches_logs_or_admin_answers(
                 assert r.status_code == status, r.text
                 call_ids[r.headers["x-request-id"]] = (status, auth)
 
-            await admin(
-                "POST", "/projects", 201, json={"id": "shop", "hosts": ["shop.example.org"]}
-            )
-            await admin("PUT", "/projects/shop/envs/prod/connections/main", 200, json={"url": url})
-            await admin(
+            await kept("POST", "/projects", 201, json={"id": "shop", "hosts": ["shop.example.org"]})
+            await kept("PUT", "/projects/shop/envs/prod/connections/main", 200, json={"url": url})
+            await kept(
                 "PUT",
                 "/projects/shop/envs/prod/connections/replica",
                 400,
                 json={"url": url.replace(where.split("/")[0], "127.0.0.1:1")},
             )
-            await admin(
+            await kept(
                 "PUT", "/projects/shop/envs/prod/secrets/STRIPE_KEY", 200, json={"value": stripe}
             )
-            await admin(
+            await kept(
                 "PUT", "/projects/shop/envs/prod/secrets/MAIL_PASSWORD", 200, json={"value": mail}
             )
-            published = await admin(
+            published = await kept(
                 "POST", "/projects/shop/envs/prod/releases", 201, json={"files": DEMO}
             )
-            r = await b.client.post(
-                A + "/projects/shop/envs/prod/api-keys",
-                headers=b.admin(),
+            r = await b.admin(
+                "POST",
+                "/projects/shop/envs/prod/api-keys",
+                201,
                 json={"name": "ci", "roles": ["admin"]},
             )
-            assert r.status_code == 201
             created = r.json()
             api_key = created["apiKey"]
             assert set(r.json()) == {"keyId", "apiKey", "name", "roles", "createdAt"}
@@ -551,15 +519,16 @@ async def test_no_secret_reaches_logs_or_admin_answers(
                 "logics/notes/pin", 200, "api_key", headers=keyed, params={"note_id": param_marker}
             )
             # The same on a SQLite tenant (its driver logs every statement at DEBUG).
-            await admin("POST", "/projects", 201, json={"id": "blog"})
-            blog_url = sqlite_tenant(tmp_path / "blog.db")
-            await admin(
+            await kept("POST", "/projects", 201, json={"id": "blog"})
+            blog_url = seeded_sqlite(tmp_path / "blog.db")
+            await kept(
                 "PUT", "/projects/blog/envs/prod/connections/main", 200, json={"url": blog_url}
             )
-            await admin("POST", "/projects/blog/envs/prod/releases", 201, json={"files": DEMO})
-            r = await b.client.post(
-                A + "/projects/blog/envs/prod/api-keys",
-                headers=b.admin(),
+            await kept("POST", "/projects/blog/envs/prod/releases", 201, json={"files": DEMO})
+            r = await b.admin(
+                "POST",
+                "/projects/blog/envs/prod/api-keys",
+                201,
                 json={"name": "ci", "roles": ["admin"]},
             )
             blog_key = r.json()["apiKey"]
@@ -577,23 +546,23 @@ async def test_no_secret_reaches_logs_or_admin_answers(
             )
             assert r.status_code == 401 and wrong_token not in r.text
 
-            await admin("POST", "/projects/shop/rotate-dek", 200)
+            await kept("POST", "/projects/shop/rotate-dek", 200)
             await call("logics/public/stats", 200, "anonymous")
-            await admin("POST", "/keys/rewrap", 200)
-            await admin("GET", "/keys/status", 200)
-            await admin("GET", "/projects/shop", 200)
-            await admin("GET", "/projects/shop/status", 200)
-            await admin("GET", "/projects/shop/envs/prod/connections", 200)
-            await admin("GET", "/projects/shop/envs/prod/secrets", 200)
-            await admin("GET", "/projects/shop/envs/prod/api-keys", 200)
-            await admin("GET", "/projects/shop/envs/prod/releases", 200)
-            await admin("GET", "/projects/shop/envs/prod/releases/current", 200)
-            await admin("GET", "/audit", 200)
-            await admin("DELETE", f"/projects/shop/envs/prod/api-keys/{created['keyId']}", 204)
+            await kept("POST", "/keys/rewrap", 200)
+            await kept("GET", "/keys/status", 200)
+            await kept("GET", "/projects/shop", 200)
+            await kept("GET", "/projects/shop/status", 200)
+            await kept("GET", "/projects/shop/envs/prod/connections", 200)
+            await kept("GET", "/projects/shop/envs/prod/secrets", 200)
+            await kept("GET", "/projects/shop/envs/prod/api-keys", 200)
+            await kept("GET", "/projects/shop/envs/prod/releases", 200)
+            await kept("GET", "/projects/shop/envs/prod/releases/current", 200)
+            await kept("GET", "/audit", 200)
+            await kept("DELETE", f"/projects/shop/envs/prod/api-keys/{created['keyId']}", 204)
             await call("logics/public/stats", 401, "", headers=keyed)
 
             # A tenant database that refuses us: the stored URL carries the password.
-            await admin(
+            await kept(
                 "PUT",
                 "/projects/shop/envs/prod/connections/main",
                 200,
@@ -601,7 +570,7 @@ async def test_no_secret_reaches_logs_or_admin_answers(
                 json={"url": url.replace(where.split("/")[0], "127.0.0.1:1")},
             )
             await call("logics/public/stats", 503, "anonymous")
-            status = await admin("GET", "/projects/shop/status", 200)
+            status = await kept("GET", "/projects/shop/status", 200)
             assert status["envs"]["prod"]["lastError"]
 
     async with bridge_on(tmp_path, keys) as b:

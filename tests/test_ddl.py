@@ -18,12 +18,15 @@ from typing import Any
 
 import asyncpg
 import pytest
-from conftest import pg_database, running_bridge
 
 from tenancy.errors import Conflict
 from tenancy.releases.apply.ddl import sync_schema
 from tenancy.releases.compile.compiler import compile_release, load_project_dir
 from tenancy.releases.model import Release, Table
+
+from support.bridge import running_bridge
+from support.services import pg_database
+from support.world import World
 
 DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
 
@@ -510,22 +513,20 @@ async def test_concurrent_applies_create_once(db: Db) -> None:
 async def test_publish_with_apply_schema_through_the_admin_api(db: Db, tmp_path: Path) -> None:
     (tmp_path / "bridge").mkdir()
     async with running_bridge(tmp_path / "bridge") as bridge:
-        c, admin = bridge.client, bridge.admin()
-        base = "/admin/v1/projects/shop/envs/prod"
-        r = await c.post("/admin/v1/projects", json={"id": "shop", "envs": ["prod"]}, headers=admin)
-        assert r.status_code == 201, r.text
-        r = await c.put(f"{base}/connections/main", json={"url": db.url}, headers=admin)
-        assert r.status_code == 200, r.text
+        base = "/projects/shop/envs/prod"
+        world = World(bridge)
+        await world.project("shop", envs=["prod"])
+        await world.connect("shop", "prod", db.url)
 
         async def publish(schema: str, **flags: bool) -> Any:
             files = {"schema/app.yaml": schema}
-            return await c.post(f"{base}/releases", json={"files": files, **flags}, headers=admin)
+            return await bridge.admin("POST", f"{base}/releases", json={"files": files, **flags})
 
         r = await publish(V1, applySchema=True, dryRun=True)
         assert r.status_code == 201, r.text
         assert r.json()["dryRun"] is True and r.json()["ddl"][0].startswith('CREATE TABLE "users"')
         assert await db.tables() == set()
-        assert (await c.get(f"{base}/releases/current", headers=admin)).status_code == 404
+        assert (await bridge.admin("GET", f"{base}/releases/current")).status_code == 404
 
         r = await publish(V1)  # without applySchema the database is not looked at
         assert r.status_code == 201 and r.json()["ddl"] == []
@@ -545,7 +546,7 @@ async def test_publish_with_apply_schema_through_the_admin_api(db: Db, tmp_path:
         assert error["code"] == "CONFLICT"
         assert [(d["table"], d["column"]) for d in error["details"]] == [("users", "age")]
         assert await db.columns("users") == ["id", "email", "age"]
-        current = (await c.get(f"{base}/releases/current", headers=admin)).json()
+        current = (await bridge.admin("GET", f"{base}/releases/current")).json()
         assert "nick" not in json.dumps(current["compiled"]["tables"])
 
         # A statement failing at apply time publishes nothing either.
@@ -553,5 +554,5 @@ async def test_publish_with_apply_schema_through_the_admin_api(db: Db, tmp_path:
         v3 = V1.replace("nullable: false}", "nullable: false, unique: true}")
         r = await publish(v3, applySchema=True)
         assert r.status_code == 409, r.text
-        history = (await c.get(f"{base}/releases", headers=admin)).json()["items"]
+        history = (await bridge.admin("GET", f"{base}/releases")).json()["items"]
         assert len(history) == 1

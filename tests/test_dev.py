@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from processes import Server, free_port, start, stk_env, stop, wait_ready
+import pytest
+
+from support.processes import Server, free_port, start, stk_env, stop, wait_ready
+
+pytestmark = pytest.mark.slow  # a real `stk-bridge dev` process
 
 
 @dataclass

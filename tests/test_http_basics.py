@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 
-from conftest import running_bridge
-from tenant_setup import demo_tenant
+from support.bridge import running_bridge
+from support.world import World
 
 HOST = {"Host": "shop.api.example.com"}
 
@@ -40,7 +40,7 @@ async def test_readyz_reports_an_unreachable_registry(bridge):
 async def test_readyz_for_a_tenant(bridge):
     unknown = await bridge.client.get("/readyz", params={"project": "nope-nope"})
     assert unknown.status_code == 503 and unknown.json() == {"ok": False}
-    await demo_tenant(bridge, "shop")
+    await World(bridge).demo("shop")
     ready = await bridge.client.get("/readyz", params={"project": "shop", "env": "prod"})
     assert ready.status_code == 200 and ready.json() == {"ok": True}
     (bridge.data_dir / "shop.db").unlink()
@@ -71,7 +71,7 @@ async def test_unknown_route_and_method_use_the_envelope(bridge):
 
 
 async def test_metrics_count_requests_by_route_kind(bridge):
-    key = await demo_tenant(bridge, "shop")
+    key = await World(bridge).demo("shop")
     for _ in range(3):
         response = await bridge.client.post(
             "/call",
@@ -86,11 +86,8 @@ async def test_metrics_count_requests_by_route_kind(bridge):
 
 
 async def test_tenant_concurrency_limit_sheds_with_503(bridge, caplog):
-    key = await demo_tenant(bridge, "shop")
-    patch = await bridge.client.patch(
-        "/admin/v1/projects/shop", json={"limits": {"maxConcurrency": 1}}, headers=bridge.admin()
-    )
-    assert patch.status_code == 200
+    key = await World(bridge).demo("shop")
+    await bridge.admin("PATCH", "/projects/shop", 200, json={"limits": {"maxConcurrency": 1}})
     record = await bridge.rt.directory.project("shop")
     from tenancy.principal import Tenant
 
@@ -116,7 +113,7 @@ async def test_tenant_concurrency_limit_sheds_with_503(bridge, caplog):
 
 async def test_metrics_tenant_label_is_opt_in(tmp_path):
     async with running_bridge(tmp_path, metrics_tenant_label=True) as bridge:
-        key = await demo_tenant(bridge, "shop")
+        key = await World(bridge).demo("shop")
         response = await bridge.client.post(
             "/call",
             json={"path": "logics/public/stats"},

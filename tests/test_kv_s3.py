@@ -9,13 +9,14 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from support_s3 import ObjectStore
 
 from tenancy.errors import ServiceUnavailable
 from tenancy.kv import KVStore, open_kv
 from tenancy.kv.s3 import S3KV, parse_s3_url
 from tenancy.settings import load_settings
 from tenancy.storage.credentials import StoreCredentials
+
+from support.s3 import ObjectStore
 
 
 def test_url_parts() -> None:
@@ -79,7 +80,7 @@ async def test_wrong_secret_and_foreign_bucket_are_unavailable(
 
 
 async def test_unreachable_store_is_unavailable() -> None:
-    from processes import free_port
+    from support.processes import free_port
 
     bucket, prefix, region, endpoint = parse_s3_url(
         f"s3://stk-kv/p?endpoint=http://127.0.0.1:{free_port()}"

@@ -12,7 +12,8 @@ from typing import Any
 import botocore.exceptions
 import httpx
 import pytest
-from support_s3 import ObjectStore
+
+from support.s3 import ObjectStore
 
 
 def _put_url(store: ObjectStore, who: str, key: str, body: bytes, ctype: str, expires: int) -> str:

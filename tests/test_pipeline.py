@@ -10,16 +10,18 @@ from typing import Any
 
 import httpx
 import pytest
-from auth_setup import auth_world, bearer, host
-from conftest import Bridge, running_bridge
 
 import tenancy.calls
 from bridge import metrics
 from tenancy.resolution import Located, locate
 
+from support.auth import auth_world
+from support.bridge import Bridge, running_bridge
+from support.world import World, bearer, host
+
 HOST = {"Host": "shop.api.example.com"}
 CLOCK = "---\nauth: public\n---\nSELECT '10:00:00+02'::timetz AS t"
-APP = "https://app.alpha.test"  # the origin alpha's prod release allows (`auth_setup.py`)
+APP = "https://app.alpha.test"  # the origin alpha's prod release allows (`support/auth.py`)
 
 
 def unhandled(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -40,14 +42,9 @@ async def test_an_unexpected_error_on_call_is_one_envelope_and_one_log(
 ) -> None:
     """A real one: orjson cannot encode PostgreSQL `timetz` (`tenancy/encode.py`)."""
     async with running_bridge(tmp_path) as b:
-        admin, base = b.admin(), "/admin/v1/projects/shop/envs/prod"
-        made = await b.client.post("/admin/v1/projects", json={"id": "shop"}, headers=admin)
-        assert made.is_success, made.text
-        put = await b.client.put(f"{base}/connections/main", json={"url": pg_url}, headers=admin)
-        assert put.is_success, put.text
-        files = {"logics/clock.sql": CLOCK}
-        published = await b.client.post(f"{base}/releases", json={"files": files}, headers=admin)
-        assert published.is_success, published.text
+        world = World(b)
+        await world.project("shop")
+        await world.tenant("shop", "prod", pg_url, {"logics/clock.sql": CLOCK})
         caplog.clear()
         with caplog.at_level(logging.INFO):
             r = await b.client.post("/call", json={"path": "logics/clock"}, headers=HOST)

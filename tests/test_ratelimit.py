@@ -4,33 +4,26 @@ tenant, never across tenants, shared by replicas through Redis, and covering /au
 from __future__ import annotations
 
 import pytest
-from conftest import running_bridge
-from tenant_setup import demo_tenant
 
 from tenancy.errors import TooManyRequests
 from tenancy.keyring import Keyring
 from tenancy.limits import RateLimiter
 from tenancy.principal import Tenant
 
+from support.bridge import running_bridge
+from support.world import World, host
+
 CALL = {"path": "logics/public/stats"}
 
 
-def host(project: str) -> dict[str, str]:
-    return {"Host": f"{project}.api.example.com"}
-
-
 async def limit(bridge, project: str, per_minute: int) -> None:
-    response = await bridge.client.patch(
-        f"/admin/v1/projects/{project}",
-        json={"limits": {"requestsPerMinute": per_minute}},
-        headers=bridge.admin(),
-    )
-    assert response.status_code == 200, response.text
+    limits = {"limits": {"requestsPerMinute": per_minute}}
+    await bridge.admin("PATCH", f"/projects/{project}", 200, json=limits)
 
 
 async def test_a_tenant_over_its_limit_gets_429_and_others_do_not(bridge) -> None:
-    await demo_tenant(bridge, "shop")
-    await demo_tenant(bridge, "other")
+    await World(bridge).demo("shop")
+    await World(bridge).demo("other")
     await limit(bridge, "shop", 3)
     for _ in range(3):
         assert (await bridge.client.post("/call", json=CALL, headers=host("shop"))).is_success
@@ -45,7 +38,7 @@ async def test_a_tenant_over_its_limit_gets_429_and_others_do_not(bridge) -> Non
 
 
 async def test_auth_endpoints_share_the_budget(bridge) -> None:
-    await demo_tenant(bridge, "shop")
+    await World(bridge).demo("shop")
     await limit(bridge, "shop", 2)
     login = {"email": "nobody@example.com", "password": "wrong-password"}
     statuses = [
@@ -68,7 +61,7 @@ async def test_replicas_share_the_count_through_redis(tmp_path, redis_url) -> No
         running_bridge(tmp_path, **shared) as first,
         running_bridge(tmp_path, **shared) as second,
     ):
-        await demo_tenant(first, "shop")
+        await World(first).demo("shop")
         await limit(first, "shop", 4)
         for bridge in (first, second, first, second):
             response = await bridge.client.post("/call", json=CALL, headers=host("shop"))

@@ -253,6 +253,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
 """
 
 
+@pytest.mark.slow  # real Python processes
 async def test_file_cas_across_processes_loses_none(tmp_path: Path) -> None:
     url = f"file://{tmp_path}/kv"
     workers, each = 3, 5

@@ -12,13 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-from conftest import pg_database
-from processes import (
-    ADMIN_TOKEN,
-    EXAMPLE,
+
+from support.bridge import ADMIN_TOKEN
+from support.processes import (
     Server,
     free_port,
     master_keys,
@@ -28,12 +26,13 @@ from processes import (
     stop,
     wait_ready,
 )
+from support.services import asyncpg_url, pg_database
+from support.world import demo_files, seed_postgresql
 
-from tenancy.releases.compile.compiler import load_project_dir
+pytestmark = pytest.mark.slow  # real stk-bridge processes
 
 PROJECT = "shop"
 HOST = {"Host": f"{PROJECT}.api.localhost"}
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PROPAGATION_S = 1.0
 
 
@@ -41,18 +40,13 @@ PROPAGATION_S = 1.0
 async def tenant_db() -> AsyncIterator[str]:
     """The tenant's own PostgreSQL database, seeded with the demo rows."""
     async with pg_database() as url:
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute((EXAMPLE / "seed" / "postgresql.sql").read_text())
-        finally:
-            await conn.close()
-        yield url
+        yield await seed_postgresql(url)
 
 
 @pytest.fixture
 def replicas(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
     env = stk_env(
-        registry_url=pg_url.replace("postgresql://", "postgresql+asyncpg://", 1),
+        registry_url=asyncpg_url(pg_url),
         kv_url=redis_url,
         master_keys=master_keys(),
         admin_tokens=ADMIN_TOKEN,
@@ -70,32 +64,26 @@ def replicas(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[Serv
             stop(server)
 
 
-def admin(server: Server, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    url = f"{server.base}/admin/v1/projects{path}"
-    return httpx.request(method, url, headers=ADMIN, timeout=30, **kwargs)
-
-
 def call(server: Server, path: str, key: str | None = None, **params: Any) -> httpx.Response:
     headers = dict(HOST) | ({"X-Santokit-Api-Key": key} if key else {})
     body = {"path": path, "params": params}
     return httpx.post(f"{server.base}/call", json=body, headers=headers, timeout=10)
 
 
-def demo_files(**extra_logics: str) -> dict[str, str]:
-    files = load_project_dir(EXAMPLE)
-    for name, sql in extra_logics.items():
-        files[f"logics/{name}.sql"] = f"---\nauth: public\n---\n{sql}\n"
-    return files
-
-
 def register(server: Server, tenant_url: str) -> str:
     """Project + connection + API key + the demo release; answers the API key."""
-    assert admin(server, "POST", "", json={"id": PROJECT, "envs": ["prod"]}).status_code == 201
-    put = admin(server, "PUT", "/shop/envs/prod/connections/main", json={"url": tenant_url})
+    assert (
+        server.admin("POST", "/projects", json={"id": PROJECT, "envs": ["prod"]}).status_code == 201
+    )
+    put = server.admin("PUT", "/projects/shop/envs/prod/connections/main", json={"url": tenant_url})
     assert put.status_code == 200, put.text
-    key = admin(server, "POST", "/shop/envs/prod/api-keys", json={"name": "ci", "roles": ["admin"]})
+    key = server.admin(
+        "POST", "/projects/shop/envs/prod/api-keys", json={"name": "ci", "roles": ["admin"]}
+    )
     assert key.status_code == 201, key.text
-    published = admin(server, "POST", "/shop/envs/prod/releases", json={"files": demo_files()})
+    published = server.admin(
+        "POST", "/projects/shop/envs/prod/releases", json={"files": demo_files()}
+    )
     assert published.status_code == 201, published.text
     api_key: str = key.json()["apiKey"]
     return api_key
@@ -118,7 +106,10 @@ def test_admin_changes_on_one_replica_reach_the_other_within_a_second(
 
     # A new release published on 1 is served by 2 within a second.
     files = demo_files(version="SELECT 'v2' AS version")
-    assert admin(one, "POST", "/shop/envs/prod/releases", json={"files": files}).status_code == 201
+    assert (
+        one.admin("POST", "/projects/shop/envs/prod/releases", json={"files": files}).status_code
+        == 201
+    )
     answer, took = poll(lambda: (r := call(two, "logics/version")).status_code == 200 and r, 3)
     assert answer.json() == {"data": [{"version": "v2"}]}
     assert took < PROPAGATION_S, f"release reached replica 2 after {took:.2f}s"
@@ -126,14 +117,14 @@ def test_admin_changes_on_one_replica_reach_the_other_within_a_second(
     # A key revoked on 1 is refused by 2 within a second.
     key_id = api_key.removeprefix("stk_").split(".")[0]
     assert call(two, "logics/public/stats", api_key).status_code == 200
-    assert admin(one, "DELETE", f"/shop/envs/prod/api-keys/{key_id}").status_code == 204
+    assert one.admin("DELETE", f"/projects/shop/envs/prod/api-keys/{key_id}").status_code == 204
     refused, took = poll(lambda: (r := call(two, "logics/public/stats", api_key)).is_error and r, 3)
     assert refused.status_code == 401
     assert took < PROPAGATION_S, f"revocation reached replica 2 after {took:.2f}s"
 
     # A project deleted on 1 is unknown to 2 within a second.
     assert call(two, "logics/public/stats").status_code == 200
-    assert admin(one, "DELETE", "/shop").status_code == 204
+    assert one.admin("DELETE", "/projects/shop").status_code == 204
     gone, took = poll(lambda: (r := call(two, "logics/public/stats")).is_error and r, 3)
     assert gone.status_code == 404
     assert gone.json()["error"]["code"] == "NOT_FOUND"
@@ -150,7 +141,9 @@ def test_concurrent_publishes_across_replicas_lose_nothing(
 
     def publish(i: int) -> tuple[int, httpx.Response]:
         files = demo_files(**{f"c{i}": f"SELECT {i} AS n"})
-        return i, admin(replicas[i % 2], "POST", "/shop/envs/prod/releases", json={"files": files})
+        return i, replicas[i % 2].admin(
+            "POST", "/projects/shop/envs/prod/releases", json={"files": files}
+        )
 
     with ThreadPoolExecutor(20) as pool:
         results = list(pool.map(publish, range(20)))
@@ -158,7 +151,9 @@ def test_concurrent_publishes_across_replicas_lose_nothing(
     assert all(r.status_code in (201, 409) for _, r in results), [r.text for _, r in results]
     assert len(published) >= 1
 
-    history = admin(one, "GET", "/shop/envs/prod/releases", params={"limit": 100}).json()["items"]
+    history = one.admin("GET", "/projects/shop/envs/prod/releases", params={"limit": 100}).json()[
+        "items"
+    ]
     # Every publish that answered 201 is in the history (compare-and-set lost none of them).
     assert set(published) <= {item["release"] for item in history}
     current = [item["release"] for item in history if item["current"]]

@@ -8,11 +8,9 @@ served the request. The shared world runs once per registry engine (SQLite, Post
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +18,14 @@ import httpx
 import jwt
 import pytest
 import pytest_asyncio
-from conftest import Bridge, pg_database, running_bridge
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tenancy.releases.compile.compiler import load_project_dir
+from support.bridge import running_bridge
+from support.services import registry_database
+from support.world import World, demo_files, seeded_sqlite
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo"
-SEED = (DEMO / "seed" / "sqlite.sql").read_text()
 BARE = "api.example.com"  # the suffix itself: no project hint
 
 # (notebooks, notes, categories) in each tenant database
@@ -45,41 +42,17 @@ INSERT INTO notes (id, notebook_id, owner_id, title) VALUES ('GN1', 'G1', 'globe
 """
 
 
-@dataclass
-class World:
-    bridge: Bridge
-    keys: dict[str, str]  # "acme/prod", "acme/dev", "globex/prod" → API key (roles [admin])
-
-    async def call(
-        self, headers: dict[str, Any], path: str = "logics/public/stats", **params: Any
-    ) -> httpx.Response:
-        headers = {"Host": BARE, **headers}
-        body = {"path": path, "params": params}
-        return await self.bridge.client.post("/call", json=body, headers=headers)
-
-    async def admin(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        client = self.bridge.client
-        return await client.request(
-            method, f"/admin/v1{url}", headers=self.bridge.admin(), **kwargs
-        )
+async def stats(
+    world: World, headers: dict[str, Any], path: str = "logics/public/stats", **params: Any
+) -> httpx.Response:
+    """`path` on a bare host unless `headers` name one; `world.keys` are labelled
+    "acme/prod", "acme/dev", "globex/prod" (roles [admin])."""
+    return await world.call(path, params, headers={"Host": BARE, **headers})
 
 
-def make_db(path: Path, extra_sql: str) -> Path:
-    con = sqlite3.connect(path)
-    con.executescript(SEED + extra_sql)
-    con.close()
-    return path
-
-
-async def publish_tenant(world: World, project: str, env: str, db: Path) -> None:
-    url = f"/projects/{project}/envs/{env}"
-    r = await world.admin("PUT", f"{url}/connections/main", json={"url": f"sqlite:///{db}"})
-    assert r.status_code == 200, r.text
-    r = await world.admin("POST", f"{url}/releases", json={"files": load_project_dir(DEMO)})
-    assert r.status_code == 201, r.text
-    r = await world.admin("POST", f"{url}/api-keys", json={"name": "ci", "roles": ["admin"]})
-    assert r.status_code == 201, r.text
-    world.keys[f"{project}/{env}"] = r.json()["apiKey"]
+async def publish_tenant(world: World, project: str, env: str, db: str) -> None:
+    await world.tenant(project, env, db, demo_files())
+    await world.api_key(project, env, "ci", ["admin"], label=f"{project}/{env}")
 
 
 @asynccontextmanager
@@ -87,18 +60,15 @@ async def tenants(
     data_dir: Path, registry_url: str | None = None, **overrides: Any
 ) -> AsyncIterator[World]:
     async with running_bridge(data_dir, registry_url, **overrides) as bridge:
-        world = World(bridge, {})
-        r = await world.admin(
-            "POST",
-            "/projects",
-            json={"id": "acme", "envs": ["prod", "dev"], "hosts": ["api.acme.test"]},
+        world = World(bridge)
+        await world.project("acme", envs=["prod", "dev"], hosts=["api.acme.test"])
+        await world.project("globex")
+        await publish_tenant(world, "acme", "prod", seeded_sqlite(data_dir / "acme-prod.db"))
+        dev = seeded_sqlite(data_dir / "acme-dev.db", ACME_DEV_SQL)
+        await publish_tenant(world, "acme", "dev", dev)
+        await publish_tenant(
+            world, "globex", "prod", seeded_sqlite(data_dir / "globex.db", GLOBEX_SQL)
         )
-        assert r.status_code == 201, r.text
-        r = await world.admin("POST", "/projects", json={"id": "globex"})
-        assert r.status_code == 201, r.text
-        await publish_tenant(world, "acme", "prod", make_db(data_dir / "acme-prod.db", ""))
-        await publish_tenant(world, "acme", "dev", make_db(data_dir / "acme-dev.db", ACME_DEV_SQL))
-        await publish_tenant(world, "globex", "prod", make_db(data_dir / "globex.db", GLOBEX_SQL))
         yield world
 
 
@@ -108,14 +78,8 @@ async def world(
 ) -> AsyncIterator[World]:
     """Shared by the read-only tests, on both registry engines."""
     data_dir = tmp_path_factory.mktemp(f"resolution-{request.param}")
-    if request.param == "sqlite":
-        async with tenants(data_dir) as w:
-            yield w
-        return
-    async with pg_database() as url:
-        registry = url.replace("postgresql://", "postgresql+asyncpg://", 1)
-        async with tenants(data_dir, registry) as w:
-            yield w
+    async with registry_database(request.param) as url, tenants(data_dir, url) as w:
+        yield w
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -190,7 +154,7 @@ BAD_TOKEN = (401, "UNAUTHORIZED", "invalid token")
     ],
 )
 async def test_host_hint(world: World, host: str, outcome: Any) -> None:
-    expect(await world.call({"Host": host}), outcome)
+    expect(await stats(world, {"Host": host}), outcome)
 
 
 @pytest.mark.parametrize(
@@ -208,13 +172,13 @@ async def test_host_hint(world: World, host: str, outcome: Any) -> None:
 )
 async def test_host_oddities(world: World, host: bytes, outcome: Any) -> None:
     """Raw bytes in Host (servers hand them over as latin-1)."""
-    expect(await world.call({"Host": host}), outcome)
+    expect(await stats(world, {"Host": host}), outcome)
 
 
 async def test_custom_host_conflicting_with_header_hint(world: World) -> None:
-    r = await world.call({"Host": "api.acme.test", "X-Santokit-Project": "globex"})
+    r = await stats(world, {"Host": "api.acme.test", "X-Santokit-Project": "globex"})
     expect(r, CONFLICT)
-    expect(await world.call({"Host": "api.acme.test", "X-Santokit-Project": "acme"}), ACME_PROD)
+    expect(await stats(world, {"Host": "api.acme.test", "X-Santokit-Project": "acme"}), ACME_PROD)
 
 
 # --- X-Forwarded-Host: only behind a trusted proxy ----------------------------------------
@@ -231,7 +195,7 @@ async def test_custom_host_conflicting_with_header_hint(world: World) -> None:
 async def test_forwarded_host_ignored_by_default(
     world: World, headers: dict[str, str], outcome: Any
 ) -> None:
-    expect(await world.call(headers), outcome)
+    expect(await stats(world, headers), outcome)
 
 
 @pytest.mark.parametrize(
@@ -249,7 +213,7 @@ async def test_forwarded_host_ignored_by_default(
 async def test_forwarded_host_honoured_when_trusted(
     trusting: World, headers: dict[str, str], outcome: Any
 ) -> None:
-    expect(await trusting.call(headers), outcome)
+    expect(await stats(trusting, headers), outcome)
 
 
 # --- header hint, env header, conflicts ---------------------------------------------------
@@ -279,13 +243,14 @@ async def test_forwarded_host_honoured_when_trusted(
     ],
 )
 async def test_header_hint(world: World, headers: dict[str, str], outcome: Any) -> None:
-    expect(await world.call(headers), outcome)
+    expect(await stats(world, headers), outcome)
 
 
 async def test_conflict_is_decided_before_credentials(world: World) -> None:
     key = world.keys["acme/prod"]
-    r = await world.call(
-        {"Host": "acme.api.example.com", "X-Santokit-Project": "globex", "X-Santokit-Api-Key": key}
+    r = await stats(
+        world,
+        {"Host": "acme.api.example.com", "X-Santokit-Project": "globex", "X-Santokit-Api-Key": key},
     )
     expect(r, CONFLICT)
 
@@ -314,7 +279,7 @@ async def test_conflict_is_decided_before_credentials(world: World) -> None:
     ],
 )
 async def test_api_key(world: World, key: str, headers: dict[str, str], outcome: Any) -> None:
-    expect(await world.call({**headers, "X-Santokit-Api-Key": world.keys[key]}), outcome)
+    expect(await stats(world, {**headers, "X-Santokit-Api-Key": world.keys[key]}), outcome)
 
 
 def tampered(key: str) -> str:
@@ -342,23 +307,24 @@ def tampered(key: str) -> str:
 async def test_invalid_api_key_is_401(world: World, make_key: Any) -> None:
     for host in ("acme.api.example.com", BARE):
         key = make_key(world.keys["acme/prod"])
-        expect(await world.call({"Host": host, "X-Santokit-Api-Key": key}), BAD_KEY)
+        expect(await stats(world, {"Host": host, "X-Santokit-Api-Key": key}), BAD_KEY)
 
 
 async def test_bearer_beside_an_api_key_is_ignored(world: World) -> None:
     forged = jwt.encode({"project_id": "globex", "env_id": "prod"}, "x" * 32, algorithm="HS256")
     for bearer in ("garbage", forged):
-        r = await world.call(
-            {"X-Santokit-Api-Key": world.keys["acme/prod"], "Authorization": f"Bearer {bearer}"}
+        r = await stats(
+            world,
+            {"X-Santokit-Api-Key": world.keys["acme/prod"], "Authorization": f"Bearer {bearer}"},
         )
         expect(r, ACME_PROD)
 
 
 async def test_api_key_roles_reach_the_route(world: World) -> None:
     """The key's principal (roles [admin]) is what the logic's role gate sees."""
-    r = await world.call({"Host": "acme.api.example.com"}, "logics/admin/activity")
+    r = await stats(world, {"Host": "acme.api.example.com"}, "logics/admin/activity")
     error_of(r, 401, "UNAUTHORIZED")
-    r = await world.call({"X-Santokit-Api-Key": world.keys["acme/prod"]}, "logics/admin/activity")
+    r = await stats(world, {"X-Santokit-Api-Key": world.keys["acme/prod"]}, "logics/admin/activity")
     assert r.status_code == 200, r.text
     assert {row["owner_id"] for row in r.json()["data"]} == {"seed-alice", "seed-bob"}
 
@@ -389,7 +355,7 @@ def forged_tokens() -> list[Any]:
 @pytest.mark.parametrize("token", forged_tokens())
 @pytest.mark.parametrize("host", ["acme.api.example.com", BARE])
 async def test_unverifiable_bearer_is_401(world: World, token: str, host: str) -> None:
-    r = await world.call({"Host": host, "Authorization": f"Bearer {token}"})
+    r = await stats(world, {"Host": host, "Authorization": f"Bearer {token}"})
     expect(r, BAD_TOKEN)
 
 
@@ -397,7 +363,7 @@ async def test_bearer_answers_do_not_reveal_existence(world: World) -> None:
     token = jwt.encode({"project_id": "acme"}, "s" * 32, algorithm="HS256")
     bodies = set()
     for project in ("acme", "nope"):
-        r = await world.call({"X-Santokit-Project": project, "Authorization": f"Bearer {token}"})
+        r = await stats(world, {"X-Santokit-Project": project, "Authorization": f"Bearer {token}"})
         expect(r, BAD_TOKEN)
         error = r.json()["error"]
         bodies.add((error["code"], error["message"]))
@@ -442,7 +408,7 @@ async def user_tokens(world: World) -> dict[str, str]:
 async def test_user_token(
     world: World, user_tokens: dict[str, str], token: str, headers: dict[str, str], outcome: Any
 ) -> None:
-    r = await world.call({**headers, "Authorization": f"Bearer {user_tokens[token]}"})
+    r = await stats(world, {**headers, "Authorization": f"Bearer {user_tokens[token]}"})
     expect(r, outcome)
 
 
@@ -450,7 +416,9 @@ async def test_api_key_wins_over_a_valid_user_token(
     world: World, user_tokens: dict[str, str]
 ) -> None:
     headers = {"Authorization": f"Bearer {user_tokens['globex']}"}
-    expect(await world.call({**headers, "X-Santokit-Api-Key": world.keys["acme/prod"]}), ACME_PROD)
+    expect(
+        await stats(world, {**headers, "X-Santokit-Api-Key": world.keys["acme/prod"]}), ACME_PROD
+    )
 
 
 # --- unknown, disabled, no env: one indistinguishable 404 ---------------------------------
@@ -467,13 +435,13 @@ async def test_unknown_disabled_and_missing_env_answer_the_same_404(tmp_path: Pa
         r = await world.admin("PATCH", "/projects/globex", json={"status": "disabled"})
         assert r.status_code == 200, r.text
         answers = [
-            await world.call({"X-Santokit-Project": "nope"}),
-            await world.call({"Host": "nope.api.example.com"}),
-            await world.call({"X-Santokit-Project": "globex"}),  # disabled
-            await world.call({"Host": "globex.api.example.com", "X-Santokit-Env": "prod"}),
-            await world.call({"X-Santokit-Api-Key": world.keys["globex/prod"]}),  # disabled
-            await world.call({"X-Santokit-Project": "acme", "X-Santokit-Env": "staging"}),
-            await world.call({"Host": "api.acme.test", "X-Santokit-Env": "qa"}),
+            await stats(world, {"X-Santokit-Project": "nope"}),
+            await stats(world, {"Host": "nope.api.example.com"}),
+            await stats(world, {"X-Santokit-Project": "globex"}),  # disabled
+            await stats(world, {"Host": "globex.api.example.com", "X-Santokit-Env": "prod"}),
+            await stats(world, {"X-Santokit-Api-Key": world.keys["globex/prod"]}),  # disabled
+            await stats(world, {"X-Santokit-Project": "acme", "X-Santokit-Env": "staging"}),
+            await stats(world, {"Host": "api.acme.test", "X-Santokit-Env": "qa"}),
         ]
         for r in answers:
             expect(r, NOT_FOUND)
@@ -484,7 +452,7 @@ async def test_unknown_disabled_and_missing_env_answer_the_same_404(tmp_path: Pa
 
         r = await world.admin("PATCH", "/projects/globex", json={"status": "active"})
         assert r.status_code == 200, r.text
-        expect(await world.call({"X-Santokit-Project": "globex"}), GLOBEX)
+        expect(await stats(world, {"X-Santokit-Project": "globex"}), GLOBEX)
 
 
 # --- revocation ---------------------------------------------------------------------------
@@ -493,16 +461,16 @@ async def test_unknown_disabled_and_missing_env_answer_the_same_404(tmp_path: Pa
 async def test_revoked_key_is_refused_at_once(tmp_path: Path) -> None:
     async with tenants(tmp_path) as world:
         key = world.keys["acme/prod"]
-        expect(await world.call({"X-Santokit-Api-Key": key}), ACME_PROD)  # now cached
+        expect(await stats(world, {"X-Santokit-Api-Key": key}), ACME_PROD)  # now cached
         key_id = key.removeprefix("stk_").split(".")[0]
         r = await world.admin("DELETE", f"/projects/acme/envs/prod/api-keys/{key_id}")
         assert r.status_code == 204, r.text
-        expect(await world.call({"X-Santokit-Api-Key": key}), BAD_KEY)
+        expect(await stats(world, {"X-Santokit-Api-Key": key}), BAD_KEY)
         expect(
-            await world.call({"Host": "acme.api.example.com", "X-Santokit-Api-Key": key}), BAD_KEY
+            await stats(world, {"Host": "acme.api.example.com", "X-Santokit-Api-Key": key}), BAD_KEY
         )
         # the other keys of the project are untouched
-        expect(await world.call({"X-Santokit-Api-Key": world.keys["acme/dev"]}), ACME_DEV)
+        expect(await stats(world, {"X-Santokit-Api-Key": world.keys["acme/dev"]}), ACME_DEV)
         r = await world.admin("GET", "/projects/acme/envs/prod/api-keys")
         assert [k["status"] for k in r.json()["items"]] == ["revoked"]
 
@@ -511,11 +479,11 @@ async def test_revoked_key_is_refused_at_once(tmp_path: Path) -> None:
 
 
 async def test_tenants_see_only_their_own_rows(world: World) -> None:
-    expect(await world.call({"Host": "acme.api.example.com"}), ACME_PROD)
-    expect(await world.call({"Host": "globex.api.example.com"}), GLOBEX)
+    expect(await stats(world, {"Host": "acme.api.example.com"}), ACME_PROD)
+    expect(await stats(world, {"Host": "globex.api.example.com"}), GLOBEX)
     owners = {}
     for tenant in ("acme/prod", "acme/dev", "globex/prod"):
-        r = await world.call({"X-Santokit-Api-Key": world.keys[tenant]}, "logics/admin/activity")
+        r = await stats(world, {"X-Santokit-Api-Key": world.keys[tenant]}, "logics/admin/activity")
         assert r.status_code == 200, r.text
         owners[tenant] = {row["owner_id"] for row in r.json()["data"]}
     assert owners == {
@@ -523,7 +491,8 @@ async def test_tenants_see_only_their_own_rows(world: World) -> None:
         "acme/dev": {"seed-alice", "seed-bob"},
         "globex/prod": {"seed-bob", "globex-owner"},
     }
-    r = await world.call(
+    r = await stats(
+        world,
         {"X-Santokit-Api-Key": world.keys["globex/prod"]},
         "logics/notebooks/summary",
         owner_id="seed-alice",
@@ -542,7 +511,7 @@ async def test_tenants_see_only_their_own_rows(world: World) -> None:
     ],
 )
 async def test_acme_key_cannot_reach_globex(world: World, headers: dict[str, str]) -> None:
-    r = await world.call(
-        {**headers, "X-Santokit-Api-Key": world.keys["acme/prod"]}, "logics/admin/activity"
+    r = await stats(
+        world, {**headers, "X-Santokit-Api-Key": world.keys["acme/prod"]}, "logics/admin/activity"
     )
     expect(r, DENIED)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import update
-from tenant_setup import demo_tenant
 
 from tenancy.lasterrors import LastErrors
 from tenancy.principal import Tenant
 from tenancy.registry.models import ApiKey
+
+from support.world import World
 
 HOST = {"Host": "shop.api.example.com"}
 STATS = {"path": "logics/public/stats"}
@@ -31,7 +32,7 @@ async def eventually_used(bridge, key_id: str) -> None:
 
 
 async def test_a_key_use_is_written_at_most_once_a_minute(bridge) -> None:
-    key = await demo_tenant(bridge, "shop")
+    key = await World(bridge).demo("shop")
     key_id = key.removeprefix("stk_").split(".", 1)[0]
     headers = {**HOST, "X-Santokit-Api-Key": key}
     assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
@@ -69,7 +70,7 @@ def test_last_errors_are_kept_per_env_and_forgotten_per_env_or_project() -> None
 
 
 async def test_a_project_delete_however_it_arrives_retires_pools_and_drops_state(bridge) -> None:
-    key = await demo_tenant(bridge, "shop")
+    key = await World(bridge).demo("shop")
     headers = {**HOST, "X-Santokit-Api-Key": key}
     assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
     rt = bridge.rt
@@ -86,7 +87,7 @@ async def test_a_project_delete_however_it_arrives_retires_pools_and_drops_state
 
 
 async def test_an_env_delete_retires_only_that_envs_pools(bridge) -> None:
-    key = await demo_tenant(bridge, "shop")
+    key = await World(bridge).demo("shop")
     headers = {**HOST, "X-Santokit-Api-Key": key}
     assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
     rt = bridge.rt

@@ -1,5 +1,5 @@
 """`storage/<bucket>/<op>` through the Bridge's HTTP API against a real S3-compatible store (nanio,
-see support_s3 and docs/storage.md).
+see support/s3.py and docs/storage.md).
 
 Tenants are set up as an operator would: project, published `config/storage.yaml`, the store
 keys given with the secrets API, API keys for the callers. The Bridge signs; the test then acts
@@ -21,12 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Bridge, running_bridge
-from processes import free_port
-from support_s3 import ObjectStore
-from tenant_setup import demo_tenant
 
 from tenancy.keyring import Keyring
+
+from support.bridge import Bridge, running_bridge
+from support.processes import free_port
+from support.s3 import ObjectStore
+from support.world import World
 
 MIB = 1024 * 1024
 POLICIES = """\
@@ -104,7 +105,7 @@ class StorageTenant:
         response = await bridge.client.put(
             f"/admin/v1/projects/{self.project}/envs/prod/secrets/{name}",
             json={"value": value},
-            headers=bridge.admin(),
+            headers=bridge.admin_headers,
         )
         assert response.status_code == 200, response.text
         assert value not in response.text
@@ -117,7 +118,7 @@ async def storage_tenant(
     bridge: Bridge, project: str, store: ObjectStore, account: str, *, endpoint: str | None = None
 ) -> StorageTenant:
     """Project, storage release, both secrets set to the account's keys, and three callers."""
-    admin = bridge.admin()
+    admin = bridge.admin_headers
     response = await bridge.client.post("/admin/v1/projects", json={"id": project}, headers=admin)
     assert response.status_code == 201, response.text
     tenant = StorageTenant(bridge, project, store, account)
@@ -148,7 +149,7 @@ async def publish(tenant: StorageTenant, text: str, **options: Any) -> httpx.Res
     response = await bridge.client.post(
         f"/admin/v1/projects/{tenant.project}/envs/prod/releases",
         json={"files": {"config/storage.yaml": text}, **options},
-        headers=bridge.admin(),
+        headers=bridge.admin_headers,
     )
     assert response.status_code == 201, response.text
     return response
@@ -396,7 +397,9 @@ async def test_clients_close_with_their_tenant_and_at_shutdown(
         alpha, beta = (next(iter(e.clients.values())) for e in stores._entries.values())
         metrics = (await bridge.client.get("/metrics")).text
         assert "stk_storage_clients_open 2.0" in metrics
-        response = await bridge.client.delete("/admin/v1/projects/beta", headers=bridge.admin())
+        response = await bridge.client.delete(
+            "/admin/v1/projects/beta", headers=bridge.admin_headers
+        )
         assert response.status_code == 204, response.text
         assert len(stores) == 1 and not beta.closed  # retired: closed once no call can use it
         assert "stk_storage_clients_open 1.0" in (await bridge.client.get("/metrics")).text
@@ -660,7 +663,7 @@ async def test_missing_or_malformed_credentials_are_503(
     bridge = alpha.bridge
     if secret is None:
         response = await bridge.client.delete(
-            "/admin/v1/projects/alpha/envs/prod/secrets/S3_MEDIA", headers=bridge.admin()
+            "/admin/v1/projects/alpha/envs/prod/secrets/S3_MEDIA", headers=bridge.admin_headers
         )
         assert response.status_code == 204, response.text
     else:
@@ -764,7 +767,7 @@ policies:
     response = await alpha.bridge.client.post(
         "/admin/v1/projects/alpha/envs/prod/releases",
         json={"files": {"config/storage.yaml": text}},
-        headers=alpha.bridge.admin(),
+        headers=alpha.bridge.admin_headers,
     )
     _error(response, 400)
     details = response.json()["error"]["details"]
@@ -798,7 +801,7 @@ async def test_dry_run_shows_the_compiled_storage_and_changes_nothing(alpha: Sto
     signed = await alpha.call("download_sign", key="avatars/x/y")
     assert "/bucket-alpha/" in signed["url"]  # still the published release
     current = await alpha.bridge.client.get(
-        "/admin/v1/projects/alpha/envs/prod/releases/current", headers=alpha.bridge.admin()
+        "/admin/v1/projects/alpha/envs/prod/releases/current", headers=alpha.bridge.admin_headers
     )
     assert current.json()["compiled"]["storage"]["buckets"]["media"]["bucket"] == "bucket-alpha"
 
@@ -808,7 +811,7 @@ async def test_storage_calls_count_in_rate_limits_and_metrics(alpha: StorageTena
     response = await bridge.client.patch(
         "/admin/v1/projects/alpha",
         json={"limits": {"requestsPerMinute": 3}},
-        headers=bridge.admin(),
+        headers=bridge.admin_headers,
     )
     assert response.status_code == 200, response.text
     for _ in range(3):
@@ -834,7 +837,7 @@ async def test_storage_calls_hold_a_concurrency_slot(
             response = await bridge.client.patch(
                 "/admin/v1/projects/slow",
                 json={"limits": {"maxConcurrency": 1}},
-                headers=bridge.admin(),
+                headers=bridge.admin_headers,
             )
             assert response.status_code == 200, response.text
             key = tenant.callers["user"].home("a")
@@ -877,7 +880,7 @@ async def test_an_s3_kv_uses_the_operator_keys_of_the_settings(
 
 async def test_the_demo_answers_503_until_its_store_credentials_are_set(tmp_path: Path) -> None:
     async with running_bridge(tmp_path) as bridge:
-        api_key = await demo_tenant(bridge, "shop")
+        api_key = await World(bridge).demo("shop")
         headers = {"Host": "shop.api.example.com", "X-Santokit-Api-Key": api_key}
         call = {"path": "storage/uploads/download_sign", "params": {"key": "public/logo.png"}}
         response = await bridge.client.post("/call", json=call, headers=headers)
@@ -886,7 +889,7 @@ async def test_the_demo_answers_503_until_its_store_credentials_are_set(tmp_path
         response = await bridge.client.put(
             "/admin/v1/projects/shop/envs/prod/secrets/DEMO_S3",
             json={"value": secret},
-            headers=bridge.admin(),
+            headers=bridge.admin_headers,
         )
         assert response.status_code == 200, response.text
         response = await bridge.client.post("/call", json=call, headers=headers)

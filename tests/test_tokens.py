@@ -21,7 +21,6 @@ import httpx
 import jwt
 import pytest
 import pytest_asyncio
-from auth_setup import AuthWorld, auth_world, bearer
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
@@ -36,6 +35,9 @@ from tenancy import tokens
 from tenancy.principal import Tenant
 from tenancy.registry.models import Secret
 
+from support.auth import auth_world, whoami
+from support.world import World, bearer
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 ALPHA = Tenant("alpha", "prod")
 
@@ -43,12 +45,12 @@ ALPHA = Tenant("alpha", "prod")
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["sqlite", "postgresql"])
 async def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[AuthWorld]:
+) -> AsyncIterator[World]:
     async with auth_world(tmp_path_factory.mktemp(f"tokens-{request.param}"), request.param) as w:
         yield w
 
 
-async def me(world: AuthWorld, token: str, project: str | None = "alpha", **headers: str) -> Any:
+async def me(world: World, token: str, project: str | None = "alpha", **headers: str) -> Any:
     return await world.client.get("/auth/me", headers={**bearer(token, project), **headers})
 
 
@@ -59,7 +61,7 @@ def expect(r: httpx.Response, status: int) -> None:
         assert r.json()["error"]["code"] == code
 
 
-async def current_key(world: AuthWorld, tenant: Tenant = ALPHA) -> tokens.SigningKey:
+async def current_key(world: World, tenant: Tenant = ALPHA) -> tokens.SigningKey:
     return (await world.bridge.rt.directory.signing.ensure(tenant)).current
 
 
@@ -100,7 +102,7 @@ def hs256(claims: dict[str, Any], secret: bytes, kid: str) -> str:
 # --- a real token works; the same claims under every broken form do not ---------------------
 
 
-async def test_a_valid_token_verifies(world: AuthWorld) -> None:
+async def test_a_valid_token_verifies(world: World) -> None:
     login = await world.session()
     expect(await me(world, login["access_token"]), 200)
     key = await current_key(world)
@@ -160,14 +162,14 @@ def forgeries() -> list[Any]:
 
 
 @pytest.mark.parametrize("build", forgeries())
-async def test_forged_tokens_are_401(world: AuthWorld, build: Any) -> None:
+async def test_forged_tokens_are_401(world: World, build: Any) -> None:
     login = await world.session()
     token = build(await current_key(world), login["user"]["id"])
     expect(await me(world, token), 401)
-    expect(await world.whoami({"Host": "api.example.com", **bearer(token)}), 401)
+    expect(await whoami(world, {"Host": "api.example.com", **bearer(token)}), 401)
 
 
-async def test_leeway_is_thirty_seconds(world: AuthWorld) -> None:
+async def test_leeway_is_thirty_seconds(world: World) -> None:
     login = await world.session()
     key = await current_key(world)
     now = int(time.time())
@@ -179,15 +181,15 @@ async def test_leeway_is_thirty_seconds(world: AuthWorld) -> None:
 # --- tokens and tenants (I3) ----------------------------------------------------------------
 
 
-async def test_a_valid_token_of_another_project_is_403(world: AuthWorld) -> None:
+async def test_a_valid_token_of_another_project_is_403(world: World) -> None:
     token = (await world.session())["access_token"]
     expect(await me(world, token, "beta"), 403)
     expect(await me(world, token, None, **{"X-Santokit-Project": "beta"}), 403)
     expect(await me(world, token, "alpha", **{"X-Santokit-Env": "dev"}), 403)
-    expect(await world.whoami(bearer(token, "beta")), 403)
+    expect(await whoami(world, bearer(token, "beta")), 403)
 
 
-async def test_a_forged_project_claim_is_401(world: AuthWorld) -> None:
+async def test_a_forged_project_claim_is_401(world: World) -> None:
     """Signed by alpha's key, claiming beta: beta's keys do not know it, alpha's reject it."""
     login = await world.session()
     await current_key(world, Tenant("beta", "prod"))  # beta has keys too
@@ -202,7 +204,7 @@ async def test_a_forged_project_claim_is_401(world: AuthWorld) -> None:
             expect(await me(world, token, project), 401)
 
 
-async def test_a_token_for_an_unknown_user_does_not_reach_me(world: AuthWorld) -> None:
+async def test_a_token_for_an_unknown_user_does_not_reach_me(world: World) -> None:
     key = await current_key(world)
     expect(await me(world, signed(key, claims_for("01NOSUCHUSER00000000000000"))), 401)
 
@@ -210,14 +212,14 @@ async def test_a_token_for_an_unknown_user_does_not_reach_me(world: AuthWorld) -
 # --- keys: rotation, JWKS, storage ----------------------------------------------------------
 
 
-async def rotate(world: AuthWorld, env: str = "prod") -> str:
+async def rotate(world: World, env: str = "prod") -> str:
     r = await world.admin("POST", f"/projects/alpha/envs/{env}/signing-keys/rotate")
     assert r.status_code == 200, r.text
     assert set(r.json()) == {"kid"}
     return str(r.json()["kid"])
 
 
-async def jwks(world: AuthWorld, project: str = "alpha") -> dict[str, dict[str, Any]]:
+async def jwks(world: World, project: str = "alpha") -> dict[str, dict[str, Any]]:
     r = await world.client.get(
         "/.well-known/jwks.json", headers={"Host": f"{project}.api.example.com"}
     )
@@ -225,7 +227,7 @@ async def jwks(world: AuthWorld, project: str = "alpha") -> dict[str, dict[str, 
     return {k["kid"]: k for k in r.json()["keys"]}
 
 
-async def test_rotation_keeps_the_previous_key_verifying(world: AuthWorld) -> None:
+async def test_rotation_keeps_the_previous_key_verifying(world: World) -> None:
     old = await world.session()
     old_kid = jwt.get_unverified_header(old["access_token"])["kid"]
     new_kid = await rotate(world)
@@ -249,7 +251,7 @@ async def test_rotation_keeps_the_previous_key_verifying(world: AuthWorld) -> No
     assert all(item["env"] == "prod" for item in r.json()["items"])
 
 
-async def test_rotate_unknown_tenant_is_404(world: AuthWorld) -> None:
+async def test_rotate_unknown_tenant_is_404(world: World) -> None:
     r = await world.admin("POST", "/projects/alpha/envs/nope/signing-keys/rotate")
     assert r.status_code == 404
     r = await world.admin("POST", "/projects/nope/envs/prod/signing-keys/rotate")
@@ -258,7 +260,7 @@ async def test_rotate_unknown_tenant_is_404(world: AuthWorld) -> None:
     assert r.status_code == 401
 
 
-async def test_each_tenant_env_has_its_own_keys(world: AuthWorld) -> None:
+async def test_each_tenant_env_has_its_own_keys(world: World) -> None:
     alpha, beta = await jwks(world), await jwks(world, "beta")
     assert alpha and beta and not set(alpha) & set(beta)
     r = await world.client.get(
@@ -269,7 +271,7 @@ async def test_each_tenant_env_has_its_own_keys(world: AuthWorld) -> None:
     assert r.status_code == 404
 
 
-async def test_private_keys_are_sealed_at_rest(world: AuthWorld) -> None:
+async def test_private_keys_are_sealed_at_rest(world: World) -> None:
     key = await current_key(world)
     raw = key.private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     async with world.bridge.rt.sessions() as session:
@@ -286,14 +288,14 @@ async def test_private_keys_are_sealed_at_rest(world: AuthWorld) -> None:
     assert key.kid not in r.text
 
 
-async def test_keys_survive_a_data_key_rotation(world: AuthWorld) -> None:
+async def test_keys_survive_a_data_key_rotation(world: World) -> None:
     token = (await world.session())["access_token"]
     r = await world.admin("POST", "/projects/alpha/rotate-dek")
     assert r.status_code == 200 and r.json()["secrets"] >= 2
     expect(await me(world, token), 200)
 
 
-async def test_a_key_made_by_another_replica_is_picked_up(world: AuthWorld) -> None:
+async def test_a_key_made_by_another_replica_is_picked_up(world: World) -> None:
     """A replica that missed the invalidation reloads on an unknown kid (at most once a second)."""
     rt = world.bridge.rt
     user = (await world.session())["user"]["id"]  # this replica has alpha's keys cached
@@ -308,7 +310,7 @@ async def test_a_key_made_by_another_replica_is_picked_up(world: AuthWorld) -> N
 
 @pytest.mark.parametrize("project", ["alpha", None])
 async def test_a_token_is_decoded_once_per_request(
-    world: AuthWorld, monkeypatch: Any, project: str | None
+    world: World, monkeypatch: Any, project: str | None
 ) -> None:
     """Choosing the keys (project, kid, env claims) and verifying share one decode. A token
     already verified is not decoded at all when a hint names the project; without one, its own
@@ -330,7 +332,7 @@ async def test_a_token_is_decoded_once_per_request(
     assert decodes == (1 if project else 2)
 
 
-async def test_a_remembered_token_still_expires(world: AuthWorld) -> None:
+async def test_a_remembered_token_still_expires(world: World) -> None:
     """Verified tokens are remembered to skip the signature check; never past their expiry."""
     login = await world.session()
     now = int(time.time())
@@ -343,7 +345,7 @@ async def test_a_remembered_token_still_expires(world: AuthWorld) -> None:
 
 
 async def test_the_previous_key_retires_once_its_tokens_must_have_expired(
-    world: AuthWorld, monkeypatch: Any
+    world: World, monkeypatch: Any
 ) -> None:
     old = (await world.session())["access_token"]
     await rotate(world)

@@ -9,12 +9,13 @@ from typing import Any
 
 import orjson
 import pytest
-from crud_world import World, lab_fixture, w_fixture  # noqa: F401  (fixtures)
 
 from tenancy.errors import BadRequest, PublishError
 from tenancy.releases.compile.compiler import compile_release
 from tenancy.releases.model import Column, Release
 from tenancy.types import JsonText, default_sql, json_param, pg_json, write_value
+
+from support.crud import Lab
 
 # (column spec, literal): each is a schema default at publish and a written value per request.
 LITERALS: list[tuple[str, Any]] = [
@@ -178,7 +179,7 @@ VALUES: list[Any] = [{"a": 1, "b": [True, None, "x"]}, [1, {"c": "é"}], []]
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_json_param_round_trips_as_json(w: World) -> None:
+async def test_json_param_round_trips_as_json(w: Lab) -> None:
     for i, value in enumerate(VALUES):
         params = {"j": value, "id": f"json-{i}"}
         assert await w.ok("alice", "logics/json/store", params) == {"affected": 1}
@@ -203,14 +204,12 @@ async def test_json_param_round_trips_as_json(w: World) -> None:
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_publish_over_http_refuses_what_a_call_refuses(w: World) -> None:
-    releases = "/admin/v1/projects/lab/envs/prod/releases"
+async def test_publish_over_http_refuses_what_a_call_refuses(w: Lab) -> None:
+    releases = "/projects/lab/envs/prod/releases"
     for column, spec, value in [("title", "string", "a\x00b"), ("price", "decimal", "1_000")]:
         default = orjson.dumps(value).decode()
         schema = f"tables:\n  t:\n    columns:\n      a: {{type: {spec}, default: {default}}}\n"
-        r = await w.bridge.client.post(
-            releases, json={"files": {"schema/app.yaml": schema}}, headers=w.bridge.admin()
-        )
+        r = await w.bridge.admin("POST", releases, json={"files": {"schema/app.yaml": schema}})
         assert r.status_code == 400, r.text
         [problem] = r.json()["error"]["details"]
         assert (problem["file"], problem["line"]) == ("schema/app.yaml", 4)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
 
 from tenancy.limits import Limits
+from tenancy.types import Engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class ConnectionInfo:
     alias: str
     url: str
     version: int
-    engine: Literal["postgresql", "sqlite"]
+    engine: Engine
 
     def __repr__(self) -> str:
         return f"ConnectionInfo(alias={self.alias!r}, version={self.version})"

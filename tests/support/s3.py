@@ -28,12 +28,13 @@ import botocore.session
 import httpx
 import pytest
 from botocore.config import Config
-from processes import free_port
-from services import unavailable
 
-ROOT = Path(__file__).resolve().parent.parent
-S3_BIN = ROOT / ".venv-s3" / "bin"
-MOTO_SCRIPT = Path(__file__).resolve().parent / "objectstore" / "moto_store.py"
+from support.processes import free_port
+from support.services import unavailable
+
+TESTS = Path(__file__).resolve().parent.parent
+S3_BIN = TESTS.parent / ".venv-s3" / "bin"
+MOTO_SCRIPT = TESTS / "objectstore" / "moto_store.py"
 REGION = "us-east-1"
 START_TIMEOUT = 60.0
 _SESSION = botocore.session.get_session()  # loading the S3 model once keeps clients cheap

@@ -1,7 +1,7 @@
 """Real `stk-bridge` processes for end-to-end tests: free ports, bounded waits, always stopped.
 
-Used by test_replicas, test_cli and test_dev. Output goes to files (never a pipe that could fill
-and block the server); every process started here is stopped in a `finally`.
+Used by test_replicas, test_cli and test_dev (marked `slow`). Output goes to files (never a pipe
+that could fill and block the server); every process started here is stopped in a `finally`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
 from tenancy.keyring import Keyring
 
+from support.bridge import ADMIN_PREFIX, ADMIN_TOKEN
+
 STK_BRIDGE = str(Path(sys.executable).with_name("stk-bridge"))
-ADMIN_TOKEN = "proc-admin-token-0123456789abcdef-xyz"
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "demo"
 T = TypeVar("T")
 
 
@@ -75,6 +75,13 @@ class Server:
 
     def stderr(self) -> str:
         return self.err.read_text()
+
+    def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """`<method> /admin/v1<path>` with the admin token (`support.bridge.Bridge.admin` over a
+        real socket; the server must run with `STK_ADMIN_TOKENS=ADMIN_TOKEN`)."""
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        url = self.base + ADMIN_PREFIX + path
+        return httpx.request(method, url, headers=headers, timeout=30, **kwargs)
 
 
 def start(args: list[str], env: dict[str, str], cwd: Path, port: int) -> Server:

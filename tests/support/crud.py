@@ -1,4 +1,5 @@
-"""A tenant for the auto-CRUD tests, on SQLite and on PostgreSQL, driven through the real HTTP API.
+"""The auto-CRUD scenario: tenant `lab` on SQLite and on PostgreSQL, built with
+`support.world.World` and driven through the real HTTP API (fixtures `lab` and `w`).
 
 One Bridge and one tenant per test module and engine (module scope keeps the files fast); every
 test starts from empty tables. Principals are API keys: `sub` is the key id, so each key is a
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,12 @@ import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from conftest import Bridge, pg_database, running_bridge
 
-HOST = "lab.api.example.com"
+from support.bridge import running_bridge
+from support.services import pg_database
+from support.world import World
+
+PROJECT = "lab"
 MAX_ROWS = 50
 KEYS = {"alice": [], "bob": [], "admin": ["admin"], "reader": ["reader"], "editor": ["editor"]}
 ID_TABLES = ("k_ulid", "k_uuid4", "k_uuid7", "k_nanoid", "k_auto", "k_client")
@@ -200,21 +204,24 @@ TABLES = ("posts", "users", "vault", "items", "gated", *ID_TABLES)
 
 
 @dataclass
-class World:
-    bridge: Bridge
+class Lab:
+    """The `lab` tenant's world, its engine and a direct connection to its database."""
+
+    world: World
     engine: str
     db: Any  # sqlite3.Connection or asyncpg.Connection
-    keys: dict[str, str] = field(default_factory=dict)  # name → API key
-    ids: dict[str, str] = field(default_factory=dict)  # name → key id (the caller's sub)
+
+    @property
+    def bridge(self) -> Any:
+        return self.world.bridge
+
+    @property
+    def ids(self) -> dict[str, str]:
+        """Key name → key id (the caller's `sub`)."""
+        return self.world.key_ids
 
     async def call(self, who: str | None, path: str, params: Any = None) -> httpx.Response:
-        headers = {"Host": HOST}
-        if who is not None:
-            headers["X-Santokit-Api-Key"] = self.keys[who]
-        body: dict[str, Any] = {"path": path}
-        if params is not None:
-            body["params"] = params
-        return await self.bridge.client.post("/call", json=body, headers=headers)
+        return await self.world.call(path, params, project=PROJECT, key=who)
 
     async def ok(self, who: str | None, path: str, params: Any = None) -> Any:
         r = await self.call(who, path, params)
@@ -255,22 +262,13 @@ CODES = {
 }
 
 
-async def _build(bridge: Bridge, engine: str, url: str, db: Any) -> World:
-    admin, c = bridge.admin(), bridge.client
-    r = await c.post("/admin/v1/projects", json={"id": "lab"}, headers=admin)
-    assert r.status_code == 201, r.text
-    base = "/admin/v1/projects/lab/envs/prod"
-    r = await c.put(f"{base}/connections/main", json={"url": url}, headers=admin)
-    assert r.status_code == 200, r.text
-    files = {"schema/app.yaml": SCHEMA, "config/permissions.yaml": PERMISSIONS, **LOGICS}
-    r = await c.post(f"{base}/releases", json={"files": files}, headers=admin)
-    assert r.status_code == 201, r.text
-    world = World(bridge, engine, db)
-    for name, roles in KEYS.items():
-        r = await c.post(f"{base}/api-keys", json={"name": name, "roles": roles}, headers=admin)
-        assert r.status_code == 201, r.text
-        world.keys[name], world.ids[name] = r.json()["apiKey"], r.json()["keyId"]
-    return world
+async def _build(data_dir: Path, engine: str, url: str, db: Any) -> AsyncIterator[Lab]:
+    async with running_bridge(data_dir, select_max_rows=MAX_ROWS) as bridge:
+        world = World(bridge, home=PROJECT)
+        await world.project(PROJECT)
+        files = {"schema/app.yaml": SCHEMA, "config/permissions.yaml": PERMISSIONS, **LOGICS}
+        await world.tenant(PROJECT, "prod", url, files, KEYS)
+        yield Lab(world, engine, db)
 
 
 @pytest_asyncio.fixture(
@@ -278,15 +276,15 @@ async def _build(bridge: Bridge, engine: str, url: str, db: Any) -> World:
 )
 async def lab_fixture(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[World]:
+) -> AsyncIterator[Lab]:
     data_dir: Path = tmp_path_factory.mktemp(f"crud-{request.param}")
     if request.param == "sqlite":
         path = data_dir / "lab.db"
         db = sqlite3.connect(path, isolation_level=None)
         db.executescript(SQLITE_DDL)
         try:
-            async with running_bridge(data_dir, select_max_rows=MAX_ROWS) as bridge:
-                yield await _build(bridge, "sqlite", f"sqlite:///{path}", db)
+            async for lab in _build(data_dir, "sqlite", f"sqlite:///{path}", db):
+                yield lab
         finally:
             db.close()
         return
@@ -294,14 +292,14 @@ async def lab_fixture(
         conn = await asyncpg.connect(url)
         await conn.execute(PG_DDL)
         try:
-            async with running_bridge(data_dir, select_max_rows=MAX_ROWS) as bridge:
-                yield await _build(bridge, "postgresql", url, conn)
+            async for lab in _build(data_dir, "postgresql", url, conn):
+                yield lab
         finally:
             await conn.close()
 
 
 @pytest_asyncio.fixture(name="w", loop_scope="module")
-async def w_fixture(lab: World) -> World:
+async def w_fixture(lab: Lab) -> Lab:
     """The module's tenant with empty tables and the three users alice, bob and admin."""
     await lab.reset()
     return lab
