@@ -78,10 +78,15 @@ def engine_of(url: str) -> Engine:
     raise BadRequest("Unsupported database URL: expected postgresql://... or sqlite:///path")
 
 
-def connector(url: str, statement_timeout_ms: int) -> Callable[[], Awaitable[Connection]]:
-    """A function opening connections to `url`, each running statements under the timeout."""
+def connector(
+    url: str, statement_timeout_ms: int, connect_timeout_s: float = 5
+) -> Callable[[], Awaitable[Connection]]:
+    """A function opening connections to `url`, each running statements under the timeout.
+
+    `connect_timeout_s` bounds a PostgreSQL connect (a SQLite file opens without a network wait).
+    """
     if engine_of(url) == "postgresql":
-        return lambda: _PgConnection.open(url, statement_timeout_ms)
+        return lambda: _PgConnection.open(url, statement_timeout_ms, connect_timeout_s)
     path = _sqlite_path(url)
     return lambda: _SqliteConnection.open(path, statement_timeout_ms)
 
@@ -125,13 +130,15 @@ class _PgConnection:
         self.broken = False
 
     @classmethod
-    async def open(cls, url: str, statement_timeout_ms: int) -> _PgConnection:
+    async def open(
+        cls, url: str, statement_timeout_ms: int, connect_timeout_s: float
+    ) -> _PgConnection:
         settings = {
             "application_name": APPLICATION_NAME,
             "statement_timeout": str(statement_timeout_ms),
         }
         try:
-            conn = await asyncpg.connect(url, server_settings=settings)
+            conn = await asyncpg.connect(url, timeout=connect_timeout_s, server_settings=settings)
         except Exception as exc:
             reason = _pg_connect_reason(exc, None)
             raise ServiceUnavailable(f"Tenant database unavailable: {reason}") from None

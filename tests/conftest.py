@@ -148,3 +148,23 @@ async def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 async def bridge(tmp_path: Path) -> AsyncIterator[Bridge]:
     async with running_bridge(tmp_path) as b:
         yield b
+
+
+@pytest.fixture
+async def make_manager() -> AsyncIterator[Any]:
+    """Build tenant `PoolManager`s (`tests/pool_setup.py` settings, overridable); each is closed
+    after the test and must then hold no connection."""
+    from pool_setup import MANAGER_SETTINGS
+
+    from tenancy.pools import PoolManager
+
+    managers: list[PoolManager] = []
+
+    def make(**overrides: Any) -> PoolManager:
+        managers.append(PoolManager(**(MANAGER_SETTINGS | overrides)))
+        return managers[-1]
+
+    yield make
+    for manager in managers:
+        await manager.close_all()
+        assert manager.open_connections == 0
