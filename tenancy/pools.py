@@ -149,7 +149,7 @@ class _Pool:
         if self._timer is None:
             self._timer = self._loop.call_at(deadline, self._expire)
         if self.hungry:
-            manager.reclaim(self)
+            manager.reclaim()
         try:
             conn = await waiter
         except asyncio.CancelledError:
@@ -221,8 +221,7 @@ class _Pool:
             self._close(conn, polite=False)
             self.close_idle()  # the failover that broke it most likely broke its siblings
             return
-        # Under pressure (pools under their share wait for a slot) a pool keeps at most its
-        # share, and at its share gives back what it does not need now.
+        # Under pressure (pools under their share wait for a slot) a pool keeps at most its share.
         share = self._manager.share() if self._hungry_pools else self.max_size
         if (
             self.size > share
@@ -236,11 +235,15 @@ class _Pool:
             waiter = waiters.popleft()[1]
             if not waiter.done():
                 waiter.set_result(conn)
+                if self.hungry and self.live_waiter() is None:
+                    self._manager.not_hungry(self)
                 return
-        if self.retired or (self._hungry_pools and self.size >= share):
+        if self.retired:
             self._close(conn)
-        else:
-            self._free.append(conn)
+            return
+        self._free.append(conn)
+        if self._hungry_pools:
+            self._manager.reclaim()  # an idle connection now: the best one goes to the hungry
 
     def _close(self, conn: Connection, polite: bool = True) -> None:
         self._open.discard(conn)
@@ -392,11 +395,16 @@ class PoolManager:
         self._take(pool)
         return True
 
-    def reclaim(self, asking: _Pool) -> None:
+    def reclaim(self) -> None:
         """Close one idle connection for the pools waiting for a slot: of the pool most over
         its share, else of the least recently used one. The slot goes to them in turn."""
+        hungry = self.hungry_pools
+        while hungry and hungry[0].live_waiter() is None:
+            hungry.popleft().hungry = False
+        if len(hungry) <= len(self._closing):
+            return  # the connections closing now already free a slot for each of them
         share = self.share()
-        victims = [pool for pool in self._pools.values() if pool.idle and pool is not asking]
+        victims = [pool for pool in self._pools.values() if pool.idle]
         if victims:
             victim = max(victims, key=lambda p: (max(0, p.size - share), -p.last_used))
             victim.close_idle(keep=victim.idle - 1)

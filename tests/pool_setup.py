@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -28,8 +29,11 @@ MANAGER_SETTINGS = {
 
 
 def sqlite_db(tmp_path: Path, name: str = "tenant.db") -> str:
+    """A SQLite tenant database, already in WAL mode as the Bridge leaves it after its first
+    connection (switching a fresh file to WAL from two connections at once can fail BUSY)."""
     path = tmp_path / name
-    sqlite3.connect(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
     return f"sqlite:///{path}"
 
 
