@@ -125,14 +125,19 @@ class _Pool:
     async def run(self, sql: str, args: Sequence[Any], read_only: bool) -> QueryResult:
         conn = self._free.pop() if self._free else await self._acquire()
         try:
-            return await conn.run(sql, args)
-        except ServiceUnavailable:
-            if not (read_only and conn.broken):
-                raise
-        finally:
+            result = await conn.run(sql, args)
+        except BaseException as exc:
             self._release(conn)
-        # The connection broke under the statement (failover, terminated backend): a read-only
-        # statement runs once more, on a connection opened or proven alive since.
+            if not (isinstance(exc, ServiceUnavailable) and conn.broken):
+                raise
+            # The database dropped the connection (failover, terminated backend): the idle ones
+            # most likely went with it, and only a read-only statement may run a second time.
+            self.close_idle()
+            if not read_only:
+                raise
+        else:
+            self._release(conn)
+            return result
         conn = self._free.pop() if self._free else await self._acquire()
         try:
             return await conn.run(sql, args)
@@ -219,7 +224,6 @@ class _Pool:
         self.last_used = time.monotonic()
         if conn.broken:
             self._close(conn, polite=False)
-            self.close_idle()  # the failover that broke it most likely broke its siblings
             return
         # Under pressure (pools under their share wait for a slot) a pool keeps at most its share.
         share = self._manager.share() if self._hungry_pools else self.max_size

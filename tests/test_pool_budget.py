@@ -334,3 +334,19 @@ async def test_a_read_only_statement_is_retried_once_only(
     with pytest.raises(ServiceUnavailable, match="connection refused"):
         await manager.query(key("db"), url, "SELECT 1 AS n", [], read_only=True)
     assert manager.connect_failures == 1 and manager.open_connections == 0
+
+
+async def test_a_cancelled_statement_retires_only_its_own_connection(
+    pg_url: str, make_manager: MakeManager
+) -> None:
+    manager = make_manager(max_per_tenant=2)
+    assert len(await pids_of(manager, pg_url, 2)) == 2
+    slow = asyncio.create_task(manager.query(key("db"), pg_url, SLEEP_PG, [5]))
+    await eventually(lambda: manager.connections_in_use == 1)
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    # Its session state is unknown, so it goes; the idle sibling is fine and stays.
+    assert manager.stats("db")[0]["size"] == 1 and manager.connects == 2
+    await manager.query(key("db"), pg_url, "SELECT 1", [])
+    assert manager.connects == 2
