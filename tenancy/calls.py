@@ -199,6 +199,9 @@ async def _crud(
     conn = await rt.directory.connection(tenant, table.connection)
     key = PoolKey(tenant.project, tenant.env, conn.alias, conn.version)
     limits = admission.project.limits
+    # A select (and its expansions) only reads: safe to retry once on a fresh connection after
+    # a broken one (`docs/tenancy.md`, failover); writes never are.
+    read_only = route.op == "select"
 
     async def run(statement: Statement) -> QueryResult:
         return await rt.pools.query(
@@ -208,6 +211,7 @@ async def _crud(
             statement.args,
             max_size=limits.max_pool_size,
             statement_timeout_ms=limits.statement_timeout_ms,
+            read_only=read_only,
         )
 
     data: Data = await execute(plan, conn.engine, run)

@@ -36,7 +36,7 @@ log = logging.getLogger("stk.runtime")
 AUDIT_PRUNE_EVERY_SECONDS = 6 * 3600
 # Changes after which a tenant's open pools must drain and close (new requests reconnect).
 RETIRES_POOLS = frozenset(
-    {"project.delete", "project.update", "env.delete", "connection.set", "connection.delete"}
+    {"project.delete", "project.disable", "env.delete", "connection.set", "connection.delete"}
 )
 # Changes after which a tenant's object-store keys and clients must go (`docs/storage.md`).
 RETIRES_STORES = frozenset({"project.delete", "env.delete", "secret.set", "secret.delete"})
@@ -84,6 +84,9 @@ class Runtime:
                 timeout_ms=settings.pool_timeout_ms,
                 idle_seconds=settings.pool_idle_seconds,
                 statement_timeout_ms=settings.statement_timeout_ms,
+                connect_timeout_ms=settings.tenant_connect_timeout_ms,
+                breaker_failures=settings.tenant_breaker_failures,
+                breaker_open_seconds=settings.tenant_breaker_open_seconds,
             ),
             bus=InvalidationBus(settings.shared_redis),
             directory=directory,

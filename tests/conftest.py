@@ -14,4 +14,5 @@ pytest_plugins = [
     "support.s3",
     "support.bridge",
     "support.crud",
+    "support.pools",
 ]

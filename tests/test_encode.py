@@ -22,7 +22,7 @@ KEY = PoolKey("acme", "dev", "main", 1)
 
 @pytest.fixture
 async def manager() -> AsyncIterator[PoolManager]:
-    manager = PoolManager(5, 200, 2000, 300, 10_000)
+    manager = PoolManager(5, 200, 2000, 300, 10_000, 2500, 5, 5)
     yield manager
     await manager.close_all()
 

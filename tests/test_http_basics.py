@@ -122,3 +122,24 @@ async def test_metrics_tenant_label_is_opt_in(tmp_path):
         assert response.status_code == 200
         text = (await bridge.client.get("/metrics")).text
     assert 'stk_requests_total{project="shop",route_kind="logics",status="200"} 1.0' in text
+
+
+async def test_readyz_for_a_tenant_uses_its_pool_as_it_is(bridge):
+    key = await World(bridge).demo("shop")
+    limits = {"maxPoolSize": 2, "statementTimeoutMs": 3000}
+    patched = await bridge.client.patch(
+        "/admin/v1/projects/shop", json={"limits": limits}, headers=bridge.admin_headers
+    )
+    assert patched.status_code == 200
+    call = {"path": "logics/public/stats"}
+    headers = {**HOST, "X-Santokit-Api-Key": key}
+    assert (await bridge.client.post("/call", json=call, headers=headers)).status_code == 200
+    pools = bridge.rt.pools
+    opened = pools.connects
+    for _ in range(5):
+        ready = await bridge.client.get("/readyz", params={"project": "shop"})
+        assert ready.status_code == 200
+        assert (await bridge.client.post("/call", json=call, headers=headers)).status_code == 200
+    # Probes neither resize nor replace the tenant's pool (with the default limits they did).
+    assert pools.connects == opened
+    assert [p["max_size"] for p in pools.stats("shop")] == [2]

@@ -4,55 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import asyncpg
 import pytest
 
 from tenancy.errors import BadRequest, Conflict, ServiceUnavailable, Timeout
-from tenancy.pools import PoolKey, PoolManager, engine_of, verify_url
+from tenancy.pools import PoolKey, engine_of, verify_url
+
+from support.pools import SLEEP_PG, MakeManager, backends, eventually, sqlite_db
 
 SECRET = "S3cretPw-9f1"
-SLEEP_PG = "SELECT 1 AS done FROM pg_sleep($1::float8)"
 # About a billion steps: far longer than any timeout below.
 SPIN_SQLITE = (
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) "
     "SELECT count(*) AS n FROM c"
 )
 KEY = PoolKey("acme", "dev", "main", 1)
-MakeManager = Callable[..., PoolManager]
-
-
-@pytest.fixture
-async def make_manager() -> AsyncIterator[MakeManager]:
-    managers: list[PoolManager] = []
-
-    def make(**overrides: Any) -> PoolManager:
-        settings: dict[str, Any] = {
-            "max_per_tenant": 5,
-            "max_total": 200,
-            "timeout_ms": 2000,
-            "idle_seconds": 300,
-            "statement_timeout_ms": 10_000,
-        }
-        managers.append(PoolManager(**(settings | overrides)))
-        return managers[-1]
-
-    yield make
-    for manager in managers:
-        await manager.close_all()
-        assert manager.open_connections == 0
-
-
-def sqlite_db(tmp_path: Path, name: str = "tenant.db") -> str:
-    path = tmp_path / name
-    sqlite3.connect(path).close()
-    return f"sqlite:///{path}"
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -65,26 +35,6 @@ def engine_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def both(pg: str, lite: str) -> dict[str, str]:
     return {"postgresql": pg, "sqlite": lite}
-
-
-async def backends(pg_url: str) -> int:
-    """Connections the Bridge holds on the test database."""
-    conn = await asyncpg.connect(pg_url)
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = 'stk-bridge' AND datname = current_database()"
-        )
-        return count
-    finally:
-        await conn.close()
-
-
-async def eventually(check: Callable[[], bool], seconds: float = 2) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def with_credentials(pg_url: str, user: str, port: int | None = None, db: str | None = None) -> str:
@@ -322,6 +272,7 @@ async def test_a_pool_never_exceeds_its_max_size(pg_url: str, make_manager: Make
         "size": 3,
         "in_use": 3,
         "idle": 0,
+        "breaker": "closed",
     }
     assert all(result.rows == [{"done": 1}] for result in await running)
     assert await backends(pg_url) == 3
@@ -353,7 +304,7 @@ async def test_concurrent_first_queries_build_one_pool(
     assert await backends(pg_url) == manager.open_connections
 
 
-async def test_global_cap_evicts_the_least_recently_used_idle_pool(
+async def test_a_full_budget_takes_the_least_recently_used_idle_connection(
     tmp_path: Path, make_manager: MakeManager
 ) -> None:
     manager = make_manager(max_per_tenant=1, max_total=2)
@@ -364,24 +315,27 @@ async def test_global_cap_evicts_the_least_recently_used_idle_pool(
 
     for name in ("aaa", "bbb", "aaa", "ccc"):
         await manager.query(key(name), urls[name], "SELECT 1", [])
-    assert manager.stats("bbb") == []  # least recently used when ccc needed room
-    assert [len(manager.stats(name)) for name in ("aaa", "ccc")] == [1, 1]
-    assert manager.open_pools == 2
-    await eventually(lambda: manager.open_connections == 2)
+    # bbb was least recently used when ccc needed a slot: its connection went, its pool stays.
+    assert [manager.stats(name)[0]["size"] for name in ("aaa", "bbb", "ccc")] == [1, 0, 1]
+    assert manager.open_connections == 2 and manager.connects == 3
+    await manager.query(key("bbb"), urls["bbb"], "SELECT 1", [])
+    assert [manager.stats(name)[0]["size"] for name in ("aaa", "bbb", "ccc")] == [0, 1, 1]
+    assert manager.open_connections == 2 and manager.connects == 4
 
 
-async def test_global_cap_waits_for_an_idle_pool_then_gives_503(
+async def test_a_full_budget_waits_for_a_connection_to_come_back_then_gives_503(
     pg_url: str, make_manager: MakeManager
 ) -> None:
     manager = make_manager(max_per_tenant=1, max_total=1, timeout_ms=1000)
     busy, other = KEY, PoolKey("globex", "dev", "main", 1)
-    # A pool that goes idle within the wait is evicted for the waiting tenant.
+    # A connection that comes back within the wait is closed for the waiting tenant.
     slow = asyncio.create_task(manager.query(busy, pg_url, SLEEP_PG, [0.3]))
     await eventually(lambda: manager.connections_in_use == 1)
     assert (await manager.query(other, pg_url, "SELECT 2 AS n", [])).rows == [{"n": 2}]
     assert (await slow).rows == [{"done": 1}]
-    assert manager.stats("acme") == [] and manager.open_pools == 1
-    # No pool becomes idle in time: 503 once the wait is over.
+    assert manager.stats("acme")[0]["size"] == 0 and manager.open_connections == 1
+    await eventually(lambda: manager.connections_in_use == 0)
+    # Nothing comes back in time: 503 once the wait is over.
     slow = asyncio.create_task(manager.query(other, pg_url, SLEEP_PG, [1.5]))
     await eventually(lambda: manager.connections_in_use == 1)
     started = time.monotonic()
@@ -389,6 +343,7 @@ async def test_global_cap_waits_for_an_idle_pool_then_gives_503(
         await manager.query(busy, pg_url, "SELECT 1", [])
     assert 0.9 < time.monotonic() - started < 1.4
     await slow
+    assert await backends(pg_url) == 1
 
 
 async def test_idle_pools_are_closed(tmp_path: Path, make_manager: MakeManager) -> None:
@@ -409,13 +364,39 @@ async def test_idle_pools_are_closed(tmp_path: Path, make_manager: MakeManager) 
         janitor.cancel()
 
 
-async def test_changed_limits_replace_the_pool(tmp_path: Path, make_manager: MakeManager) -> None:
+async def test_changed_limits_apply_to_the_same_pool(
+    pg_url: str, make_manager: MakeManager
+) -> None:
     manager = make_manager()
-    url = sqlite_db(tmp_path)
-    await manager.query(KEY, url, "SELECT 1", [], max_size=2)
-    await manager.query(KEY, url, "SELECT 1", [], max_size=3, statement_timeout_ms=500)
-    assert [s["max_size"] for s in manager.stats("acme")] == [3]
-    assert manager.open_pools == 1
+    pid_sql = "SELECT pg_backend_pid() AS pid"
+
+    async def run(sql: str, *args: Any, size: int = 3, timeout: int = 5000) -> Any:
+        result = await manager.query(
+            KEY, pg_url, sql, args, max_size=size, statement_timeout_ms=timeout
+        )
+        return result.rows
+
+    await asyncio.gather(*(run(SLEEP_PG, 0.2) for _ in range(3)))
+    assert manager.stats("acme")[0]["size"] == 3 and manager.connects == 3
+    # Smaller: idle connections beyond the new size close; the others are kept, not reopened.
+    pid = await run(pid_sql, size=1)
+    assert [(s["max_size"], s["size"]) for s in manager.stats("acme")] == [(1, 1)]
+    assert manager.connects == 3 and manager.open_pools == 1
+    await eventually(lambda: manager.open_connections == 1)
+    # Bigger: the pool may grow again, still the same connection first.
+    assert await run(pid_sql, size=4) == pid and manager.connects == 3
+    # Busy connections beyond a smaller size close when they come back.
+    slow = [asyncio.create_task(run(SLEEP_PG, 0.3, size=4)) for _ in range(3)]
+    await eventually(lambda: manager.connections_in_use == 3)
+    assert await run(pid_sql, size=2) is not None
+    await asyncio.gather(*slow)
+    assert manager.stats("acme")[0]["size"] == 2
+    # A new statement timeout replaces the connections (it is set when one opens).
+    with pytest.raises(Timeout, match="300 ms"):
+        await run(SLEEP_PG, 2, size=2, timeout=300)
+    assert manager.stats("acme")[0]["size"] <= 2 and manager.open_pools == 1
+    await eventually(lambda: manager.open_connections <= 2)
+    assert await backends(pg_url) == manager.open_connections
 
 
 async def test_unreachable_tenant_database_is_503_without_secrets(
@@ -432,3 +413,23 @@ async def test_unreachable_tenant_database_is_503_without_secrets(
     with pytest.raises(ServiceUnavailable, match="file does not exist"):
         await manager.query(PoolKey("other", "dev", "main", 1), f"sqlite:///{missing}", "X", [])
     assert not os.path.exists(missing)
+
+
+async def test_connections_opened_together_on_a_fresh_sqlite_file_all_succeed(
+    tmp_path: Path,
+) -> None:
+    """Two connections switching a fresh file to WAL at once: SQLite answers one of them BUSY
+    without waiting; the driver retries, so a pool's concurrent first connections all open."""
+    import sqlite3
+
+    from tenancy.engines.sqlite import SqliteConnection
+
+    for attempt in range(25):
+        path = tmp_path / f"fresh{attempt}.db"
+        sqlite3.connect(path).close()  # an empty file, still in rollback-journal mode
+        conns = await asyncio.gather(*(SqliteConnection.open(str(path), 2000) for _ in range(4)))
+        try:
+            for conn in conns:
+                assert (await conn.run("PRAGMA journal_mode", [])).rows == [{"journal_mode": "wal"}]
+        finally:
+            await asyncio.gather(*(conn.close() for conn in conns))

@@ -86,6 +86,28 @@ async def test_a_project_delete_however_it_arrives_retires_pools_and_drops_state
     assert rt.last_errors.get(Tenant("shop", "prod")) is None
 
 
+async def test_a_limits_change_applies_in_place_and_a_disable_retires_pools(bridge) -> None:
+    key = await World(bridge).demo("shop")
+    headers = {**HOST, "X-Santokit-Api-Key": key}
+    assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
+    rt = bridge.rt
+    opened = rt.pools.connects
+
+    async def patch(changes: dict) -> None:
+        response = await bridge.client.patch(
+            "/admin/v1/projects/shop", json=changes, headers=bridge.admin_headers
+        )
+        assert response.status_code == 200, response.text
+
+    await patch({"limits": {"maxPoolSize": 3}})
+    assert rt.pools.stats("shop")  # the pool stays, its connection too
+    assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
+    assert [p["max_size"] for p in rt.pools.stats("shop")] == [3]
+    assert rt.pools.connects == opened
+    await patch({"status": "disabled"})
+    assert rt.pools.stats("shop") == []
+
+
 async def test_an_env_delete_retires_only_that_envs_pools(bridge) -> None:
     key = await World(bridge).demo("shop")
     headers = {**HOST, "X-Santokit-Api-Key": key}

@@ -59,7 +59,16 @@ async def _tenant_ready(request: Request, project: str | None, env: str | None) 
         await rt.directory.release(tenant)
         conn = await rt.directory.connection(tenant, "main")
         key = PoolKey(tenant.project, tenant.env, conn.alias, conn.version)
-        await rt.pools.query(key, conn.url, "SELECT 1", [])
+        # The tenant's own limits, so the probe uses (never resizes) the pool requests use.
+        await rt.pools.query(
+            key,
+            conn.url,
+            "SELECT 1",
+            [],
+            max_size=record.limits.max_pool_size,
+            statement_timeout_ms=record.limits.statement_timeout_ms,
+            read_only=True,
+        )
     except StkError:
         return not_ready
     return responses.json({"ok": True})

@@ -135,7 +135,9 @@ async def update(
             audit.record(session, actor, "project.update", project_id, fields=sorted(changes))
     except IntegrityError:
         raise Conflict("Host already belongs to another project") from None
-    await rt.bus.publish("project.update", project_id)
+    # Disabling retires the project's pools; other changes (limits included) apply in place.
+    disabled = changes.get("status") == "disabled" and record.status != "disabled"
+    await rt.bus.publish("project.disable" if disabled else "project.update", project_id)
     return await require_project(rt, project_id)
 
 

@@ -34,10 +34,15 @@ def engine_of(url: str) -> Engine:
     raise BadRequest("Unsupported database URL: expected postgresql://... or sqlite:///path")
 
 
-def connector(url: str, statement_timeout_ms: int) -> Callable[[], Awaitable[Connection]]:
-    """A function opening connections to `url`, each running statements under the timeout."""
+def connector(
+    url: str, statement_timeout_ms: int, connect_timeout_s: float = 5
+) -> Callable[[], Awaitable[Connection]]:
+    """A function opening connections to `url`, each running statements under the timeout.
+
+    `connect_timeout_s` bounds a PostgreSQL connect (a SQLite file opens without a network wait).
+    """
     if engine_of(url) == "postgresql":
-        return lambda: postgresql.PgConnection.open(url, statement_timeout_ms)
+        return lambda: postgresql.PgConnection.open(url, statement_timeout_ms, connect_timeout_s)
     path = sqlite.path_of(url)
     return lambda: sqlite.SqliteConnection.open(path, statement_timeout_ms)
 

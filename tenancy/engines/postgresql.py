@@ -60,13 +60,15 @@ class PgConnection:
         self.broken = False
 
     @classmethod
-    async def open(cls, url: str, statement_timeout_ms: int) -> PgConnection:
+    async def open(
+        cls, url: str, statement_timeout_ms: int, connect_timeout_s: float
+    ) -> PgConnection:
         settings = {
             "application_name": APPLICATION_NAME,
             "statement_timeout": str(statement_timeout_ms),
         }
         try:
-            conn = await asyncpg.connect(url, server_settings=settings)
+            conn = await asyncpg.connect(url, timeout=connect_timeout_s, server_settings=settings)
         except Exception as exc:
             reason = _connect_reason(exc, None)
             raise ServiceUnavailable(f"Tenant database unavailable: {reason}") from None

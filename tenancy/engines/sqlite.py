@@ -9,6 +9,7 @@ import asyncio
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, unquote
@@ -43,9 +44,9 @@ class SqliteConnection:
             await conn.executescript(
                 f"PRAGMA busy_timeout = {int(statement_timeout_ms)};"
                 "PRAGMA foreign_keys = ON;"
-                "PRAGMA journal_mode = WAL;"
                 "PRAGMA synchronous = NORMAL;"
             )
+            await _use_wal(conn, statement_timeout_ms / 1000)
         except sqlite3.Error as exc:
             await conn.close()
             reason = _open_reason(exc, path)
@@ -150,3 +151,21 @@ def _statement_error(exc: sqlite3.Error, timeout_ms: int) -> StkError:
     if name.startswith(_UNAVAILABLE_SQLITE):
         return ServiceUnavailable(f"Tenant database unavailable ({name})")
     return BadRequest(f"Statement failed: {name}")
+
+
+async def _use_wal(conn: aiosqlite.Connection, budget_s: float) -> None:
+    """Switch the file to WAL. When two connections switch a fresh file together, SQLite answers
+    the loser BUSY at once (its busy handler does not apply): it retries within the budget, and
+    finds WAL already set. The statement is read to its end so it holds no lock afterwards."""
+    deadline = time.monotonic() + budget_s
+    delay = 0.005
+    while True:
+        try:
+            await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
+            if not busy or time.monotonic() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
