@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 S3_VENV := .venv-s3
 S3_STAMP := $(S3_VENV)/.installed
 
-.PHONY: run test lint bench clean object-stores
+.PHONY: run test lint bench bench-tools clean object-stores
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,8 +35,14 @@ $(S3_STAMP): tests/objectstore/requirements.txt
 	touch $(S3_STAMP)
 
 # Benchmark of issue 4 (bench/RESULTS.md): `make bench` < 10 min, `make bench QUICK=1` < 2 min.
-bench: $(STAMP)
+bench: $(STAMP) bench-tools
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
+
+# The load generator and CPU pinning the harness needs (README "Benchmarks"), installed if missing.
+bench-tools:
+	@command -v wrk >/dev/null && command -v taskset >/dev/null || \
+		(apt-get install -y -q wrk util-linux >/dev/null || \
+		 (apt-get update -q >/dev/null && apt-get install -y -q wrk util-linux >/dev/null))
 
 clean:
 	rm -rf $(VENV) $(S3_VENV) .stk-bridge .pytest_cache .mypy_cache .ruff_cache
