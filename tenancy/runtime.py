@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenancy import audit
-from tenancy.cache import Cache
+from tenancy.cache import Cache, StaleOnError, kv_policy, registry_policy
 from tenancy.crud.views import VIEWS
 from tenancy.directory import Directory
 from tenancy.invalidation import InvalidationBus
@@ -66,11 +66,22 @@ class Runtime:
         engine = create_registry_engine(settings.registry)
         if migrate_schema:
             await migrate.upgrade(engine)
-        kv = open_kv(settings.kv, s3_credentials=settings.kv_s3_credentials())
+        kv = open_kv(
+            settings.kv,
+            s3_credentials=settings.kv_s3_credentials(),
+            redis=settings.redis_options(),
+        )
         releases = ReleaseStore(kv)
         vault = Vault(keyring)
         sessions = session_factory(engine)
-        directory = Directory(sessions, vault, releases, settings.cache_ttl_seconds)
+        directory = Directory(
+            sessions,
+            vault,
+            releases,
+            settings.cache_ttl_seconds,
+            registry=registry_policy(settings.dependency_breaker()),
+            kv=kv_policy(settings.dependency_breaker()),
+        )
         rt = cls(
             settings=settings,
             engine=engine,
@@ -88,11 +99,16 @@ class Runtime:
                 breaker_failures=settings.tenant_breaker_failures,
                 breaker_open_seconds=settings.tenant_breaker_open_seconds,
             ),
-            bus=InvalidationBus(settings.shared_redis),
+            bus=InvalidationBus(settings.shared_redis, settings.redis_options()),
             directory=directory,
             key_usage=KeyUsage(sessions),
             last_errors=LastErrors(),
-            limits=Limiters(settings.shared_redis, settings.tenant_max_concurrency),
+            limits=Limiters(
+                settings.shared_redis,
+                settings.tenant_max_concurrency,
+                redis=settings.redis_options(),
+                breaker=settings.dependency_breaker(),
+            ),
             storage=StorageService(
                 secrets=directory.secret,
                 stores=TenantStores(timeout=settings.storage_timeout_seconds),
@@ -133,6 +149,11 @@ class Runtime:
             self.storage.credentials,
             VIEWS,
         )
+
+    @property
+    def dependencies(self) -> tuple[StaleOnError, ...]:
+        """Each shared dependency's stale policy and breaker, for `/metrics`."""
+        return self.directory.dependencies
 
     def _on_invalidation(self, kind: str, project: str | None, env: str | None) -> None:
         """What a change means for this process, wherever it was made (the one home of pool and
