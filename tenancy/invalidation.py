@@ -81,6 +81,16 @@ class InvalidationBus:
         self._drained.clear()
         self._wake.set()
 
+    async def flushed(self) -> bool:
+        """Has Redis taken every queued broadcast? Waits one socket timeout at most."""
+        if self._redis is None or self._drained.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self._drained.wait(), self._options.socket_timeout)
+        except TimeoutError:
+            return False
+        return True
+
     async def start(self) -> None:
         if self._redis is not None:
             ready = asyncio.Event()
@@ -168,8 +178,7 @@ class InvalidationBus:
     async def close(self) -> None:
         """Stop listening; give queued broadcasts one socket timeout to go out first."""
         if self._tasks:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drained.wait(), self._options.socket_timeout)
+            await self.flushed()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -22,6 +22,7 @@ from tenancy.keyusage import KeyUsage
 from tenancy.kv import KVStore, open_kv
 from tenancy.lasterrors import LastErrors
 from tenancy.limits import Limiters
+from tenancy.outbox import Outbox
 from tenancy.pools import PoolManager
 from tenancy.registry import migrate
 from tenancy.registry.db import create_registry_engine, session_factory
@@ -59,6 +60,7 @@ class Runtime:
     last_errors: LastErrors
     limits: Limiters
     storage: StorageService
+    outbox: Outbox
     _background: tuple[asyncio.Task[None], ...] = ()
 
     @classmethod
@@ -82,6 +84,7 @@ class Runtime:
             registry=registry_policy(settings.dependency_breaker()),
             kv=kv_policy(settings.dependency_breaker()),
         )
+        bus = InvalidationBus(settings.shared_redis, settings.redis_options())
         rt = cls(
             settings=settings,
             engine=engine,
@@ -99,7 +102,7 @@ class Runtime:
                 breaker_failures=settings.tenant_breaker_failures,
                 breaker_open_seconds=settings.tenant_breaker_open_seconds,
             ),
-            bus=InvalidationBus(settings.shared_redis, settings.redis_options()),
+            bus=bus,
             directory=directory,
             key_usage=KeyUsage(sessions),
             last_errors=LastErrors(),
@@ -114,12 +117,15 @@ class Runtime:
                 stores=TenantStores(timeout=settings.storage_timeout_seconds),
                 sessions=MultipartSessions(kv),
             ),
+            outbox=Outbox(sessions, releases, bus),
         )
         rt.bus.subscribe(rt._on_invalidation)
         await rt.bus.start()
         rt._background = (
             asyncio.create_task(rt.pools.run_janitor(min(30.0, settings.pool_idle_seconds))),
             asyncio.create_task(rt._prune_audit_periodically()),
+            # Pointer moves a process left unaudited or unannounced (`tenancy/outbox.py`).
+            asyncio.create_task(rt.outbox.drain_periodically()),
         )
         return rt
 
