@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tenancy.cache import KV, REGISTRY, Cache
+from tenancy.cache import Cache, StaleOnError, kv_policy, registry_policy
 from tenancy.errors import NotFound, ServiceUnavailable, StkError
 from tenancy.pools import engine_of
 from tenancy.principal import Principal, Tenant
@@ -32,6 +32,14 @@ from tenancy.tokens import SigningKeys
 from tenancy.vault import Vault, VaultError
 
 log = logging.getLogger("stk.directory")
+# Changes that take access away: the project's cached entries are dropped, not marked stale.
+REVOKES = frozenset(
+    {"apikey.revoke", "project.delete", "project.disable", "env.delete", "connection.delete"}
+)
+
+
+def _key_project(record: ApiKeyRecord) -> str:
+    return record.project
 
 
 class Directory:
@@ -42,19 +50,33 @@ class Directory:
         releases: ReleaseStore,
         ttl: float,
         release_cache_size: int = 1024,
+        *,
+        registry: StaleOnError | None = None,
+        kv: StaleOnError | None = None,
     ) -> None:
         self._sessions = sessions
         self._vault = vault
         self._releases = releases
-        self.projects: Cache[ProjectRecord] = Cache("project", ttl, stale_on_error=REGISTRY)
-        self.hosts: Cache[str] = Cache("host", ttl, stale_on_error=REGISTRY)
-        self.api_keys: Cache[ApiKeyRecord] = Cache("apikey", ttl, stale_on_error=REGISTRY)
-        self.manifests: Cache[Manifest] = Cache("manifest", ttl, stale_on_error=KV)
-        self.connections: Cache[ConnectionInfo] = Cache("connection", ttl, stale_on_error=REGISTRY)
-        self.secrets: Cache[VersionedSecret] = Cache("secret", ttl, stale_on_error=REGISTRY)
+        # One policy (and circuit breaker) per dependency, shared by the caches reading it.
+        self.registry = registry = registry or registry_policy()
+        self.kv = kv = kv or kv_policy()
+        self.projects: Cache[ProjectRecord] = Cache("project", ttl, stale_on_error=registry)
+        # Keyed by host / key id (the project is not known before the lookup); the value names
+        # the project, so a change to one project marks only its hosts and keys stale.
+        self.hosts: Cache[str] = Cache("host", ttl, stale_on_error=registry, owner=str)
+        self.api_keys: Cache[ApiKeyRecord] = Cache(
+            "apikey", ttl, stale_on_error=registry, owner=_key_project
+        )
+        self.manifests: Cache[Manifest] = Cache("manifest", ttl, stale_on_error=kv)
+        self.connections: Cache[ConnectionInfo] = Cache("connection", ttl, stale_on_error=registry)
+        self.secrets: Cache[VersionedSecret] = Cache("secret", ttl, stale_on_error=registry)
         # Loaded once per bundle: a release is immutable and named by its hash.
         self.releases: Cache[Release] = Cache("release", None, max_entries=release_cache_size)
-        self.signing = SigningKeys(sessions, vault, ttl)
+        self.signing = SigningKeys(sessions, vault, ttl, registry)
+
+    @property
+    def dependencies(self) -> tuple[StaleOnError, ...]:
+        return (self.registry, self.kv)
 
     @property
     def caches(self) -> tuple[Cache[Any], ...]:
@@ -70,17 +92,25 @@ class Directory:
         )
 
     def invalidate(self, kind: str, project: str | None) -> None:
-        """Drop what a change may have made stale.
+        """Mark stale what a change may have made stale (`docs/tenancy.md`, "Invalidation").
 
-        Hosts and API keys are keyed by host and key id (the project is unknown before the
-        lookup), so they are dropped whole: they are few and cheap to reload. Releases never
-        change (a new one has a new id), so they go only with their project.
+        Entries are marked, not dropped, so a tenant whose reload fails is still served its
+        last value (stale-while-error). A change that takes access away (`REVOKES`) drops the
+        project's entries instead: a revoked key or deleted project must never be served from
+        a stale copy. Releases never change (a new one has a new id), so they go only with
+        their project.
         """
-        caches = (self.projects, self.manifests, self.connections, self.secrets)
-        for cache in (*caches, *self.signing.caches):
-            cache.invalidate(project)
-        self.hosts.invalidate()
-        self.api_keys.invalidate()
+        drop = kind in REVOKES
+        for cache in (
+            self.projects,
+            self.hosts,
+            self.api_keys,
+            self.manifests,
+            self.connections,
+            self.secrets,
+            *self.signing.caches,
+        ):
+            cache.invalidate(project, drop=drop)
         if kind == "project.delete" and project is not None:
             self.releases.invalidate(project)
 

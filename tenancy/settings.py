@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tenancy.breaker import Breaker
+from tenancy.redis_url import RedisOptions
+
 if TYPE_CHECKING:
     from tenancy.storage.credentials import StoreCredentials
 
@@ -56,6 +59,14 @@ class Settings(BaseSettings):
     tenant_breaker_open_seconds: float = Field(default=5, gt=0)
     tenant_max_concurrency: int = Field(default=64, ge=1)
     cache_ttl_seconds: float = Field(default=30, gt=0)
+    # Registry and KV store as seen by the caches (`docs/tenancy.md`, "When a dependency is down").
+    dependency_breaker_failures: int = Field(default=3, ge=1)
+    dependency_breaker_open_seconds: float = Field(default=5, gt=0)
+    # Every Redis client (KV store, invalidation, rate limits): `tenancy/redis_url.py`.
+    redis_connect_timeout_seconds: float = Field(default=1, gt=0)
+    redis_socket_timeout_seconds: float = Field(default=2, gt=0)
+    redis_health_check_seconds: float = Field(default=10, gt=0)
+    redis_retries: int = Field(default=2, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] | None = None
     auto_migrate: bool = True
@@ -123,6 +134,20 @@ class Settings(BaseSettings):
         if self.redis_url:
             return self.redis_url
         return self.kv if self.kv.startswith(("redis://", "rediss://")) else None
+
+    def redis_options(self) -> RedisOptions:
+        return RedisOptions(
+            connect_timeout=self.redis_connect_timeout_seconds,
+            socket_timeout=self.redis_socket_timeout_seconds,
+            health_check_seconds=self.redis_health_check_seconds,
+            retries=self.redis_retries,
+        )
+
+    def dependency_breaker(self) -> Breaker:
+        """A new breaker for one shared dependency (registry, KV store, Redis)."""
+        return Breaker.for_dependency(
+            self.dependency_breaker_failures, self.dependency_breaker_open_seconds
+        )
 
     def master_key_text(self) -> str | None:
         return _read_secret(self.master_keys, self.master_keys_file)

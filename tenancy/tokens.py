@@ -28,7 +28,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tenancy.cache import REGISTRY, Cache
+from tenancy.cache import Cache, StaleOnError, registry_policy
 from tenancy.errors import Forbidden, ServiceUnavailable, Unauthorized
 from tenancy.ids import is_env_id, is_project_id, new_ulid
 from tenancy.principal import Principal, Tenant
@@ -140,11 +140,17 @@ class SigningKeys:
     """Tenant signing keys: cached decrypted, created on first need, issue and verify."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], vault: Vault, ttl: float
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        vault: Vault,
+        ttl: float,
+        registry: StaleOnError | None = None,
     ) -> None:
         self._sessions = sessions
         self._vault = vault
-        self.cache: Cache[KeySet] = Cache("signingkey", ttl, stale_on_error=REGISTRY)
+        self.cache: Cache[KeySet] = Cache(
+            "signingkey", ttl, stale_on_error=registry or registry_policy()
+        )
         self._creating = asyncio.Lock()
         # Tokens already verified, with the key set that verified them: a repeat presentation
         # skips the signature check (the largest CPU cost of a user request) for as long as

@@ -6,7 +6,6 @@ from typing import Any
 
 import orjson
 
-from tenancy import audit
 from tenancy.audit import Actor
 from tenancy.control.projects import require_env
 from tenancy.control.secrets import list_kind
@@ -52,10 +51,13 @@ async def publish(
     if current == compiled.id:
         return answer
     await rt.releases.put_bundle(project, compiled.id, compiled.body)
-    await rt.releases.publish(project, env, compiled.id, ref)
-    async with rt.transaction() as session:
-        audit.record(session, actor, "release.publish", project, env, release=compiled.id, ref=ref)
-    await rt.bus.publish("release.publish", project, env)
+
+    async def moving(at: str) -> str:
+        await rt.releases.publish(project, env, compiled.id, ref, at)
+        return compiled.id
+
+    # Intent, move, audit, broadcast: never live and unaudited after a crash (tenancy/outbox.py).
+    await rt.outbox.move(actor, "release.publish", project, env, moving, ref=ref)
     return answer
 
 
@@ -98,10 +100,12 @@ async def rollback(
     rt: Runtime, actor: Actor, project: str, env: str, release: str
 ) -> dict[str, Any]:
     await require_env(rt, project, env)
-    await rt.releases.rollback(project, env, release)
-    async with rt.transaction() as session:
-        audit.record(session, actor, "release.rollback", project, env, release=release)
-    await rt.bus.publish("release.rollback", project, env)
+
+    async def moving(at: str) -> str:
+        await rt.releases.rollback(project, env, release, at)
+        return release
+
+    await rt.outbox.move(actor, "release.rollback", project, env, moving)
     return {"release": release}
 
 
@@ -110,10 +114,12 @@ async def promote(
 ) -> dict[str, Any]:
     await require_env(rt, project, source)
     await require_env(rt, project, target)
-    release = await rt.releases.promote(project, source, target)
-    async with rt.transaction() as session:
-        audit.record(
-            session, actor, "release.promote", project, target, release=release, source=source
-        )
-    await rt.bus.publish("release.promote", project, target)
+    release = await rt.outbox.move(
+        actor,
+        "release.promote",
+        project,
+        target,
+        lambda at: rt.releases.promote(project, source, target, at),
+        source=source,
+    )
     return {"release": release}
