@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
+    from tenancy.registry.db import RegistryTimeouts
     from tenancy.storage.credentials import StoreCredentials
 
 REGISTRY_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
@@ -56,6 +57,9 @@ class Settings(BaseSettings):
     tenant_breaker_open_seconds: float = Field(default=5, gt=0)
     tenant_max_concurrency: int = Field(default=64, ge=1)
     cache_ttl_seconds: float = Field(default=30, gt=0)
+    registry_connect_timeout_ms: int = Field(default=2000, ge=1)
+    registry_command_timeout_ms: int = Field(default=5000, ge=1)
+    registry_pool_timeout_ms: int = Field(default=2000, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] | None = None
     auto_migrate: bool = True
@@ -98,6 +102,15 @@ class Settings(BaseSettings):
         if self.host_suffix is not None:
             self.host_suffix = self.host_suffix.strip(".").lower()
         return self
+
+    def registry_timeouts(self) -> RegistryTimeouts:
+        from tenancy.registry.db import RegistryTimeouts
+
+        return RegistryTimeouts(
+            connect=self.registry_connect_timeout_ms / 1000,
+            command=self.registry_command_timeout_ms / 1000,
+            pool_wait=self.registry_pool_timeout_ms / 1000,
+        )
 
     @property
     def registry(self) -> str:
