@@ -9,6 +9,8 @@ The processes-and-load version of the same faults is `tests/faults/`.
 from __future__ import annotations
 
 import logging
+import shutil
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from support.bridge import running_bridge
 from support.faults import TcpProxy
 from support.processes import master_keys
 from support.services import asyncpg_url, pg_database
-from support.world import World
+from support.world import World, demo_files
 
 # Short registry timeouts keep the test quick; the bound below is what they imply plus margin.
 TIMEOUTS = {
@@ -121,3 +123,44 @@ async def test_a_replica_with_nothing_cached_is_not_ready_while_the_registry_is_
     assert (ready.status_code, ready.json()) == (200, {"ok": True})
     r = await world.call("logics/public/stats", project="cold")
     assert r.status_code == 200, r.text
+
+
+async def test_a_down_kv_store_answers_503_on_the_admin_api_with_one_line_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    kv_dir = tmp_path / "kv"
+    async with running_bridge(tmp_path, kv_url=f"file://{kv_dir}") as bridge:
+        world = World(bridge)
+        await world.demo("shop")
+        shutil.rmtree(kv_dir)
+        kv_dir.write_text("not a directory any more")
+        caplog.set_level(logging.WARNING)
+        r = await world.admin(
+            "POST", "/projects/shop/envs/prod/releases", json={"files": demo_files()}
+        )
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+        named = [rec for rec in caplog.records if "KV store unavailable" in rec.getMessage()]
+        assert len(named) == 1, [rec.getMessage() for rec in caplog.records]
+
+
+async def test_a_locked_sqlite_registry_answers_503_after_the_command_timeout(
+    tmp_path: Path,
+) -> None:
+    async with running_bridge(tmp_path, **TIMEOUTS) as bridge:
+        holder = sqlite3.connect(tmp_path / "registry.db")
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            began = time.monotonic()
+            r = await bridge.admin("POST", "/projects", json={"id": "locked"})
+            took = time.monotonic() - began
+        finally:
+            holder.close()
+        assert r.status_code == 503, r.text
+        assert r.json()["error"] == {
+            "code": "SERVICE_UNAVAILABLE",
+            "message": "Registry unavailable",
+            "requestId": r.headers["x-request-id"],
+        }
+        assert 0.4 < took < BOUND_S, took
+        await bridge.admin("POST", "/projects", 201, json={"id": "locked"})
