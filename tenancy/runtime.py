@@ -65,9 +65,17 @@ class Runtime:
 
     @classmethod
     async def start(cls, settings: Settings, keyring: Keyring, *, migrate_schema: bool) -> Runtime:
-        engine = create_registry_engine(settings.registry)
+        engine = create_registry_engine(settings.registry, settings.registry_timeouts())
         if migrate_schema:
-            await migrate.upgrade(engine)
+            # A PostgreSQL upgrade may wait for a peer's lock longer than a command may, so it
+            # runs on an unbounded engine of its own (`docs/decisions.md`); SQLite has no peers.
+            sqlite = engine.dialect.name == "sqlite"
+            upgrading = engine if sqlite else create_registry_engine(settings.registry)
+            try:
+                await migrate.upgrade(upgrading)
+            finally:
+                if upgrading is not engine:
+                    await upgrading.dispose()
         kv = open_kv(
             settings.kv,
             s3_credentials=settings.kv_s3_credentials(),

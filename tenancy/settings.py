@@ -16,6 +16,7 @@ from tenancy.breaker import Breaker
 from tenancy.redis_url import RedisOptions
 
 if TYPE_CHECKING:
+    from tenancy.registry.db import RegistryTimeouts
     from tenancy.storage.credentials import StoreCredentials
 
 REGISTRY_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
@@ -67,6 +68,9 @@ class Settings(BaseSettings):
     redis_socket_timeout_seconds: float = Field(default=2, gt=0)
     redis_health_check_seconds: float = Field(default=10, gt=0)
     redis_retries: int = Field(default=2, ge=0)
+    registry_connect_timeout_ms: int = Field(default=2000, ge=1)
+    registry_command_timeout_ms: int = Field(default=5000, ge=1)
+    registry_pool_timeout_ms: int = Field(default=2000, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] | None = None
     auto_migrate: bool = True
@@ -109,6 +113,15 @@ class Settings(BaseSettings):
         if self.host_suffix is not None:
             self.host_suffix = self.host_suffix.strip(".").lower()
         return self
+
+    def registry_timeouts(self) -> RegistryTimeouts:
+        from tenancy.registry.db import RegistryTimeouts
+
+        return RegistryTimeouts(
+            connect=self.registry_connect_timeout_ms / 1000,
+            command=self.registry_command_timeout_ms / 1000,
+            pool_wait=self.registry_pool_timeout_ms / 1000,
+        )
 
     @property
     def registry(self) -> str:
