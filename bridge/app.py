@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import errors
 from bridge.cors import CorsMiddleware
+from bridge.guard import HeaderLimits
 from bridge.metrics import Metrics
 from bridge.metrics import router as metrics_router
 from bridge.middleware import RequestMiddleware
@@ -114,6 +115,8 @@ def create_app(
     stack = RequestMiddleware(
         CorsMiddleware(PathSwitch(CallEndpoint(state), api), state),
         max_body_bytes=settings.max_body_bytes,
+        limits=HeaderLimits.of(settings),
+        body_timeout=settings.body_timeout_seconds,
         observe=metrics.observe,
     )
     return App(stack, api, state, lifespan)

@@ -66,7 +66,7 @@ async def test_unknown_route_and_method_use_the_envelope(bridge):
     wrong = await bridge.client.get("/call")
     assert wrong.status_code == 405
     assert wrong.headers["allow"] == "POST"
-    assert wrong.json()["error"]["code"] == "BAD_REQUEST"
+    assert wrong.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
     assert wrong.json()["error"]["requestId"] == wrong.headers["x-request-id"]
 
 
