@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.context import current_request
+from bridge.cors import Cors
 from bridge.errors import envelope
 from bridge.guard import HeaderLimits, screen
 from bridge.logs import access_line
@@ -47,12 +48,14 @@ class RequestMiddleware:
         max_body_bytes: int,
         limits: HeaderLimits,
         body_timeout: float,
+        cors: Cors,
         observe: Callable[[RequestState, str, int, float], None] | None = None,
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.limits = limits
         self.body_timeout = body_timeout
+        self.cors = cors
         self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,17 +71,20 @@ class RequestMiddleware:
         status = 500
         response_started = False
         rid_header = (b"x-request-id", request_id.encode())
+        refusal = screen(scope["headers"], self.limits)
 
         async def send_wrapper(message: Message) -> None:
+            """Every answer, whichever layer wrote it, gets the request id and its CORS headers
+            (judged only for headers that passed the screen)."""
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), rid_header]
+                cors = await self.cors.headers(scope, judge=refusal is None)
+                message["headers"] = [*message.get("headers", []), rid_header, *cors]
             await send(message)
 
         try:
-            refusal = screen(scope["headers"], self.limits)
             if refusal is not None:
                 await envelope(refusal.status, refusal.message, request_id)(
                     scope, receive, send_wrapper

@@ -39,6 +39,7 @@ class AppState:
             env=headers.get("x-santokit-env"),
             api_key=headers.get("x-santokit-api-key"),
             bearer=bearer,
+            origin=headers.get("origin"),
         )
 
     def admin_token_matches(self, presented: str) -> str | None:

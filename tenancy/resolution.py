@@ -28,6 +28,7 @@ class Hints:
     env: str | None = None
     api_key: str | None = None
     bearer: str | None = None
+    origin: str | None = None  # a browser's `Origin`: not a tenant hint, checked on admission
 
 
 @dataclass(frozen=True, slots=True)

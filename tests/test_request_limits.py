@@ -111,7 +111,8 @@ async def test_a_slow_body_is_408_in_the_app(tmp_path):
             yield b'"db/a/select"}'
 
         began = time.monotonic()
-        response = await bridge.client.post("/call", headers=HOST, content=trickle())
+        headers = {**HOST, "Content-Type": "application/json"}
+        response = await bridge.client.post("/call", headers=headers, content=trickle())
         assert time.monotonic() - began < 1.5
         _error(response, 408, "REQUEST_TIMEOUT")
         assert response.headers["connection"] == "close"
