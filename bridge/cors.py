@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.context import info
 from bridge.errors import envelope, from_stk
-from bridge.state import AppState, raw_headers
+from bridge.state import AppState, data_plane, raw_headers
 from tenancy.calls import cors_origins, origin_allowed
 from tenancy.errors import StkError
 
@@ -45,11 +45,6 @@ EXPOSE: Header = (
     b"x-request-id, retry-after, ratelimit-policy, ratelimit",
 )
 VARY: Header = (b"vary", b"Origin")
-DATA_PLANE = ("/call", "/.well-known/jwks.json", "/openapi.json")
-
-
-def applies(path: str) -> bool:
-    return path in DATA_PLANE or path.startswith("/auth/")
 
 
 def is_preflight(scope: Scope) -> bool:
@@ -96,7 +91,7 @@ class Cors:
         """`Vary: Origin` on every data-plane answer to a request with an `Origin`; the allowing
         headers when the tenant allows it. `judge=False` (headers refused unread) gives `Vary`
         alone."""
-        if scope["type"] != "http" or not applies(scope["path"]):
+        if scope["type"] != "http" or not data_plane(scope["path"]):
             return []
         origin = _header(scope, b"origin")
         if origin is None:
@@ -115,7 +110,7 @@ class CorsMiddleware:
         self.cors = cors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not applies(scope["path"]):
+        if scope["type"] != "http" or not data_plane(scope["path"]):
             await self.app(scope, receive, send)
             return
         request_id = info(scope).request_id

@@ -21,6 +21,7 @@ from bridge.cors import Cors
 from bridge.errors import envelope
 from bridge.guard import HeaderLimits, screen
 from bridge.logs import access_line
+from bridge.state import split_base
 from tenancy.calls import RequestState
 from tenancy.ids import REQUEST_ID, new_ulid
 
@@ -67,6 +68,9 @@ class RequestMiddleware:
         request_id = incoming if incoming and REQUEST_ID.fullmatch(incoming) else new_ulid()
         req = RequestState(request_id)
         scope["stk"] = req
+        req.base, path = split_base(scope["path"])
+        if req.base is not None:  # the routes below see the path under the base URL
+            scope["path"], scope["raw_path"] = path, path.encode()
         context = current_request.set(req)
         status = 500
         response_started = False

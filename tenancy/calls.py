@@ -22,7 +22,7 @@ from tenancy.pools import PoolKey
 from tenancy.principal import Principal, Tenant
 from tenancy.registry.records import ProjectRecord
 from tenancy.releases.model import Release
-from tenancy.resolution import Hints, Located, Resolved, locate, resolve
+from tenancy.resolution import BasePath, Hints, Located, Resolved, locate, resolve
 from tenancy.runtime import Runtime
 
 log = logging.getLogger("stk.call")
@@ -68,6 +68,7 @@ class RequestState:
     """One request's facts, each recorded by the step that learned it."""
 
     request_id: str
+    base: BasePath | None = None  # the path-based base URL, found by the HTTP layer
     route: Route | None = None
     located: Located | None = None
     resolved: Resolved | None = None
@@ -107,7 +108,7 @@ async def admit(rt: Runtime, hints: Hints, state: RequestState) -> Admission:
     A browser's request from an origin the tenant's release does not allow is refused before it
     is counted or does any work (`docs/api.md`, CORS)."""
     directory = rt.directory
-    state.located = located = await locate(hints, directory, rt.settings.host_suffix)
+    state.located = located = await locate(hints, directory, rt.settings.host_suffix, state.base)
     state.resolved = resolved = await resolve(located, hints, directory)
     state.release = release = await directory.release(resolved.tenant)
     if hints.origin is not None and not origin_allowed(release.cors_origins, hints.origin):
@@ -137,7 +138,8 @@ async def cors_origins(
         return release.cors_origins
     located = state.located
     if located is None:
-        state.located = located = await locate(hints(), rt.directory, rt.settings.host_suffix)
+        located = await locate(hints(), rt.directory, rt.settings.host_suffix, state.base)
+        state.located = located
     # An env the project does not have is judged by the project's envs, so an app can read the
     # 404 of a mistyped env; an unknown or disabled project allows no origin (it raises).
     project = Located(located.project, None, located.record).require()
