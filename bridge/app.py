@@ -17,7 +17,8 @@ from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import errors
-from bridge.cors import CorsMiddleware
+from bridge.cors import Cors, CorsMiddleware
+from bridge.guard import HeaderLimits
 from bridge.metrics import Metrics
 from bridge.metrics import router as metrics_router
 from bridge.middleware import RequestMiddleware
@@ -111,9 +112,13 @@ def create_app(
     api.include_router(health.router)
     api.include_router(auth.router)
     api.include_router(admin_router())
+    cors = Cors(state)
     stack = RequestMiddleware(
-        CorsMiddleware(PathSwitch(CallEndpoint(state), api), state),
+        CorsMiddleware(PathSwitch(CallEndpoint(state), api), cors),
         max_body_bytes=settings.max_body_bytes,
+        limits=HeaderLimits.of(settings),
+        body_timeout=settings.body_timeout_seconds,
+        cors=cors,
         observe=metrics.observe,
     )
     return App(stack, api, state, lifespan)

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from bridge.guard import server_options
 from tenancy.audit import Actor
 from tenancy.errors import PublishError, StkError
 from tenancy.keyring import Keyring, KeyringError
@@ -67,6 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        **server_options(),
     )
 
 

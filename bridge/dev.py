@@ -20,6 +20,7 @@ import uvicorn
 
 from bridge import logs
 from bridge.app import create_app
+from bridge.guard import server_options
 from tenancy.audit import Actor
 from tenancy.control import apikeys, projects, releases
 from tenancy.control import secrets as tenant_secrets
@@ -249,4 +250,4 @@ def run_dev(host: str, port: int) -> None:
     tenants = asyncio.run(bootstrap(settings, keyring))
     print(banner(f"http://{host}:{port}", token, tenants, settings.data_dir), flush=True)
     app = create_app(settings, keyring, [token], migrate=True)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, **server_options())

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     host_suffix: str | None = None
     trust_forwarded_host: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_header_bytes: int = Field(default=16_384, ge=1024)
+    max_header_count: int = Field(default=100, ge=10)
+    max_token_bytes: int = Field(default=8192, ge=256)
+    header_timeout_seconds: float = Field(default=10, gt=0)
+    body_timeout_seconds: float = Field(default=30, gt=0)
     select_max_rows: int = Field(default=1000, ge=1)
     pool_max_per_tenant: int = Field(default=5, ge=1)
     pool_max_total: int = Field(default=400, ge=1)
