@@ -65,7 +65,7 @@ class Runtime:
     async def start(cls, settings: Settings, keyring: Keyring, *, migrate_schema: bool) -> Runtime:
         engine = create_registry_engine(settings.registry)
         if migrate_schema:
-            await migrate.upgrade(engine)
+            await migrate.upgrade(engine, keyring=keyring)
         kv = open_kv(settings.kv, s3_credentials=settings.kv_s3_credentials())
         releases = ReleaseStore(kv)
         vault = Vault(keyring)
