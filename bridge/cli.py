@@ -102,11 +102,13 @@ def cmd_migrate(_: argparse.Namespace) -> None:
     from tenancy.registry.db import create_registry_engine
 
     settings = _settings()
+    # Optional: only a revision that re-seals stored values needs it, and says so.
+    keyring = _keyring(settings) if settings.master_key_text() else None
 
     async def main() -> None:
         engine = create_registry_engine(settings.registry)
         try:
-            await migrate.upgrade(engine)
+            await migrate.upgrade(engine, keyring=keyring)
         finally:
             await engine.dispose()
 

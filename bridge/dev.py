@@ -24,6 +24,7 @@ from bridge.guard import server_options
 from tenancy.audit import Actor
 from tenancy.control import apikeys, projects, releases
 from tenancy.control import secrets as tenant_secrets
+from tenancy.engines.sqlite import private_file
 from tenancy.errors import Conflict, NotFound
 from tenancy.keyring import Keyring
 from tenancy.principal import Tenant
@@ -84,6 +85,7 @@ def secrets_for(settings: Settings) -> tuple[Keyring, str]:
 
 def _seed_database(path: Path, project: str) -> None:
     seed = (EXAMPLE / "seed" / "sqlite.sql").read_text()
+    private_file(str(path))
     with sqlite3.connect(path) as db:
         db.executescript(seed)
         notebook = f"01JF0000000000000000{project[:4].upper():<4}NB".replace(" ", "X")

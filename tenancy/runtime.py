@@ -72,7 +72,7 @@ class Runtime:
             sqlite = engine.dialect.name == "sqlite"
             upgrading = engine if sqlite else create_registry_engine(settings.registry)
             try:
-                await migrate.upgrade(upgrading)
+                await migrate.upgrade(upgrading, keyring=keyring)
             finally:
                 if upgrading is not engine:
                     await upgrading.dispose()
