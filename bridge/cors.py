@@ -21,8 +21,8 @@ from tenancy.errors import StkError
 PREFLIGHT_HEADERS = {
     "access-control-allow-methods": "GET, POST, OPTIONS",
     "access-control-allow-headers": (
-        "authorization, content-type, x-request-id, x-santokit-api-key, x-santokit-env, "
-        "x-santokit-project"
+        "authorization, content-type, if-none-match, x-request-id, x-santokit-api-key, "
+        "x-santokit-env, x-santokit-project"
     ),
     "access-control-max-age": "600",
 }
@@ -30,7 +30,7 @@ VARY = (b"vary", b"Origin")
 
 
 def applies(path: str) -> bool:
-    return path == "/call" or path.startswith("/auth/") or path == "/.well-known/jwks.json"
+    return path in ("/call", "/.well-known/jwks.json", "/openapi.json") or path.startswith("/auth/")
 
 
 class CorsMiddleware:

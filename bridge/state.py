@@ -22,6 +22,8 @@ class AppState:
     def __init__(self, settings: Settings, admin_tokens: tuple[bytes, ...]) -> None:
         self.settings = settings
         self.admin_tokens = admin_tokens
+        # The admin API's OpenAPI document, encoded at its first request (a process constant).
+        self.admin_openapi: bytes | None = None
 
     def hints(self, headers: Mapping[str, str]) -> Hints:
         """`headers` with lower-case names (Starlette's `Headers` or `raw_headers(scope)`)."""

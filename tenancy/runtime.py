@@ -22,6 +22,7 @@ from tenancy.keyusage import KeyUsage
 from tenancy.kv import KVStore, open_kv
 from tenancy.lasterrors import LastErrors
 from tenancy.limits import Limiters
+from tenancy.openapi import DOCUMENTS
 from tenancy.pools import PoolManager
 from tenancy.registry import migrate
 from tenancy.registry.db import create_registry_engine, session_factory
@@ -132,6 +133,7 @@ class Runtime:
             self.key_usage.recent,
             self.storage.credentials,
             VIEWS,
+            DOCUMENTS,
         )
 
     def _on_invalidation(self, kind: str, project: str | None, env: str | None) -> None:
