@@ -112,7 +112,9 @@ def create_app(
     api.include_router(health.router)
     api.include_router(auth.router)
     api.include_router(openapi.router)
-    api.include_router(admin_router())
+    admin = admin_router()
+    state.admin_routes = admin.routes
+    api.include_router(admin)
     stack = RequestMiddleware(
         CorsMiddleware(PathSwitch(CallEndpoint(state), api), state),
         max_body_bytes=settings.max_body_bytes,

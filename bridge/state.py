@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from fastapi import Request
+from starlette.routing import BaseRoute
 from starlette.types import Scope
 
 from tenancy.resolution import Hints
@@ -24,6 +25,7 @@ class AppState:
         self.admin_tokens = admin_tokens
         # The admin API's OpenAPI document, encoded at its first request (a process constant).
         self.admin_openapi: bytes | None = None
+        self.admin_routes: Sequence[BaseRoute] = ()
 
     def hints(self, headers: Mapping[str, str]) -> Hints:
         """`headers` with lower-case names (Starlette's `Headers` or `raw_headers(scope)`)."""
