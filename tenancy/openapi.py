@@ -295,11 +295,6 @@ def _where_value(column: Column) -> dict[str, Any]:
     return {"anyOf": [scalar, null, _object(operators, minProperties=1)]}
 
 
-def _where(columns: Iterable[Column], *, required: bool) -> dict[str, Any]:
-    props = {c.name: _where_value(c) for c in columns}
-    return _object(props, minProperties=1) if required else _object(props)
-
-
 @dataclass(frozen=True, slots=True)
 class RouteDoc:
     summary: str
@@ -321,6 +316,17 @@ class _Builder:
         self.schemas[base + ".result"] = result
         self.routes[path] = RouteDoc(summary, _ref(base + ".params"), _ref(base + ".result"))
 
+    def where(self, columns: Iterable[Column], *, required: bool) -> dict[str, Any]:
+        """A `where` over `columns`; each column type's operators are one shared schema."""
+        props = {}
+        for column in columns:
+            kind = "unordered" if column.type in UNORDERED else column.type
+            name = f"where.{kind}"
+            if name not in self.schemas:
+                self.schemas[name] = _where_value(column)
+            props[column.name] = _ref(name)
+        return _object(props, minProperties=1) if required else _object(props)
+
     def tables(self) -> None:
         for table in self.release.tables.values():
             rules = {op: self.release.rule_for(table.name, op, self.roles) for op in CRUD_OPS}
@@ -341,14 +347,14 @@ class _Builder:
                 ]
                 data = _object({c.name: _write(c) for c in writable}, minProperties=1)
                 params = _object(
-                    {"data": data, "values": data, "where": _where(filterable, required=True)},
+                    {"data": data, "values": data, "where": self.where(filterable, required=True)},
                     ["where"],
                 )
                 self.add(
                     f"db/{table.name}/update", f"Update rows of {table.name}", params, affected
                 )
             if rules["delete"] is not None:
-                params = _object({"where": _where(filterable, required=True)}, ["where"])
+                params = _object({"where": self.where(filterable, required=True)}, ["where"])
                 self.add(
                     f"db/{table.name}/delete", f"Delete rows of {table.name}", params, affected
                 )
@@ -382,7 +388,7 @@ class _Builder:
             and self.release.rule_for(fk.references.table, "select", self.roles)
         ]
         props: dict[str, Any] = {
-            "where": _where(readable, required=False),
+            "where": self.where(readable, required=False),
             "select": {
                 "type": "array",
                 "items": {"enum": names},
