@@ -22,8 +22,9 @@ from bridge.guard import HeaderLimits
 from bridge.metrics import Metrics
 from bridge.metrics import router as metrics_router
 from bridge.middleware import RequestMiddleware
-from bridge.routes import auth, health
+from bridge.routes import auth, health, openapi
 from bridge.routes.admin import keys, projects, releases, secrets, signing
+from bridge.routes.admin import openapi as admin_openapi
 from bridge.routes.call import CallEndpoint
 from bridge.state import AppState
 from tenancy.keyring import Keyring
@@ -71,7 +72,7 @@ class App:
 
 def admin_router() -> APIRouter:
     router = APIRouter(prefix="/admin/v1")
-    for module in (projects, secrets, releases, keys, signing):
+    for module in (projects, secrets, releases, keys, signing, admin_openapi):
         router.include_router(module.router)
     return router
 
@@ -111,7 +112,10 @@ def create_app(
     api.include_router(metrics_router(lambda: (metrics, state.rt)))
     api.include_router(health.router)
     api.include_router(auth.router)
-    api.include_router(admin_router())
+    api.include_router(openapi.router)
+    admin = admin_router()
+    state.admin_routes = admin.routes
+    api.include_router(admin)
     cors = Cors(state)
     stack = RequestMiddleware(
         CorsMiddleware(PathSwitch(CallEndpoint(state), api), cors),

@@ -1,4 +1,4 @@
-"""`stk-bridge`: dev, serve, migrate, keys, publish (`docs/operations.md`)."""
+"""`stk-bridge`: dev, serve, migrate, keys, publish, types (`docs/operations.md`)."""
 
 from __future__ import annotations
 
@@ -180,6 +180,28 @@ def cmd_publish(args: argparse.Namespace) -> None:
         print(f"  {statement}")
 
 
+def cmd_types(args: argparse.Namespace) -> None:
+    from bridge.typegen import TypegenError, fetch, python, typescript
+
+    try:
+        doc = fetch(
+            args.url,
+            args.project,
+            args.env,
+            api_key=os.environ.get("STK_API_KEY"),
+            admin_token=os.environ.get("STK_ADMIN_TOKEN"),
+            roles=args.roles,
+        )
+    except TypegenError as exc:
+        _fail([f"types: {exc}"])
+        return
+    text = typescript(doc) if args.lang == "typescript" else python(doc)
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
 def _problem_lines(headline: str, details: list[dict[str, Any]]) -> list[str]:
     """One `file:line: message` line per problem, like a compiler, so editors can jump to it."""
     lines = [headline]
@@ -221,6 +243,20 @@ def parser() -> argparse.ArgumentParser:
     publish.add_argument("--url", default=os.environ.get("STK_URL", "http://127.0.0.1:8000"))
     publish.add_argument("--admin-token", default=None)
     publish.set_defaults(func=cmd_publish)
+
+    types = sub.add_parser(
+        "types",
+        help="client types of a tenant (STK_URL; STK_API_KEY, else STK_ADMIN_TOKEN)",
+    )
+    types.add_argument("--project", required=True)
+    types.add_argument("--env", required=True)
+    types.add_argument("--lang", required=True, choices=["typescript", "python"])
+    types.add_argument("--out", default=None, help="file to write (default: stdout)")
+    types.add_argument(
+        "--roles", default=None, help="with STK_ADMIN_TOKEN: describe a caller with these roles"
+    )
+    types.add_argument("--url", default=os.environ.get("STK_URL", "http://127.0.0.1:8000"))
+    types.set_defaults(func=cmd_types)
     return top
 
 

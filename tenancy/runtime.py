@@ -22,6 +22,7 @@ from tenancy.keyusage import KeyUsage
 from tenancy.kv import KVStore, open_kv
 from tenancy.lasterrors import LastErrors
 from tenancy.limits import Limiters
+from tenancy.openapi import DOCUMENTS
 from tenancy.outbox import Outbox
 from tenancy.pools import PoolManager
 from tenancy.registry import migrate
@@ -162,6 +163,7 @@ class Runtime:
             self.key_usage.recent,
             self.storage.credentials,
             VIEWS,
+            DOCUMENTS,
         )
 
     @property

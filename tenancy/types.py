@@ -233,6 +233,44 @@ def literal_problem(
     return None
 
 
+# ---- JSON Schema of a type (the per-tenant OpenAPI document, `docs/api.md` "OpenAPI") --------
+
+_READ_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "int": {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+    "bigint": {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+    "float": {"type": "number"},
+    "decimal": {"type": "string", "format": "decimal"},
+    "boolean": {"type": "boolean"},
+    "json": {},
+    "timestamp": {"type": "string", "format": "date-time"},
+    "uuid": {"type": "string", "format": "uuid"},
+    "bytes": {"type": "string", "contentEncoding": "base64"},
+}
+# What `check` accepts where it differs from what a read gives back.
+_WRITE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "decimal": {"type": ["string", "number"]},
+    "timestamp": {"type": "string"},  # an offset is optional on write (taken as UTC)
+}
+
+
+def value_schema(col_type: str, items: ArrayItems | None, *, write: bool = False) -> dict[str, Any]:
+    """The JSON Schema of a non-null value of a column type: as written (`write`, what `check`
+    accepts) or as read back (`docs/api.md` "Row values as JSON")."""
+    if col_type == "array":
+        assert items is not None, "the compiler gives every array its items"
+        return {"type": "array", "items": value_schema(items.type, items.items, write=write)}
+    schema = _WRITE_SCHEMAS.get(col_type) if write else None
+    return dict(schema if schema is not None else _READ_SCHEMAS[col_type])
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` or null."""
+    if not schema:
+        return schema  # `json`: already any value, null included
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 # ---- logic params (`docs/logics.md`)
 # ----------------------------------------------------------------
 
@@ -252,6 +290,14 @@ PARAM_CHECKS: dict[str, Callable[[Any], bool]] = {
     "json": lambda v: isinstance(v, (dict, list)),
 }
 PARAM_TYPES = tuple(PARAM_CHECKS)
+# The JSON Schema of each logic param type, exactly what `PARAM_CHECKS` lets through.
+PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "int": {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "json": {"type": ["object", "array"]},
+}
 
 
 class JsonText(str):
