@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 S3_VENV := .venv-s3
 S3_STAMP := $(S3_VENV)/.installed
 
-.PHONY: run test lint bench clean object-stores
+.PHONY: run test lint bench clean object-stores poolers
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy tenancy bridge
 
-test: lint object-stores
+test: lint object-stores poolers
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Local S3-compatible servers for the storage tests (docs/storage.md). A failed install does not
@@ -33,6 +33,13 @@ $(S3_STAMP): tests/objectstore/requirements.txt
 	test -x $(S3_VENV)/bin/python || $(PY) -m venv $(S3_VENV)
 	$(S3_VENV)/bin/pip install -q -r tests/objectstore/requirements.txt
 	touch $(S3_STAMP)
+
+# Debian's PgBouncer for the pooler tests and `make bench POOLER=...` (docs/poolers.md). A failed
+# install does not stop `make test`: those tests then skip with one line, or fail under
+# STK_REQUIRE_SERVICES=1.
+poolers:
+	@test -x /usr/sbin/pgbouncer || DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null \
+		|| echo "pgbouncer not installed: pooler tests will skip"
 
 # Benchmark of issue 4 (bench/RESULTS.md): `make bench` < 10 min, `make bench QUICK=1` < 2 min.
 bench: $(STAMP)
