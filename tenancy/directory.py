@@ -173,7 +173,8 @@ class Directory:
                 except VaultError as exc:
                     log.error("connection secret unusable: %s", exc)
                     raise ServiceUnavailable("Tenant database credentials unavailable") from None
-                return ConnectionInfo(alias, url, row.version, engine_of(url))
+                pooler = row.meta.get("pooler", "none")
+                return ConnectionInfo(alias, url, row.version, engine_of(url), pooler)
 
         info = await self.connections.get((tenant.project, tenant.env, alias), load)
         if info is None:

@@ -66,11 +66,13 @@ async def _schema(rt: Runtime, project: str, env: str, body: bytes, *, apply: bo
     """Step 4: additive DDL on each connection the release's tables use (planned only, or run)."""
     tables = Release.load(body).tables.values()
     tenant = Tenant(project, env)
-    urls = {
-        alias: (await rt.directory.connection(tenant, alias)).url
+    connections = [
+        await rt.directory.connection(tenant, alias)
         for alias in {table.connection for table in tables}
-    }
-    return await sync_schema(urls, tables, apply=apply)
+    ]
+    urls = {conn.alias: conn.url for conn in connections}
+    poolers = {conn.alias: conn.pooler for conn in connections}
+    return await sync_schema(urls, tables, apply=apply, poolers=poolers)
 
 
 async def history(rt: Runtime, project: str, env: str) -> list[dict[str, Any]]:
