@@ -22,7 +22,7 @@ from bridge.metrics import Metrics
 from bridge.metrics import router as metrics_router
 from bridge.middleware import RequestMiddleware
 from bridge.routes import auth, health
-from bridge.routes.admin import keys, projects, releases, secrets, signing
+from bridge.routes.admin import keys, projects, releases, secrets, signing, tokens
 from bridge.routes.call import CallEndpoint
 from bridge.state import AppState
 from tenancy.keyring import Keyring
@@ -70,7 +70,7 @@ class App:
 
 def admin_router() -> APIRouter:
     router = APIRouter(prefix="/admin/v1")
-    for module in (projects, secrets, releases, keys, signing):
+    for module in (projects, secrets, releases, keys, signing, tokens):
         router.include_router(module.router)
     return router
 

@@ -20,6 +20,7 @@ from tenancy.principal import Principal, Tenant
 from tenancy.registry import queries
 from tenancy.registry.models import Secret
 from tenancy.registry.records import (
+    AdminTokenRecord,
     ApiKeyRecord,
     ConnectionInfo,
     ProjectRecord,
@@ -49,6 +50,9 @@ class Directory:
         self.projects: Cache[ProjectRecord] = Cache("project", ttl, stale_on_error=REGISTRY)
         self.hosts: Cache[str] = Cache("host", ttl, stale_on_error=REGISTRY)
         self.api_keys: Cache[ApiKeyRecord] = Cache("apikey", ttl, stale_on_error=REGISTRY)
+        self.admin_tokens: Cache[AdminTokenRecord] = Cache(
+            "admintoken", ttl, stale_on_error=REGISTRY
+        )
         self.manifests: Cache[Manifest] = Cache("manifest", ttl, stale_on_error=KV)
         self.connections: Cache[ConnectionInfo] = Cache("connection", ttl, stale_on_error=REGISTRY)
         self.secrets: Cache[VersionedSecret] = Cache("secret", ttl, stale_on_error=REGISTRY)
@@ -62,6 +66,7 @@ class Directory:
             self.projects,
             self.hosts,
             self.api_keys,
+            self.admin_tokens,
             self.manifests,
             self.connections,
             self.secrets,
@@ -72,8 +77,9 @@ class Directory:
     def invalidate(self, kind: str, project: str | None) -> None:
         """Drop what a change may have made stale.
 
-        Hosts and API keys are keyed by host and key id (the project is unknown before the
-        lookup), so they are dropped whole: they are few and cheap to reload. Releases never
+        Hosts, API keys and scoped admin tokens are keyed by host and id (the project is unknown
+        before the lookup), so they are dropped whole: they are few and cheap to reload, and a
+        revoked token stops on every replica as soon as the broadcast arrives. Releases never
         change (a new one has a new id), so they go only with their project.
         """
         caches = (self.projects, self.manifests, self.connections, self.secrets)
@@ -81,6 +87,7 @@ class Directory:
             cache.invalidate(project)
         self.hosts.invalidate()
         self.api_keys.invalidate()
+        self.admin_tokens.invalidate()
         if kind == "project.delete" and project is not None:
             self.releases.invalidate(project)
 
@@ -104,6 +111,15 @@ class Directory:
                 return await queries.api_key_record(session, key_id)
 
         return await self.api_keys.get(("*key*", key_id), load)
+
+    async def admin_token(self, token_id: str) -> AdminTokenRecord | None:
+        """A scoped admin token by id (`docs/admin.md`), revoked ones included."""
+
+        async def load() -> AdminTokenRecord | None:
+            async with self._sessions() as session:
+                return await queries.admin_token_record(session, token_id)
+
+        return await self.admin_tokens.get(("*admintoken*", token_id), load)
 
     async def verify_bearer(self, project_id: str | None, token: str) -> tuple[Tenant, Principal]:
         return await self.signing.verify(project_id, token)

@@ -9,7 +9,15 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from bridge import responses
-from bridge.routes.admin.common import ActorDep, AdminRoute, Body, Limit, PagingDep, RuntimeDep
+from bridge.routes.admin.common import (
+    ActorDep,
+    AdminRoute,
+    Body,
+    CallerDep,
+    Limit,
+    PagingDep,
+    RuntimeDep,
+)
 from tenancy import audit
 from tenancy.control import apikeys, secrets
 from tenancy.errors import BadRequest
@@ -70,7 +78,7 @@ async def rotate_dek(project: str, actor: ActorDep, rt: RuntimeDep) -> Response:
 @router.get("/audit")
 async def audit_log(
     rt: RuntimeDep,
-    _: ActorDep,
+    caller: CallerDep,
     project: str | None = None,
     action: str | None = None,
     since: str | None = None,
@@ -90,6 +98,7 @@ async def audit_log(
         raise BadRequest("Invalid action filter")
     if cursor and not AUDIT_CURSOR.fullmatch(cursor):
         raise BadRequest("Invalid cursor")
+    project = project or caller.project  # a token bound to a project reads that project's only
     async with rt.sessions() as session:
         items, next_cursor = await audit.entries(
             session, project=project, action=action, since=since_ts, limit=limit, cursor=cursor

@@ -13,5 +13,5 @@ router = APIRouter(route_class=AdminRoute)
 
 
 @router.post("/projects/{project}/envs/{env}/signing-keys/rotate")
-async def rotate(project: str, env: str, actor: ActorDep, rt: RuntimeDep) -> Response:
+async def rotate_signing_keys(project: str, env: str, actor: ActorDep, rt: RuntimeDep) -> Response:
     return responses.json(await signing.rotate(rt, actor, project, env))
