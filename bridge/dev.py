@@ -32,7 +32,8 @@ from tenancy.runtime import Runtime
 from tenancy.settings import Settings, load_settings
 from tenancy.users import Accounts
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "demo"
+# Package data, so `dev` works from a wheel or the image; `examples/demo` links here.
+EXAMPLE = Path(__file__).resolve().parent / "demo"
 DEMO_PROJECTS = {
     # project: notes added to its own database, so each tenant visibly sees only its own data
     "acme": ["Anvil order #1", "Rocket skates"],
