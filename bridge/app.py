@@ -23,7 +23,7 @@ from bridge.metrics import Metrics
 from bridge.metrics import router as metrics_router
 from bridge.middleware import RequestMiddleware
 from bridge.routes import auth, health, openapi
-from bridge.routes.admin import keys, projects, releases, secrets, signing
+from bridge.routes.admin import keys, projects, releases, secrets, signing, tokens
 from bridge.routes.admin import openapi as admin_openapi
 from bridge.routes.call import CallEndpoint
 from bridge.state import AppState
@@ -72,7 +72,7 @@ class App:
 
 def admin_router() -> APIRouter:
     router = APIRouter(prefix="/admin/v1")
-    for module in (projects, secrets, releases, keys, signing, admin_openapi):
+    for module in (projects, secrets, releases, keys, signing, tokens, admin_openapi):
         router.include_router(module.router)
     return router
 

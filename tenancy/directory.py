@@ -20,6 +20,7 @@ from tenancy.principal import Principal, Tenant
 from tenancy.registry import queries
 from tenancy.registry.models import Secret
 from tenancy.registry.records import (
+    AdminTokenRecord,
     ApiKeyRecord,
     ConnectionInfo,
     ProjectRecord,
@@ -39,6 +40,10 @@ REVOKES = frozenset(
 
 
 def _key_project(record: ApiKeyRecord) -> str:
+    return record.project
+
+
+def _token_project(record: AdminTokenRecord) -> str | None:
     return record.project
 
 
@@ -67,6 +72,10 @@ class Directory:
         self.api_keys: Cache[ApiKeyRecord] = Cache(
             "apikey", ttl, stale_on_error=registry, owner=_key_project
         )
+        # Scoped admin tokens, keyed by id; a token of every project has no owner.
+        self.admin_tokens: Cache[AdminTokenRecord] = Cache(
+            "admintoken", ttl, stale_on_error=registry, owner=_token_project
+        )
         self.manifests: Cache[Manifest] = Cache("manifest", ttl, stale_on_error=kv)
         self.connections: Cache[ConnectionInfo] = Cache("connection", ttl, stale_on_error=registry)
         self.secrets: Cache[VersionedSecret] = Cache("secret", ttl, stale_on_error=registry)
@@ -84,6 +93,7 @@ class Directory:
             self.projects,
             self.hosts,
             self.api_keys,
+            self.admin_tokens,
             self.manifests,
             self.connections,
             self.secrets,
@@ -100,11 +110,17 @@ class Directory:
         a stale copy. Releases never change (a new one has a new id), so they go only with
         their project.
         """
+        if kind.startswith("admintoken."):
+            # Tokens are few and keyed by id: any change drops them all, so a revocation is
+            # final on this replica as soon as the broadcast arrives (`docs/admin.md`).
+            self.admin_tokens.invalidate(drop=True)
+            return
         drop = kind in REVOKES
         for cache in (
             self.projects,
             self.hosts,
             self.api_keys,
+            self.admin_tokens,
             self.manifests,
             self.connections,
             self.secrets,
@@ -134,6 +150,15 @@ class Directory:
                 return await queries.api_key_record(session, key_id)
 
         return await self.api_keys.get(("*key*", key_id), load)
+
+    async def admin_token(self, token_id: str) -> AdminTokenRecord | None:
+        """A scoped admin token by id (`docs/admin.md`), revoked ones included."""
+
+        async def load() -> AdminTokenRecord | None:
+            async with self._sessions() as session:
+                return await queries.admin_token_record(session, token_id)
+
+        return await self.admin_tokens.get(("*admintoken*", token_id), load)
 
     async def verify_bearer(self, project_id: str | None, token: str) -> tuple[Tenant, Principal]:
         return await self.signing.verify(project_id, token)
