@@ -67,6 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        http="bridge.http:CoalescingHttpToolsProtocol",  # one write per response
     )
 
 

@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
@@ -89,18 +88,38 @@ async def test_other_lines_keep_their_order_and_a_full_batch_is_written_at_once(
 
 
 @pytest.mark.slow
-def test_sigterm_writes_every_batched_line(tmp_path: Path) -> None:
+def test_served_responses_are_one_write_and_sigterm_writes_every_batched_line(
+    tmp_path: Path,
+) -> None:
+    """One real `stk-bridge serve`: each response leaves in one write system call (the process's
+    `syscw` count; `bridge.http`), and the access lines still in memory at SIGTERM are written."""
     env = stk_env(data_dir=str(tmp_path / "data"), master_keys=master_keys(), log_flush_ms="600000")
     with serving(["serve"], env, tmp_path) as server:
         with httpx.Client(base_url=server.base) as client:
-            served: list[Any] = [client.get("/healthz").headers["x-request-id"] for _ in range(25)]
-        time.sleep(0.3)
+            unknown = {"path": "nowhere"}  # answered before any registry or database work
+            client.post("/call", json=unknown)
+            writes = _write_calls(server.proc.pid)
+            served = [client.post("/call", json=unknown) for _ in range(40)]
+            writes = _write_calls(server.proc.pid) - writes
+        assert all(
+            r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND" for r in served
+        )
+        assert len(served) <= writes < 1.5 * len(served)  # two per response without coalescing
+        ids = [r.headers["x-request-id"] for r in served]
         before = access_ids(_json_lines(server.stderr()))
-        assert not set(served) & set(before)  # still in memory: only the shutdown writes them
+        assert not set(ids) & set(before)  # still in memory: only the shutdown writes them
         # uvicorn re-raises SIGTERM after its graceful shutdown, so the status reflects it.
         assert stop(server, signal.SIGTERM) in (0, -signal.SIGTERM)
         written = access_ids(_json_lines(server.stderr()))
-    assert [i for i in written if i in set(served)] == served
+    assert [i for i in written if i in set(ids)] == ids
+
+
+def _write_calls(pid: int) -> int:
+    """write(2)-family system calls made so far by every thread of `pid`."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("syscw:"):
+            return int(line.split()[1])
+    raise AssertionError("no syscw in /proc/<pid>/io")
 
 
 def _json_lines(text: str) -> str:
