@@ -20,7 +20,6 @@ from tenancy.principal import Principal, Tenant
 from tenancy.registry import queries
 from tenancy.registry.models import Secret
 from tenancy.registry.records import (
-    ApiKeyRecord,
     ConnectionInfo,
     ProjectRecord,
     VersionedSecret,
@@ -28,6 +27,7 @@ from tenancy.registry.records import (
 from tenancy.releases.manifest import Manifest
 from tenancy.releases.model import Release
 from tenancy.releases.store import ReleaseStore
+from tenancy.resolution import ActiveKey
 from tenancy.tokens import SigningKeys
 from tenancy.vault import Vault, VaultError
 
@@ -48,7 +48,7 @@ class Directory:
         self._releases = releases
         self.projects: Cache[ProjectRecord] = Cache("project", ttl, stale_on_error=REGISTRY)
         self.hosts: Cache[str] = Cache("host", ttl, stale_on_error=REGISTRY)
-        self.api_keys: Cache[ApiKeyRecord] = Cache("apikey", ttl, stale_on_error=REGISTRY)
+        self.api_keys: Cache[ActiveKey] = Cache("apikey", ttl, stale_on_error=REGISTRY)
         self.manifests: Cache[Manifest] = Cache("manifest", ttl, stale_on_error=KV)
         self.connections: Cache[ConnectionInfo] = Cache("connection", ttl, stale_on_error=REGISTRY)
         self.secrets: Cache[VersionedSecret] = Cache("secret", ttl, stale_on_error=REGISTRY)
@@ -98,10 +98,13 @@ class Directory:
 
         return await self.hosts.get(("*host*", host), load)
 
-    async def api_key(self, key_id: str) -> ApiKeyRecord | None:
-        async def load() -> ApiKeyRecord | None:
+    async def api_key(self, key_id: str) -> ActiveKey | None:
+        """The active key `key_id`, its check derived once per load (`resolution.ActiveKey`)."""
+
+        async def load() -> ActiveKey | None:
             async with self._sessions() as session:
-                return await queries.api_key_record(session, key_id)
+                record = await queries.api_key_record(session, key_id)
+            return ActiveKey.of(record) if record is not None else None
 
         return await self.api_keys.get(("*key*", key_id), load)
 
