@@ -48,7 +48,9 @@ class PgConnection:
 
     We prepare statements ourselves because only a PreparedStatement tells whether a statement
     has a result set (`get_attributes()`) and its status (`get_statusmsg()`); asyncpg's pool
-    invalidates PreparedStatements on every release, hence our own pool and cache.
+    invalidates PreparedStatements on every release, hence our own pool and cache. Whether a
+    statement has a result set is kept beside it: `get_attributes()` builds its column
+    descriptions anew on every call (`docs/decisions.md`, hot path).
     """
 
     __slots__ = ("_conn", "_statements", "_timeout_ms", "broken")
@@ -56,7 +58,7 @@ class PgConnection:
     def __init__(self, conn: asyncpg.Connection, statement_timeout_ms: int) -> None:
         self._conn = conn
         self._timeout_ms = statement_timeout_ms
-        self._statements: OrderedDict[str, Any] = OrderedDict()
+        self._statements: OrderedDict[str, tuple[Any, bool]] = OrderedDict()
         self.broken = False
 
     @classmethod
@@ -88,12 +90,12 @@ class PgConnection:
         backstop = self._timeout_ms / 1000 + _BACKSTOP_S
         try:
             try:
-                statement = await self._prepare(sql, backstop)
+                statement, has_rows = await self._prepare(sql, backstop)
                 records = await statement.fetch(*args, timeout=backstop)
             except (InvalidCachedStatementError, OutdatedSchemaCacheError):
                 # The tenant's schema changed under a cached plan: prepare again, once.
                 del self._statements[sql]
-                statement = await self._prepare(sql, backstop)
+                statement, has_rows = await self._prepare(sql, backstop)
                 records = await statement.fetch(*args, timeout=backstop)
         except asyncpg.PostgresError as exc:
             error = _statement_error(exc, self._timeout_ms)
@@ -111,20 +113,21 @@ class PgConnection:
         status: str = statement.get_statusmsg()
         if status.partition(" ")[0] not in _SESSION_SAFE_TAGS:
             self.broken = True  # SET, LISTEN, DECLARE, BEGIN...: never reuse that session
-        if statement.get_attributes():
+        if has_rows:
             return QueryResult([dict(record.items()) for record in records], None)
         return QueryResult(None, _affected(status))
 
-    async def _prepare(self, sql: str, backstop_s: float) -> Any:
-        statement = self._statements.get(sql)
-        if statement is not None:
+    async def _prepare(self, sql: str, backstop_s: float) -> tuple[Any, bool]:
+        """The prepared statement of `sql` and whether it has a result set."""
+        found = self._statements.get(sql)
+        if found is not None:
             self._statements.move_to_end(sql)
-            return statement
+            return found
         statement = await self._conn.prepare(sql, timeout=backstop_s)
-        self._statements[sql] = statement
+        found = self._statements[sql] = (statement, bool(statement.get_attributes()))
         if len(self._statements) > _STATEMENT_CACHE_SIZE:
             self._statements.popitem(last=False)
-        return statement
+        return found
 
     def discard(self) -> None:
         self._conn.terminate()
