@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenancy import audit
 from tenancy.cache import Cache
-from tenancy.crud.views import VIEWS
+from tenancy.crud.views import GRANTS, VIEWS
 from tenancy.directory import Directory
 from tenancy.invalidation import InvalidationBus
 from tenancy.keyring import Keyring
@@ -132,6 +132,7 @@ class Runtime:
             self.key_usage.recent,
             self.storage.credentials,
             VIEWS,
+            GRANTS,
         )
 
     def _on_invalidation(self, kind: str, project: str | None, env: str | None) -> None:
