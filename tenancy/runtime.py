@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenancy import audit
 from tenancy.cache import Cache
+from tenancy.crud.sql import SELECTS
 from tenancy.crud.views import GRANTS, VIEWS
 from tenancy.directory import Directory
 from tenancy.invalidation import InvalidationBus
@@ -133,6 +134,7 @@ class Runtime:
             self.storage.credentials,
             VIEWS,
             GRANTS,
+            SELECTS,
         )
 
     def _on_invalidation(self, kind: str, project: str | None, env: str | None) -> None:
