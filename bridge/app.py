@@ -16,7 +16,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge import errors
+from bridge import errors, logs
 from bridge.cors import Cors, CorsMiddleware
 from bridge.guard import HeaderLimits
 from bridge.metrics import Metrics
@@ -96,6 +96,7 @@ def create_app(
             yield
         finally:
             await state.rt.close()
+            logs.flush()  # the batched access lines (`docs/operations.md`)
 
     api = FastAPI(
         title="Santokit Bridge",

@@ -21,7 +21,6 @@ from tenancy.registry import queries
 from tenancy.registry.models import Secret
 from tenancy.registry.records import (
     AdminTokenRecord,
-    ApiKeyRecord,
     ConnectionInfo,
     ProjectRecord,
     VersionedSecret,
@@ -29,6 +28,7 @@ from tenancy.registry.records import (
 from tenancy.releases.manifest import Manifest
 from tenancy.releases.model import Release
 from tenancy.releases.store import ReleaseStore
+from tenancy.resolution import ActiveKey
 from tenancy.tokens import SigningKeys
 from tenancy.vault import Vault, VaultError
 
@@ -39,8 +39,8 @@ REVOKES = frozenset(
 )
 
 
-def _key_project(record: ApiKeyRecord) -> str:
-    return record.project
+def _key_project(key: ActiveKey) -> str:
+    return key.tenant.project
 
 
 def _token_project(record: AdminTokenRecord) -> str | None:
@@ -69,7 +69,7 @@ class Directory:
         # Keyed by host / key id (the project is not known before the lookup); the value names
         # the project, so a change to one project marks only its hosts and keys stale.
         self.hosts: Cache[str] = Cache("host", ttl, stale_on_error=registry, owner=str)
-        self.api_keys: Cache[ApiKeyRecord] = Cache(
+        self.api_keys: Cache[ActiveKey] = Cache(
             "apikey", ttl, stale_on_error=registry, owner=_key_project
         )
         # Scoped admin tokens, keyed by id; a token of every project has no owner.
@@ -144,10 +144,13 @@ class Directory:
 
         return await self.hosts.get(("*host*", host), load)
 
-    async def api_key(self, key_id: str) -> ApiKeyRecord | None:
-        async def load() -> ApiKeyRecord | None:
+    async def api_key(self, key_id: str) -> ActiveKey | None:
+        """The active key `key_id`, its check derived once per load (`resolution.ActiveKey`)."""
+
+        async def load() -> ActiveKey | None:
             async with self._sessions() as session:
-                return await queries.api_key_record(session, key_id)
+                record = await queries.api_key_record(session, key_id)
+            return ActiveKey.of(record) if record is not None else None
 
         return await self.api_keys.get(("*key*", key_id), load)
 

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenancy import audit
 from tenancy.cache import Cache, StaleOnError, kv_policy, registry_policy
-from tenancy.crud.views import VIEWS
+from tenancy.crud.sql import SELECTS
+from tenancy.crud.views import GRANTS, VIEWS
 from tenancy.directory import Directory
 from tenancy.invalidation import InvalidationBus
 from tenancy.keyring import Keyring
@@ -164,6 +165,8 @@ class Runtime:
             self.storage.credentials,
             VIEWS,
             DOCUMENTS,
+            GRANTS,
+            SELECTS,
         )
 
     @property

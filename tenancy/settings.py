@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     registry_pool_timeout_ms: int = Field(default=2000, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] | None = None
+    # Access lines are written in batches at most this long after the first (0: each at once).
+    log_flush_ms: int = Field(default=200, ge=0)
     auto_migrate: bool = True
     audit_retention_days: int = Field(default=365, ge=1)
     metrics_tenant_label: bool = False
