@@ -28,6 +28,16 @@ class Hints:
     env: str | None = None
     api_key: str | None = None
     bearer: str | None = None
+    origin: str | None = None  # a browser's `Origin`: not a tenant hint, checked on admission
+
+
+@dataclass(frozen=True, slots=True)
+class BasePath:
+    """The project (and env) a path-based base URL names: `/p/<project>[/<env>]/...`
+    (`docs/tenancy.md`, path-based base URLs). Extracted by the HTTP layer, unchecked."""
+
+    project: str
+    env: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +114,11 @@ def host_hint(host: str | None, suffix: str | None) -> str | None:
     return None
 
 
-async def locate(hints: Hints, lookups: Lookups, host_suffix: str | None) -> Located:
-    """The hints alone (no credential): malformed or conflicting hints are 400 here."""
+async def locate(
+    hints: Hints, lookups: Lookups, host_suffix: str | None, base: BasePath | None = None
+) -> Located:
+    """The hints alone (no credential), the path-based base URL among them: malformed or
+    conflicting hints are 400 here."""
     from_host = host_hint(hints.host, host_suffix)
     if from_host is None and hints.host:
         from_host = await _custom_host(hints.host, lookups)
@@ -113,12 +126,21 @@ async def locate(hints: Hints, lookups: Lookups, host_suffix: str | None) -> Loc
         raise BadRequest("Invalid project id in X-Santokit-Project")
     if from_host is not None and not is_project_id(from_host):
         raise BadRequest("Invalid project id in Host")
-    if from_host and hints.project and from_host != hints.project:
+    from_path = base.project if base is not None else None
+    if from_path is not None and not is_project_id(from_path):
+        raise BadRequest("Invalid project id in path")
+    if len({p for p in (from_host, hints.project, from_path) if p}) > 1:
         raise BadRequest("Conflicting project hints")
     if hints.env is not None and not is_env_id(hints.env):
         raise BadRequest("Invalid env id in X-Santokit-Env")
-    hint = from_host or hints.project
-    return Located(hint, hints.env, await lookups.project(hint) if hint else None)
+    path_env = base.env if base is not None else None
+    if path_env is not None and not is_env_id(path_env):
+        raise BadRequest("Invalid env id in path")
+    if path_env and hints.env and path_env != hints.env:
+        raise BadRequest("Conflicting env hints")
+    hint = from_host or hints.project or from_path
+    env = hints.env or path_env
+    return Located(hint, env, await lookups.project(hint) if hint else None)
 
 
 async def resolve(located: Located, hints: Hints, lookups: Lookups) -> Resolved:
