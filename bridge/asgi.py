@@ -11,5 +11,5 @@ from tenancy.settings import load_settings
 def create() -> App:
     settings = load_settings()
     logs.configure(settings.log_level, settings.log_format or "json")
-    keyring = Keyring.parse(settings.master_key_text() or "")
+    keyring = Keyring.parse(settings.master_key_text() or "", settings.master_key_primary)
     return create_app(settings, keyring, settings.admin_token_list())

@@ -49,9 +49,14 @@ def _keyring(settings: Settings) -> Keyring:
             ]
         )
     try:
-        return Keyring.parse(text or "")
+        ring = Keyring.parse(text or "")
     except KeyringError as exc:
         _fail([f"STK_MASTER_KEYS: {exc}"])
+        raise AssertionError from None
+    try:
+        return ring.with_primary(settings.master_key_primary)
+    except KeyringError as exc:
+        _fail([f"STK_MASTER_KEY_PRIMARY: {exc}"])
         raise AssertionError from None
 
 

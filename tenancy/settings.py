@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     master_keys: str | None = Field(default=None, repr=False)
     master_keys_file: Path | None = None
+    master_key_primary: str | None = None  # the kid wrapping new data keys; default the first
     admin_tokens: str | None = Field(default=None, repr=False)
     admin_tokens_file: Path | None = None
     host_suffix: str | None = None
