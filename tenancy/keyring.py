@@ -87,8 +87,8 @@ class Keyring:
         return cls(aeads, primary or None)
 
     def with_primary(self, kid: str | None) -> Keyring:
-        """The same known keys with `kid` wrapping new data keys (None: unchanged)."""
-        return self if kid is None else Keyring(self._aeads, kid)
+        """The same known keys with `kid` wrapping new data keys (None or "": unchanged)."""
+        return Keyring(self._aeads, kid) if kid else self
 
     @staticmethod
     def generate_entry(kid: str | None = None) -> str:
