@@ -20,7 +20,7 @@ from tenancy.principal import Principal, Tenant
 from tenancy.registry import queries
 from tenancy.registry.models import Secret
 from tenancy.registry.records import (
-    ApiKeyRecord,
+    AdminTokenRecord,
     ConnectionInfo,
     ProjectRecord,
     VersionedSecret,
@@ -28,6 +28,7 @@ from tenancy.registry.records import (
 from tenancy.releases.manifest import Manifest
 from tenancy.releases.model import Release
 from tenancy.releases.store import ReleaseStore
+from tenancy.resolution import ActiveKey
 from tenancy.tokens import SigningKeys
 from tenancy.vault import Vault, VaultError
 
@@ -38,7 +39,11 @@ REVOKES = frozenset(
 )
 
 
-def _key_project(record: ApiKeyRecord) -> str:
+def _key_project(key: ActiveKey) -> str:
+    return key.tenant.project
+
+
+def _token_project(record: AdminTokenRecord) -> str | None:
     return record.project
 
 
@@ -64,8 +69,12 @@ class Directory:
         # Keyed by host / key id (the project is not known before the lookup); the value names
         # the project, so a change to one project marks only its hosts and keys stale.
         self.hosts: Cache[str] = Cache("host", ttl, stale_on_error=registry, owner=str)
-        self.api_keys: Cache[ApiKeyRecord] = Cache(
+        self.api_keys: Cache[ActiveKey] = Cache(
             "apikey", ttl, stale_on_error=registry, owner=_key_project
+        )
+        # Scoped admin tokens, keyed by id; a token of every project has no owner.
+        self.admin_tokens: Cache[AdminTokenRecord] = Cache(
+            "admintoken", ttl, stale_on_error=registry, owner=_token_project
         )
         self.manifests: Cache[Manifest] = Cache("manifest", ttl, stale_on_error=kv)
         self.connections: Cache[ConnectionInfo] = Cache("connection", ttl, stale_on_error=registry)
@@ -84,6 +93,7 @@ class Directory:
             self.projects,
             self.hosts,
             self.api_keys,
+            self.admin_tokens,
             self.manifests,
             self.connections,
             self.secrets,
@@ -100,11 +110,17 @@ class Directory:
         a stale copy. Releases never change (a new one has a new id), so they go only with
         their project.
         """
+        if kind.startswith("admintoken."):
+            # Tokens are few and keyed by id: any change drops them all, so a revocation is
+            # final on this replica as soon as the broadcast arrives (`docs/admin.md`).
+            self.admin_tokens.invalidate(drop=True)
+            return
         drop = kind in REVOKES
         for cache in (
             self.projects,
             self.hosts,
             self.api_keys,
+            self.admin_tokens,
             self.manifests,
             self.connections,
             self.secrets,
@@ -128,12 +144,24 @@ class Directory:
 
         return await self.hosts.get(("*host*", host), load)
 
-    async def api_key(self, key_id: str) -> ApiKeyRecord | None:
-        async def load() -> ApiKeyRecord | None:
+    async def api_key(self, key_id: str) -> ActiveKey | None:
+        """The active key `key_id`, its check derived once per load (`resolution.ActiveKey`)."""
+
+        async def load() -> ActiveKey | None:
             async with self._sessions() as session:
-                return await queries.api_key_record(session, key_id)
+                record = await queries.api_key_record(session, key_id)
+            return ActiveKey.of(record) if record is not None else None
 
         return await self.api_keys.get(("*key*", key_id), load)
+
+    async def admin_token(self, token_id: str) -> AdminTokenRecord | None:
+        """A scoped admin token by id (`docs/admin.md`), revoked ones included."""
+
+        async def load() -> AdminTokenRecord | None:
+            async with self._sessions() as session:
+                return await queries.admin_token_record(session, token_id)
+
+        return await self.admin_tokens.get(("*admintoken*", token_id), load)
 
     async def verify_bearer(self, project_id: str | None, token: str) -> tuple[Tenant, Principal]:
         return await self.signing.verify(project_id, token)
@@ -173,7 +201,8 @@ class Directory:
                 except VaultError as exc:
                     log.error("connection secret unusable: %s", exc)
                     raise ServiceUnavailable("Tenant database credentials unavailable") from None
-                return ConnectionInfo(alias, url, row.version, engine_of(url))
+                pooler = row.meta.get("pooler", "none")
+                return ConnectionInfo(alias, url, row.version, engine_of(url), pooler)
 
         info = await self.connections.get((tenant.project, tenant.env, alias), load)
         if info is None:

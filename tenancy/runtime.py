@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenancy import audit
 from tenancy.cache import Cache, StaleOnError, kv_policy, registry_policy
-from tenancy.crud.views import VIEWS
+from tenancy.crud.sql import SELECTS
+from tenancy.crud.views import GRANTS, VIEWS
 from tenancy.directory import Directory
 from tenancy.invalidation import InvalidationBus
 from tenancy.keyring import Keyring
@@ -22,6 +23,7 @@ from tenancy.keyusage import KeyUsage
 from tenancy.kv import KVStore, open_kv
 from tenancy.lasterrors import LastErrors
 from tenancy.limits import Limiters
+from tenancy.openapi import DOCUMENTS
 from tenancy.outbox import Outbox
 from tenancy.pools import PoolManager
 from tenancy.registry import migrate
@@ -65,9 +67,17 @@ class Runtime:
 
     @classmethod
     async def start(cls, settings: Settings, keyring: Keyring, *, migrate_schema: bool) -> Runtime:
-        engine = create_registry_engine(settings.registry)
+        engine = create_registry_engine(settings.registry, settings.registry_timeouts())
         if migrate_schema:
-            await migrate.upgrade(engine)
+            # A PostgreSQL upgrade may wait for a peer's lock longer than a command may, so it
+            # runs on an unbounded engine of its own (`docs/decisions.md`); SQLite has no peers.
+            sqlite = engine.dialect.name == "sqlite"
+            upgrading = engine if sqlite else create_registry_engine(settings.registry)
+            try:
+                await migrate.upgrade(upgrading, keyring=keyring)
+            finally:
+                if upgrading is not engine:
+                    await upgrading.dispose()
         kv = open_kv(
             settings.kv,
             s3_credentials=settings.kv_s3_credentials(),
@@ -154,6 +164,9 @@ class Runtime:
             self.key_usage.recent,
             self.storage.credentials,
             VIEWS,
+            DOCUMENTS,
+            GRANTS,
+            SELECTS,
         )
 
     @property

@@ -316,6 +316,7 @@ _PARSE_OPTIONS: jwt.types.Options = {
     "require": _REQUIRED,
 }
 _EDDSA = jwt.get_algorithm_by_name(ALGORITHM)
+_NUMERIC = ("exp", "nbf", "iat")
 
 
 def parse(raw: str) -> ParsedToken:
@@ -324,5 +325,11 @@ def parse(raw: str) -> ParsedToken:
         decoded = jwt.decode_complete(raw, options=_PARSE_OPTIONS, leeway=LEEWAY_SECONDS)
     except jwt.PyJWTError:
         raise Unauthorized(INVALID) from None
+    # PyJWT compares `int(claim)`, so "exp": "99999999999" passed; RFC 7519 says NumericDate.
+    claims = decoded["payload"]
+    for name in _NUMERIC:
+        value = claims.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise Unauthorized(INVALID)
     signing_input = raw.rpartition(".")[0].encode()
     return ParsedToken(decoded["header"], decoded["payload"], signing_input, decoded["signature"])

@@ -10,6 +10,7 @@ from tenancy.audit import Actor
 from tenancy.control.projects import require_env
 from tenancy.control.secrets import list_kind
 from tenancy.errors import BadRequest, NotFound
+from tenancy.openapi import Document, document
 from tenancy.principal import Tenant
 from tenancy.releases.apply.ddl import sync_schema
 from tenancy.releases.compile.compiler import compile_release
@@ -65,11 +66,13 @@ async def _schema(rt: Runtime, project: str, env: str, body: bytes, *, apply: bo
     """Step 4: additive DDL on each connection the release's tables use (planned only, or run)."""
     tables = Release.load(body).tables.values()
     tenant = Tenant(project, env)
-    urls = {
-        alias: (await rt.directory.connection(tenant, alias)).url
+    connections = [
+        await rt.directory.connection(tenant, alias)
         for alias in {table.connection for table in tables}
-    }
-    return await sync_schema(urls, tables, apply=apply)
+    ]
+    urls = {conn.alias: conn.url for conn in connections}
+    poolers = {conn.alias: conn.pooler for conn in connections}
+    return await sync_schema(urls, tables, apply=apply, poolers=poolers)
 
 
 async def history(rt: Runtime, project: str, env: str) -> list[dict[str, Any]]:
@@ -123,3 +126,22 @@ async def promote(
         source=source,
     )
     return {"release": release}
+
+
+async def openapi(rt: Runtime, project: str, env: str, roles: frozenset[str] | None) -> Document:
+    """The env's current release described for a caller with `roles` (`docs/admin.md`); by
+    default a caller holding every role the release names, besides `authenticated` and
+    `public`, so first-match rules pick as they would for such an API key."""
+    await require_env(rt, project, env)
+    release = await rt.directory.release(Tenant(project, env))
+    if roles is None:
+        named = {
+            role
+            for ops in release.permissions.values()
+            for rules in ops.values()
+            for rule in rules
+            for role in rule.roles
+        }
+        named |= {role for logic in release.logics.values() for role in logic.roles}
+        roles = frozenset(named | {"authenticated", "public"})
+    return document(release, roles, max_rows=rt.settings.select_max_rows)

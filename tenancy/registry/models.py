@@ -176,6 +176,25 @@ class RefreshToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class AdminToken(Base):
+    """A scoped admin token (`docs/admin.md`): only the SHA-256 of its secret is kept. `project`
+    NULL means every project; a project's tokens go with it (a new project of the same id does
+    not inherit them)."""
+
+    __tablename__ = "admin_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    project: Mapped[str | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class AuditEntry(Base):
     """Append-only. No foreign key: entries outlive the projects they describe."""
 
