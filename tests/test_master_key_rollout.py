@@ -41,7 +41,11 @@ class Fleet:
 
     def start(self, env: dict[str, str]) -> Server:
         server = start(["serve"], env, self.tmp_path, free_port())
-        wait_ready(server, timeout=90)  # six restarts on a shared, busy machine
+        try:
+            wait_ready(server, timeout=90)  # six restarts on a shared, busy machine
+        except BaseException:
+            stop(server)  # never left running when it did not come up
+            raise
         with self.lock:
             self.up.append(server)
         return server
