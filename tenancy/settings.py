@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     redis_url_file: Path | None = None
     master_keys: str | None = Field(default=None, repr=False)
     master_keys_file: Path | None = None
+    master_key_primary: str | None = None  # the kid wrapping new data keys; default the first
     admin_tokens: str | None = Field(default=None, repr=False)
     admin_tokens_file: Path | None = None
     host_suffix: str | None = None
@@ -83,7 +84,7 @@ class Settings(BaseSettings):
     tenant_max_concurrency: int = Field(default=64, ge=1)
     cache_ttl_seconds: float = Field(default=30, gt=0)
     # Registry and KV store as seen by the caches (`docs/tenancy.md`, "When a dependency is down").
-    dependency_breaker_failures: int = Field(default=3, ge=1)
+    dependency_breaker_failures: int = Field(default=1, ge=1)
     dependency_breaker_open_seconds: float = Field(default=5, gt=0)
     # Every Redis client (KV store, invalidation, rate limits): `tenancy/redis_url.py`.
     redis_connect_timeout_seconds: float = Field(default=1, gt=0)
