@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 S3_VENV := .venv-s3
 S3_STAMP := $(S3_VENV)/.installed
 
-.PHONY: run test lint bench clean object-stores
+.PHONY: run test lint bench clean object-stores browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,8 +21,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy tenancy bridge
 
-test: lint object-stores
+test: lint object-stores browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Debian's headless Chromium for tests/browser/ (docs/browser.md), driven by Playwright from the
+# test extra; never a downloaded browser build. A failed install does not stop `make test`: the
+# browser tests then skip with one line, or fail under STK_REQUIRE_SERVICES=1.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; } || \
+		echo "chromium not installed: browser tests will skip"
 
 # Local S3-compatible servers for the storage tests (docs/storage.md). A failed install does not
 # stop `make test`: those tests then skip with one line, or fail under STK_REQUIRE_SERVICES=1.
