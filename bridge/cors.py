@@ -33,8 +33,8 @@ PREFLIGHT: list[Header] = [
     (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
     (
         b"access-control-allow-headers",
-        b"authorization, content-type, x-request-id, x-santokit-api-key, x-santokit-env, "
-        b"x-santokit-project",
+        b"authorization, content-type, if-none-match, x-request-id, x-santokit-api-key, "
+        b"x-santokit-env, x-santokit-project",
     ),
     (b"access-control-max-age", b"600"),
 ]

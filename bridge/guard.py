@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from bridge.http import CoalescingHttpToolsProtocol
 from tenancy.ids import new_ulid
 from tenancy.settings import Settings, load_settings
 
@@ -115,11 +115,12 @@ class _Refused(Exception):
     """Stops httptools mid-parse; uvicorn then calls `send_400_response`, which answers ours."""
 
 
-class BoundedHttpToolsProtocol(HttpToolsProtocol):
+class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
     """uvicorn's httptools protocol with header limits counted while parsing and a deadline for
     the headers of each request (from the connection's start, then from each request's first
     byte). A client silent since it connected is dropped without an answer; a partial request gets
-    408. The body's deadline is the ASGI layer's (`bridge.middleware`)."""
+    408. The body's deadline is the ASGI layer's (`bridge.middleware`). Its writes are coalesced
+    (`bridge.http`): one write per response."""
 
     limits: HeaderLimits
 

@@ -18,11 +18,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.context import current_request
 from bridge.cors import Cors
-from bridge.errors import envelope
+from bridge.errors import envelope, from_stk
 from bridge.guard import HeaderLimits, screen
 from bridge.logs import access_line
 from bridge.state import split_base
 from tenancy.calls import RequestState
+from tenancy.errors import as_unavailable
 from tenancy.ids import REQUEST_ID, new_ulid
 
 log = logging.getLogger("stk.errors")
@@ -128,10 +129,18 @@ class RequestMiddleware:
                 await envelope(exc.status_code, exc.detail, request_id, headers=headers)(
                     scope, receive, send_wrapper
                 )
-        except Exception:
-            log.exception("unhandled error")
+        except Exception as exc:
+            # A dependency outage that escaped as a raw driver error is a 503, not a bug.
+            unavailable = as_unavailable(exc)
+            if unavailable is None:
+                log.exception("unhandled error")
             if not response_started:
-                await envelope(500, "Internal error", request_id)(scope, receive, send_wrapper)
+                answer = (
+                    envelope(500, "Internal error", request_id)
+                    if unavailable is None
+                    else from_stk(unavailable, request_id)
+                )
+                await answer(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             _log(req, scope, status, elapsed)

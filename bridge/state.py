@@ -4,9 +4,10 @@ paths with their path-based base URL (`/p/<project>[/<env>]/...`, `docs/tenancy.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from fastapi import Request
+from starlette.routing import BaseRoute
 from starlette.types import Scope
 
 from tenancy.resolution import BasePath, Hints
@@ -50,6 +51,9 @@ class AppState:
     def __init__(self, settings: Settings, admin_tokens: tuple[bytes, ...]) -> None:
         self.settings = settings
         self.admin_tokens = admin_tokens
+        # The admin API's OpenAPI document, encoded at its first request (a process constant).
+        self.admin_openapi: bytes | None = None
+        self.admin_routes: Sequence[BaseRoute] = ()
 
     def hints(self, headers: Mapping[str, str]) -> Hints:
         """`headers` with lower-case names (Starlette's `Headers` or `raw_headers(scope)`)."""

@@ -193,6 +193,7 @@ async def _logic(
         conn.url,
         logic.sql,
         args,
+        pooler=conn.pooler,
         max_size=limits.max_pool_size,
         statement_timeout_ms=limits.statement_timeout_ms,
     )
@@ -225,6 +226,7 @@ async def _crud(
             conn.url,
             statement.sql,
             statement.args,
+            pooler=conn.pooler,
             max_size=limits.max_pool_size,
             statement_timeout_ms=limits.statement_timeout_ms,
             read_only=read_only,

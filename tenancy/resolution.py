@@ -61,6 +61,28 @@ class Located:
 
 
 @dataclass(frozen=True, slots=True)
+class ActiveKey:
+    """An active API key as resolution checks it, derived once per cached key (`docs/tenancy.md`):
+    its secret's SHA-256 as bytes, and the tenant and caller it stands for."""
+
+    digest: bytes
+    tenant: Tenant
+    principal: Principal
+
+    @staticmethod
+    def of(record: ApiKeyRecord) -> ActiveKey | None:
+        """None for a revoked key: it resolves like an unknown one."""
+        if record.status != "active":
+            return None
+        roles = frozenset((*record.roles, "authenticated", "public"))
+        return ActiveKey(
+            credentials.stored_digest(record.secret_hash),
+            Tenant(record.project, record.env),
+            Principal("api_key", record.key_id, roles),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Resolved:
     tenant: Tenant
     principal: Principal
@@ -72,7 +94,7 @@ class Lookups(Protocol):
 
     async def project_for_host(self, host: str) -> str | None: ...
 
-    async def api_key(self, key_id: str) -> ApiKeyRecord | None: ...
+    async def api_key(self, key_id: str) -> ActiveKey | None: ...
 
     async def verify_bearer(self, project_id: str | None, token: str) -> tuple[Tenant, Principal]:
         """Verify with `project_id`'s keys (the claimed project's if None), decoding the token
@@ -147,15 +169,10 @@ async def _by_api_key(text: str, lookups: Lookups) -> tuple[Tenant, Principal]:
     if parsed is None:
         raise Unauthorized("Invalid API key")
     key_id, secret = parsed
-    record = await lookups.api_key(key_id)
-    if (
-        record is None
-        or record.status != "active"
-        or not credentials.secret_matches(secret, record.secret_hash)
-    ):
+    key = await lookups.api_key(key_id)
+    if key is None or not credentials.secret_matches(secret, key.digest):
         raise Unauthorized("Invalid API key")
-    roles = frozenset((*record.roles, "authenticated", "public"))
-    return Tenant(record.project, record.env), Principal("api_key", record.key_id, roles)
+    return key.tenant, key.principal
 
 
 async def _custom_host(host: str, lookups: Lookups) -> str | None:
