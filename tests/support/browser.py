@@ -66,9 +66,10 @@ def static_site() -> Iterator[str]:
         server.server_close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """A headless Chromium (Playwright `Browser`), one per session."""
+    """A headless Chromium (Playwright `Browser`), one per test module: Playwright's sync API
+    keeps its event loop current while it runs, which the async tests after it must not see."""
     try:
         from playwright.sync_api import Error, sync_playwright
     except ImportError:
