@@ -7,7 +7,7 @@ S3_STAMP := $(S3_VENV)/.installed
 TS_DIR := tests/typescript
 TS_STAMP := $(TS_DIR)/node_modules/.installed
 
-.PHONY: run test lint bench bench-tools clean object-stores typescript poolers
+.PHONY: run test lint bench bench-tools clean object-stores typescript poolers browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,8 +23,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy tenancy bridge
 
-test: lint object-stores typescript poolers
+test: lint object-stores typescript poolers browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Debian's headless Chromium for tests/browser/ (docs/browser.md), driven by Playwright from the
+# test extra; never a downloaded browser build. A failed install does not stop `make test`: the
+# browser tests then skip with one line, or fail under STK_REQUIRE_SERVICES=1.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; } || \
+		echo "chromium not installed: browser tests will skip"
 
 # Local S3-compatible servers for the storage tests (docs/storage.md). A failed install does not
 # stop `make test`: those tests then skip with one line, or fail under STK_REQUIRE_SERVICES=1.
