@@ -15,4 +15,5 @@ pytest_plugins = [
     "support.bridge",
     "support.crud",
     "support.pools",
+    "support.poolers",
 ]
