@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 S3_VENV := .venv-s3
 S3_STAMP := $(S3_VENV)/.installed
 
-.PHONY: run test lint bench clean object-stores poolers
+.PHONY: run test lint bench bench-poolers clean object-stores poolers
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,6 +44,10 @@ poolers:
 # Benchmark of issue 4 (bench/RESULTS.md): `make bench` < 10 min, `make bench QUICK=1` < 2 min.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
+
+# Issue 14: S1 and S2 direct vs through PgBouncer in session and transaction mode (docs/poolers.md).
+bench-poolers: $(STAMP) poolers
+	$(BIN)/python -m bench.poolers $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) $(S3_VENV) .stk-bridge .pytest_cache .mypy_cache .ruff_cache

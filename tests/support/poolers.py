@@ -4,6 +4,7 @@
 one line, or fail under STK_REQUIRE_SERVICES=1. The `pgbouncer` fixture starts poolers in session
 or transaction mode with a server pool smaller than the Bridge's own (`POOL_SIZE`), on a free port,
 with their configuration in the test's tmp directory, and stops each one after the test.
+`bench/poolers.py` starts its poolers with the same `PgBouncer`.
 """
 
 from __future__ import annotations
@@ -45,14 +46,16 @@ def _run_as() -> list[str]:
 class PgBouncer:
     """One PgBouncer process; `stop` and `start` again keep its port (a pooler restart)."""
 
-    def __init__(self, directory: Path, mode: str, pool_size: int) -> None:
+    def __init__(
+        self, directory: Path, mode: str, pool_size: int, server_url: str = PG_URL
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.mode = mode
         self.port = free_port()
         self.config = directory / "pgbouncer.ini"
         self.log = directory / "pgbouncer.log"
         self._proc: subprocess.Popen[bytes] | None = None
-        server = urlsplit(PG_URL)
+        server = urlsplit(server_url)
         user = server.username or "postgres"
         (directory / "users.txt").write_text(f'"{user}" ""\n')
         self.config.write_text(
