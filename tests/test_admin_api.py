@@ -404,7 +404,7 @@ async def test_connections_verify_and_stay_write_only(
     for item in r.json()["items"]:
         assert set(item) == {"alias", "engine", "pooler", "version", "updatedAt"}
     assert [c["pooler"] for c in r.json()["items"]] == ["none", "transaction", "none"]
-    for leak in (password, "postgresql://", "sqlite://", "v1."):
+    for leak in (password, "postgresql://", "sqlite://", "v2."):
         assert leak not in r.text
     page = await b.admin_json("GET", base, params={"limit": 2})
     assert len(page["items"]) == 2 and page["nextCursor"]
@@ -414,7 +414,7 @@ async def test_connections_verify_and_stay_write_only(
     # Stored sealed; the vault opens it back to the exact URL.
     async with b.rt.sessions() as session:
         row = await session.get(Secret, ("shop", "prod", "connection", "main"))
-        assert row is not None and row.ciphertext.startswith("v1.")
+        assert row is not None and row.ciphertext.startswith("v2.")
         assert password not in row.ciphertext
         assert (await b.rt.vault.open(session, row)).decode() == good
 
@@ -444,7 +444,7 @@ async def test_secrets_are_write_only(bridge: Bridge) -> None:
         ("STRIPE_KEY", 2),
     ]
     assert all(set(s) == {"name", "version", "updatedAt"} for s in r.json()["items"])
-    assert value not in r.text and "v1." not in r.text
+    assert value not in r.text and "v2." not in r.text
 
     for bad_name in ("9LIVES", "has-dash", "x" * 65):
         await error(b, "PUT", f"{base}/{bad_name}", 400, json={"value": "v"})

@@ -38,6 +38,8 @@ _STATEMENT_CACHE_SIZE = 100
 # The server enforces the statement timeout; this client-side margin only catches a server that
 # stopped answering altogether.
 _BACKSTOP_S = 1.0
+# A statement run: the prepared statement, whether it has a result set, its records.
+_Ran = tuple[Any, bool, list[Any]]
 # Command tags after which a PostgreSQL session is as we opened it (docs/decisions.md).
 _SESSION_SAFE_TAGS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE"})
 # A statement opening the caller's own transaction (schema apply runs `BEGIN` ... `COMMIT`).
@@ -75,8 +77,10 @@ class PgConnection:
 
     We prepare statements ourselves because only a PreparedStatement tells whether a statement
     has a result set (`get_attributes()`) and its status (`get_statusmsg()`); asyncpg's pool
-    invalidates PreparedStatements on every release, hence our own pool and cache. Behind a
-    pooler in transaction mode nothing is cached: statements are unnamed (module docstring).
+    invalidates PreparedStatements on every release, hence our own pool and cache. Whether a
+    statement has a result set is kept beside it: `get_attributes()` builds its column
+    descriptions anew on every call (`docs/decisions.md`, hot path). Behind a pooler in
+    transaction mode nothing is cached: statements are unnamed (module docstring).
     """
 
     __slots__ = ("_conn", "_local_timeout", "_pooler", "_statements", "_timeout_ms", "broken")
@@ -86,7 +90,7 @@ class PgConnection:
         self._timeout_ms = statement_timeout_ms
         self._pooler = pooler
         self._local_timeout = f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"
-        self._statements: OrderedDict[str, Any] = OrderedDict()
+        self._statements: OrderedDict[str, tuple[Any, bool]] = OrderedDict()
         self.broken = False
 
     @classmethod
@@ -137,9 +141,9 @@ class PgConnection:
         backstop = self._timeout_ms / 1000 + _BACKSTOP_S
         try:
             if self._pooler == "transaction":
-                statement, records = await self._in_transaction(sql, args, backstop)
+                statement, has_rows, records = await self._in_transaction(sql, args, backstop)
             else:
-                statement, records = await self._cached(sql, args, backstop)
+                statement, has_rows, records = await self._cached(sql, args, backstop)
         except asyncpg.PostgresError as exc:
             error = _statement_error(exc, self._timeout_ms, self._pooler)
             if isinstance(error, ServiceUnavailable):
@@ -157,35 +161,34 @@ class PgConnection:
         status: str = statement.get_statusmsg()
         if status.partition(" ")[0] not in _SESSION_SAFE_TAGS:
             self.broken = True  # SET, LISTEN, DECLARE, BEGIN...: never reuse that session
-        if statement.get_attributes():
+        if has_rows:
             return QueryResult([dict(record.items()) for record in records], None)
         return QueryResult(None, _affected(status))
 
-    async def _cached(self, sql: str, args: Sequence[Any], backstop_s: float) -> tuple[Any, Any]:
+    async def _cached(self, sql: str, args: Sequence[Any], backstop_s: float) -> _Ran:
         """Direct or session: the statement prepared once per connection, then reused."""
         try:
-            statement = await self._prepare(sql, backstop_s)
-            return statement, await statement.fetch(*args, timeout=backstop_s)
+            statement, has_rows = await self._prepare(sql, backstop_s)
+            return statement, has_rows, await statement.fetch(*args, timeout=backstop_s)
         except (InvalidCachedStatementError, OutdatedSchemaCacheError):
             # The tenant's schema changed under a cached plan: prepare again, once.
             del self._statements[sql]
-            statement = await self._prepare(sql, backstop_s)
-            return statement, await statement.fetch(*args, timeout=backstop_s)
+            statement, has_rows = await self._prepare(sql, backstop_s)
+            return statement, has_rows, await statement.fetch(*args, timeout=backstop_s)
 
-    async def _prepare(self, sql: str, backstop_s: float) -> Any:
-        statement = self._statements.get(sql)
-        if statement is not None:
+    async def _prepare(self, sql: str, backstop_s: float) -> tuple[Any, bool]:
+        """The prepared statement of `sql` and whether it has a result set."""
+        found = self._statements.get(sql)
+        if found is not None:
             self._statements.move_to_end(sql)
-            return statement
+            return found
         statement = await self._conn.prepare(sql, timeout=backstop_s)
-        self._statements[sql] = statement
+        found = self._statements[sql] = (statement, bool(statement.get_attributes()))
         if len(self._statements) > _STATEMENT_CACHE_SIZE:
             self._statements.popitem(last=False)
-        return statement
+        return found
 
-    async def _in_transaction(
-        self, sql: str, args: Sequence[Any], backstop_s: float
-    ) -> tuple[Any, Any]:
+    async def _in_transaction(self, sql: str, args: Sequence[Any], backstop_s: float) -> _Ran:
         """Transaction mode: the statement in a transaction of its own, so that the pooler keeps
         one server connection for all of it; what it may have changed in the session is reset
         before COMMIT. Statements of the caller's own transaction run as they are."""
@@ -199,7 +202,8 @@ class PgConnection:
             return done
         await conn.execute(f"BEGIN; {self._local_timeout}", timeout=backstop_s)
         try:
-            statement, records = await self._unnamed(sql, args, backstop_s)
+            ran = await self._unnamed(sql, args, backstop_s)
+            statement = ran[0]
             if conn.is_in_transaction():
                 if statement.get_statusmsg().partition(" ")[0] not in _SESSION_SAFE_TAGS:
                     await conn.execute(_RESET_SESSION, timeout=backstop_s)
@@ -208,13 +212,14 @@ class PgConnection:
             if conn.is_in_transaction():
                 await conn.execute("ROLLBACK", timeout=backstop_s)
             raise
-        return statement, records
+        return ran
 
-    async def _unnamed(self, sql: str, args: Sequence[Any], backstop_s: float) -> tuple[Any, Any]:
+    async def _unnamed(self, sql: str, args: Sequence[Any], backstop_s: float) -> _Ran:
         # With statement_cache_size=0 asyncpg prepares the unnamed statement, and parses it again
         # with each execution (asyncpg FAQ, "pgbouncer").
         statement = await self._conn.prepare(sql, timeout=backstop_s)
-        return statement, await statement.fetch(*args, timeout=backstop_s)
+        has_rows = bool(statement.get_attributes())
+        return statement, has_rows, await statement.fetch(*args, timeout=backstop_s)
 
     def discard(self) -> None:
         self._conn.terminate()

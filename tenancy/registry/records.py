@@ -40,6 +40,18 @@ class ApiKeyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminTokenRecord:
+    """A scoped admin token (`docs/admin.md`); `project` None means every project."""
+
+    token_id: str
+    name: str
+    project: str | None
+    scopes: frozenset[str]
+    secret_hash: str
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionInfo:
     """A decrypted connection: lives only in process memory, for at most the cache TTL."""
 
