@@ -347,8 +347,8 @@ class _Builder:
                 ]
                 data = _object({c.name: _write(c) for c in writable}, minProperties=1)
                 params = _object(
-                    {"data": data, "values": data, "where": self.where(filterable, required=True)},
-                    ["where"],
+                    {"data": data, "where": self.where(filterable, required=True)},
+                    ["data", "where"],
                 )
                 self.add(
                     f"db/{table.name}/update", f"Update rows of {table.name}", params, affected
@@ -418,7 +418,7 @@ class _Builder:
             and (c.name != table.id_column or table.id_generate == "client")
         ]
         data = _object({c.name: _write(c) for c in writable}, required)
-        params = _object({"data": data, "values": data})
+        params = _object({"data": data}, ["data"])
         shown = [c for c in table.columns.values() if c.name == table.id_column or c in readable]
         result = _object(
             {c.name: _read(c) for c in shown},
