@@ -372,8 +372,15 @@ def default_sql(column: Column, engine: Engine) -> str:
     return _constant(canonical(column, column.default), column.type, column.items, engine)
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def _sql_string(text: str, engine: Engine) -> str:
+    """A string constant that means the same whatever the server's settings: PostgreSQL reads a
+    plain '...' with backslash escapes when `standard_conforming_strings` is off, an E'...' always
+    with them, so a string with a backslash is an E'...' with it doubled (issue 9 row 11); one
+    without reads the same either way. SQLite has no escapes."""
+    quoted = text.replace("'", "''")
+    if engine == "sqlite" or "\\" not in text:
+        return f"'{quoted}'"
+    return "E'" + quoted.replace("\\", "\\\\") + "'"
 
 
 def _constant(value: Any, col_type: str, items: ArrayItems | None, engine: Engine) -> str:
@@ -381,9 +388,9 @@ def _constant(value: Any, col_type: str, items: ArrayItems | None, engine: Engin
     if col_type == "array":
         assert items is not None
         if engine == "sqlite":
-            return _sql_string(_array_text(value))
+            return _sql_string(_array_text(value), engine)
         if items.type == "array":
-            return f"{_sql_string(pg_json(value))}::jsonb"
+            return f"{_sql_string(pg_json(value), engine)}::jsonb"
         elements = ", ".join(_constant(v, items.type, items.items, engine) for v in value)
         return f"ARRAY[{elements}]::{_PG_TYPES[items.type]}[]"
     if col_type in ("int", "bigint", "float"):
@@ -391,13 +398,13 @@ def _constant(value: Any, col_type: str, items: ArrayItems | None, engine: Engin
     if col_type == "boolean":
         return ("1" if value else "0") if engine == "sqlite" else ("true" if value else "false")
     if col_type == "json":
-        text = _sql_string(_json_text(value))
+        text = _sql_string(_json_text(value), engine)
         return text if engine == "sqlite" else f"{text}::jsonb"
     if col_type == "bytes":
-        return f"X'{value.hex()}'" if engine == "sqlite" else f"'\\x{value.hex()}'::bytea"
+        return f"X'{value.hex()}'" if engine == "sqlite" else f"E'\\\\x{value.hex()}'::bytea"
     if col_type == "timestamp":
-        return _sql_string(sqlite_timestamp(value))
-    return _sql_string(str(value))  # string, uuid, decimal
+        return _sql_string(sqlite_timestamp(value), engine)
+    return _sql_string(str(value), engine)  # string, uuid, decimal
 
 
 def sqlite_timestamp(value: dt.datetime) -> str:

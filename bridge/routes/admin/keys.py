@@ -15,6 +15,7 @@ from bridge.routes.admin.common import (
     AdminRoute,
     Answer,
     Body,
+    CallerDep,
     Limit,
     Page,
     PagingDep,
@@ -135,7 +136,7 @@ async def rotate_dek(project: str, actor: ActorDep, rt: RuntimeDep) -> Response:
 @router.get("/audit", responses=answers(AuditPage))
 async def audit_log(
     rt: RuntimeDep,
-    _: ActorDep,
+    caller: CallerDep,
     project: str | None = None,
     action: str | None = None,
     since: str | None = None,
@@ -155,6 +156,7 @@ async def audit_log(
         raise BadRequest("Invalid action filter")
     if cursor and not AUDIT_CURSOR.fullmatch(cursor):
         raise BadRequest("Invalid cursor")
+    project = project or caller.project  # a token bound to a project reads that project's only
     async with rt.sessions() as session:
         items, next_cursor = await audit.entries(
             session, project=project, action=action, since=since_ts, limit=limit, cursor=cursor

@@ -13,6 +13,7 @@ from bridge.routes.admin.common import (
     AdminRoute,
     Answer,
     Body,
+    CallerDep,
     Limit,
     Page,
     RuntimeDep,
@@ -84,8 +85,12 @@ async def create_project(body: NewProject, actor: ActorDep, rt: RuntimeDep) -> R
 
 @router.get("/projects", responses=answers(Projects))
 async def list_projects(
-    rt: RuntimeDep, _: ActorDep, limit: Limit = 50, cursor: str | None = None
+    rt: RuntimeDep, caller: CallerDep, limit: Limit = 50, cursor: str | None = None
 ) -> Response:
+    if caller.project is not None:  # a token bound to one project sees that project only
+        record = await rt.directory.project(caller.project) if cursor is None else None
+        items = [projects.project_json(record)] if record is not None else []
+        return responses.json({"items": items, "nextCursor": None})
     ids, next_cursor = await projects.list_projects(rt, limit, cursor)
     items = [projects.project_json(await projects.require_project(rt, p)) for p in ids]
     return responses.json({"items": items, "nextCursor": next_cursor})

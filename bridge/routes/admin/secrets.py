@@ -17,12 +17,14 @@ from bridge.routes.admin.common import (
     answers,
 )
 from tenancy.control import secrets
+from tenancy.pools import Pooler
 
 router = APIRouter(prefix="/projects/{project}/envs/{env}", route_class=AdminRoute)
 
 
 class ConnectionBody(Body):
     url: str
+    pooler: Pooler = "none"  # docs/poolers.md
 
 
 class SecretBody(Body):
@@ -60,7 +62,9 @@ async def put_connection(
     rt: RuntimeDep,
     verify: bool = True,
 ) -> Response:
-    answer = await secrets.set_connection(rt, actor, project, env, alias, body.url, verify)
+    answer = await secrets.set_connection(
+        rt, actor, project, env, alias, body.url, verify, body.pooler
+    )
     return responses.json(answer)
 
 

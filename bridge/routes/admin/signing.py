@@ -17,5 +17,5 @@ class Rotated(Answer):
 
 
 @router.post("/projects/{project}/envs/{env}/signing-keys/rotate", responses=answers(Rotated))
-async def rotate(project: str, env: str, actor: ActorDep, rt: RuntimeDep) -> Response:
+async def rotate_signing_keys(project: str, env: str, actor: ActorDep, rt: RuntimeDep) -> Response:
     return responses.json(await signing.rotate(rt, actor, project, env))
