@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from bridge.cli import main
+from tenancy.settings import unknown_variables
 
 from support.bridge import ADMIN_TOKEN
 from support.processes import Server, master_keys, serving, stk_env
@@ -220,3 +221,8 @@ def test_admin_token_and_roles_and_missing_credentials(demo: Demo) -> None:
     assert code == 2 and "STK_API_KEY or STK_ADMIN_TOKEN" in err
     code, _, err = demo.types("python", api_key="stk_nope")
     assert code == 2 and "401" in err
+
+
+def test_its_variables_do_not_stop_a_server() -> None:
+    """A shell that exported them for `types` can still start `serve` (unknown STK_* stop it)."""
+    assert unknown_variables(["STK_URL", "STK_API_KEY", "STK_ADMIN_TOKEN"]) == []
