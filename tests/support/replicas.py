@@ -35,6 +35,8 @@ from support.world import demo_files, seed_postgresql
 T = TypeVar("T")
 HOST_SUFFIX = "api.localhost"
 REQUEST_TIMEOUT_S = 15.0  # the driver's own cap: a request that hangs longer is a failure
+# Start-up only (imports, migrations): generous, a shared CI machine may be saturated.
+START_TIMEOUT_S = 120.0
 
 # The fault suite's settings: shorter timeouts than the defaults so a phase stays short, and a
 # small tenant budget (the PostgreSQL server is shared, and fairness must show under pressure).
@@ -161,7 +163,7 @@ class Deployment:
         """Start a replica (again, on its old port, when `index` names one) and wait for it."""
         port = self.replicas[index].port if index is not None else free_port()
         server = start(["serve"], self.env, self.workdir, port)
-        wait_ready(server)
+        wait_ready(server, timeout=START_TIMEOUT_S)
         if index is None:
             self.replicas.append(server)
         else:
@@ -227,7 +229,7 @@ def deployment(workdir: Path, replicas: int = 2, **settings: str) -> Iterator[De
         started = [start(["serve"], env, workdir, free_port()) for _ in range(replicas)]
         dep.replicas.extend(started)
         for server in started:
-            wait_ready(server)
+            wait_ready(server, timeout=START_TIMEOUT_S)
         yield dep
     finally:
         if dep is not None:
