@@ -84,7 +84,7 @@ def test_a_broken_tenant_database_fails_only_its_own_callers_quickly(
     assert results.max_seconds("broken") < BOUND_S, results.summary("broken")
     # Recovered on both replicas: the breaker lets a probe through once its open time is over.
     for target in broken:
-        poll(lambda target=target: answers(target) == 200, 15)  # type: ignore[misc]
+        poll(lambda target=target: answers(target) == 200, 15)
 
 
 def answers(target: Target) -> int:
