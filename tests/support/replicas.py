@@ -51,10 +51,11 @@ FAULT_SETTINGS = {
     "log_level": "warning",
 }
 # What those timeouts imply for one request (a ping plus one connect, or one command: 1.5 s),
-# with a wide margin: CI machines are shared, and the proxies and the load driver share this
-# process. A bound, never a figure (figures: `python -m bench.faults`). Without the bounds the
-# same requests waited 29-60 s (issue 8).
-BOUND_S = 5.0
+# with a wide margin: CI machines are shared (a fault-free baseline once had a p99 of 3.1 s at a
+# load average of 13 on 2 cores), and the proxies and the load driver share this process. A
+# bound, never a figure (figures: `python -m bench.faults`). Without the bounds the same
+# requests waited 29-60 s (issue 8).
+BOUND_S = 8.0
 
 
 class Background:
