@@ -11,15 +11,29 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/stk
 WORKDIR /src
+# Dependencies first, exactly as locked (every file hash-checked), in their own layer: a code
+# change does not reinstall them. `requirements.lock` is made by pip-compile (docs/deployment.md).
+COPY requirements.lock ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/stk/bin/pip install --require-hashes --no-deps -r requirements.lock
 COPY pyproject.toml ./
 COPY bridge/ bridge/
 COPY tenancy/ tenancy/
 COPY migrations/ migrations/
-RUN --mount=type=cache,target=/root/.cache/pip /opt/stk/bin/pip install .
+# --no-deps: nothing beyond the lock is installed; pip check fails the build if the lock and
+# pyproject.toml disagree.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/stk/bin/pip install --no-deps . && /opt/stk/bin/pip check
 
 FROM ${PYTHON_IMAGE}
+# Set by the build (`docker build --build-arg VERSION=$(...) --build-arg COMMIT=$(git rev-parse
+# HEAD)`, docs/deployment.md); `stk-bridge --version` answers the package version.
+ARG VERSION=0.1.0
+ARG COMMIT=unknown
 LABEL org.opencontainers.image.title="santokit-bridge" \
-      org.opencontainers.image.description="Multi-tenant Santokit Bridge"
+      org.opencontainers.image.description="Multi-tenant Santokit Bridge" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${COMMIT}"
 # Bytecode is compiled at install time; the root file system may then be mounted read-only.
 ENV PATH=/opt/stk/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

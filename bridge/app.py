@@ -16,13 +16,15 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge import errors
-from bridge.cors import CorsMiddleware
+from bridge import errors, logs
+from bridge.cors import Cors, CorsMiddleware
+from bridge.guard import HeaderLimits
 from bridge.metrics import Metrics
 from bridge.metrics import router as metrics_router
 from bridge.middleware import RequestMiddleware
-from bridge.routes import auth, health
-from bridge.routes.admin import keys, projects, releases, secrets, signing
+from bridge.routes import auth, health, openapi
+from bridge.routes.admin import keys, projects, releases, secrets, signing, tokens
+from bridge.routes.admin import openapi as admin_openapi
 from bridge.routes.call import CallEndpoint
 from bridge.state import AppState
 from tenancy.keyring import Keyring
@@ -70,7 +72,7 @@ class App:
 
 def admin_router() -> APIRouter:
     router = APIRouter(prefix="/admin/v1")
-    for module in (projects, secrets, releases, keys, signing):
+    for module in (projects, secrets, releases, keys, signing, tokens, admin_openapi):
         router.include_router(module.router)
     return router
 
@@ -94,6 +96,7 @@ def create_app(
             yield
         finally:
             await state.rt.close()
+            logs.flush()  # the batched access lines (`docs/operations.md`)
 
     api = FastAPI(
         title="Santokit Bridge",
@@ -110,10 +113,17 @@ def create_app(
     api.include_router(metrics_router(lambda: (metrics, state.rt)))
     api.include_router(health.router)
     api.include_router(auth.router)
-    api.include_router(admin_router())
+    api.include_router(openapi.router)
+    admin = admin_router()
+    state.admin_routes = admin.routes
+    api.include_router(admin)
+    cors = Cors(state)
     stack = RequestMiddleware(
-        CorsMiddleware(PathSwitch(CallEndpoint(state), api), state),
+        CorsMiddleware(PathSwitch(CallEndpoint(state), api), cors),
         max_body_bytes=settings.max_body_bytes,
+        limits=HeaderLimits.of(settings),
+        body_timeout=settings.body_timeout_seconds,
+        cors=cors,
         observe=metrics.observe,
     )
     return App(stack, api, state, lifespan)

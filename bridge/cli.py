@@ -1,38 +1,46 @@
-"""`stk-bridge`: dev, serve, migrate, keys, publish (`docs/operations.md`)."""
+"""`stk-bridge`: the server commands (dev, serve, migrate, keys, config), `types` (client types of
+a tenant) and `admin`, the client of the admin API (`bridge/admincli.py`); `docs/operations.md`
+"CLI".
+
+Exit codes: 0 ok, 1 refused by the server, 2 usage or configuration error, 3 server unreachable.
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-import httpx
+import click
+import orjson
 import uvicorn
 
+from bridge.admincli import admin
+from bridge.guard import server_options
 from tenancy.audit import Actor
-from tenancy.errors import PublishError, StkError
+from tenancy.errors import StkError
 from tenancy.keyring import Keyring, KeyringError
-from tenancy.settings import ConfigError, Settings, load_settings
+from tenancy.settings import ConfigError, Settings, effective, load_settings
 
 CLI_ACTOR = Actor("cli")
+USAGE = 2
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _fail(lines: list[str]) -> None:
+def _fail(lines: list[str]) -> NoReturn:
     for line in lines:
-        print(f"stk-bridge: {line}", file=sys.stderr)
-    raise SystemExit(2)
+        click.echo(f"stk-bridge: {line}", err=True)
+    sys.exit(USAGE)
 
 
 def _settings() -> Settings:
     try:
-        settings = load_settings()
+        settings = load_settings(strict_environment=True)
     except ConfigError as exc:
         _fail(exc.problems)
-        raise AssertionError from None  # unreachable; _fail exits
     if settings.registry_url is None or settings.kv_url is None:
         # The default SQLite registry / file KV live there; SQLite will not create the folder.
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -49,177 +57,189 @@ def _keyring(settings: Settings) -> Keyring:
             ]
         )
     try:
-        return Keyring.parse(text or "")
+        return Keyring.parse(text)
     except KeyringError as exc:
         _fail([f"STK_MASTER_KEYS: {exc}"])
-        raise AssertionError from None
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="santokit-bridge", prog_name="stk-bridge")
+def main() -> None:
+    """Santokit Bridge: one service serving many projects.
+
+    Server commands read the STK_* configuration (docs/operations.md); `admin` talks to a
+    running server's admin API with STK_ADMIN_URL and STK_ADMIN_TOKEN (or STK_ADMIN_TOKEN_FILE).
+    """
+
+
+HOST_HELP = "Interface to bind."
+PORT_HELP = "TCP port to listen on."
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True, help=HOST_HELP)
+@click.option("--port", default=8000, show_default=True, help=PORT_HELP)
+def dev(host: str, port: int) -> None:
+    """Embedded default: SQLite + files under STK_DATA_DIR, two demo tenants."""
+    from bridge.dev import run_dev
+
+    _settings()  # the same strict check as `serve`: a typo stops here, not later
+    run_dev(host=host, port=port)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--host", default="0.0.0.0", show_default=True, help=HOST_HELP)  # noqa: S104
+@click.option("--port", default=8000, show_default=True, help=PORT_HELP)
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(1), help="Worker processes."
+)
+def serve(host: str, port: int, workers: int) -> None:
+    """Production server (uvicorn); refuses to start without a valid configuration and keyring."""
     settings = _settings()
     _keyring(settings)  # refuse to start, before binding, without a usable keyring
     uvicorn.run(
         "bridge.asgi:create",
         factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
+        host=host,
+        port=port,
+        workers=workers,
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        **server_options(),
     )
 
 
-def cmd_dev(args: argparse.Namespace) -> None:
-    from bridge.dev import run_dev
-
-    run_dev(host=args.host, port=args.port)
-
-
-def _with_runtime(work: Callable[[Any], Awaitable[None]], *, migrate: bool = False) -> None:
+def _with_runtime(work: Callable[[Any], Awaitable[None]]) -> None:
     from tenancy.runtime import Runtime
 
     settings = _settings()
     keyring = _keyring(settings)
 
-    async def main() -> None:
-        rt = await Runtime.start(settings, keyring, migrate_schema=migrate)
+    async def run() -> None:
+        rt = await Runtime.start(settings, keyring, migrate_schema=False)
         try:
             await work(rt)
         finally:
             await rt.close()
 
     try:
-        asyncio.run(main())
+        asyncio.run(run())
     except StkError as exc:
         _fail([exc.message])
 
 
-def cmd_migrate(_: argparse.Namespace) -> None:
-    from tenancy.registry import migrate
+@main.command(context_settings=CONTEXT)
+def migrate() -> None:
+    """Upgrade the registry schema (Alembic, under a PostgreSQL advisory lock)."""
+    from tenancy.registry import migrate as migrations
     from tenancy.registry.db import create_registry_engine
 
     settings = _settings()
+    # Optional: only a revision that re-seals stored values needs it, and says so.
+    keyring = _keyring(settings) if settings.master_key_text() else None
 
-    async def main() -> None:
+    async def run() -> None:
         engine = create_registry_engine(settings.registry)
         try:
-            await migrate.upgrade(engine)
+            await migrations.upgrade(engine, keyring=keyring)
         finally:
             await engine.dispose()
 
-    asyncio.run(main())
-    print("registry schema is up to date")
+    asyncio.run(run())
+    click.echo("registry schema is up to date")
 
 
-def cmd_keys(args: argparse.Namespace) -> None:
+@main.command(context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of lines.")
+def config(as_json: bool) -> None:
+    """Print the effective configuration (defaults included), secrets redacted."""
+    shown = effective(_settings())
+    if as_json:
+        click.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
+        return
+    for name, value in shown.items():
+        click.echo(f"{name}={'' if value is None else value}")
+
+
+@main.group(context_settings=CONTEXT)
+def keys() -> None:
+    """The master keyring, on this machine's configuration (docs/security.md)."""
+
+
+@keys.command(context_settings=CONTEXT)
+@click.option("--kid", default=None, help="Key id of the new entry (default: a date-based one).")
+def generate(kid: str | None) -> None:
+    """Print a new `kid:base64key` entry for STK_MASTER_KEYS."""
+    click.echo(Keyring.generate_entry(kid))
+
+
+@keys.command(context_settings=CONTEXT)
+def status() -> None:
+    """How many project data keys each master key wraps."""
     from tenancy.control import secrets
 
-    if args.action == "generate":
-        print(Keyring.generate_entry(args.kid))
-        return
-
-    async def status(rt: Any) -> None:
+    async def work(rt: Any) -> None:
         answer = await secrets.key_status(rt)
-        print(f"active kid: {answer['activeKid']}")
+        click.echo(f"active kid: {answer['activeKid']}")
         for kid, count in sorted(answer["byKid"].items()):
-            print(f"  {kid}: wraps {count} data key(s)")
+            click.echo(f"  {kid}: wraps {count} data key(s)")
 
-    async def rewrap(rt: Any) -> None:
-        print("re-wrapping every project data key under the active master key...", flush=True)
+    _with_runtime(work)
+
+
+@keys.command(context_settings=CONTEXT)
+def rewrap() -> None:
+    """Re-wrap every project data key under the active master key."""
+    from tenancy.control import secrets
+
+    async def work(rt: Any) -> None:
+        click.echo("re-wrapping every project data key under the active master key...", err=True)
         answer = await secrets.rewrap(rt, CLI_ACTOR)
-        print(f"re-wrapped {answer['rewrapped']} data key(s)")
+        click.echo(f"re-wrapped {answer['rewrapped']} data key(s)")
         for kid, count in sorted(answer["byKid"].items()):
-            print(f"  {kid}: wraps {count} data key(s)")
+            click.echo(f"  {kid}: wraps {count} data key(s)")
 
-    _with_runtime(status if args.action == "status" else rewrap)
+    _with_runtime(work)
 
 
-def cmd_publish(args: argparse.Namespace) -> None:
-    from tenancy.releases.compile.compiler import load_project_dir
+@main.command(context_settings=CONTEXT)
+@click.option("--project", required=True, help="The tenant's project id.")
+@click.option("--env", required=True, help="The tenant's env.")
+@click.option(
+    "--lang", required=True, type=click.Choice(["typescript", "python"]), help="Output language."
+)
+@click.option("--out", default=None, help="File to write (default: stdout).")
+@click.option(
+    "--roles", default=None, help="With STK_ADMIN_TOKEN: describe a caller with these roles."
+)
+@click.option(
+    "--url",
+    envvar="STK_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The Bridge's base URL (STK_URL).",
+)
+def types(project: str, env: str, lang: str, out: str | None, roles: str | None, url: str) -> None:
+    """Client types of a tenant from its OpenAPI document (STK_API_KEY, else STK_ADMIN_TOKEN)."""
+    from bridge.typegen import TypegenError, fetch, python, typescript
 
-    token = args.admin_token or os.environ.get("STK_ADMIN_TOKEN")
-    if not token:
-        _fail(["publish needs --admin-token or STK_ADMIN_TOKEN"])
     try:
-        files = load_project_dir(Path(args.dir))
-    except PublishError as exc:
-        _fail(_problem_lines("cannot read the project", exc.details or []))
-        return
-    print(f"read {len(files)} file(s) from {args.dir}; publishing to {args.project}/{args.env}...")
-    body = {"files": files, "applySchema": args.apply_schema, "dryRun": args.dry_run}
-    if args.ref:
-        body["ref"] = args.ref
-    url = f"{args.url.rstrip('/')}/admin/v1/projects/{args.project}/envs/{args.env}/releases"
-    try:
-        response = httpx.post(
-            url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=120
+        doc = fetch(
+            url,
+            project,
+            env,
+            api_key=os.environ.get("STK_API_KEY"),
+            admin_token=os.environ.get("STK_ADMIN_TOKEN"),
+            roles=roles,
         )
-    except httpx.HTTPError as exc:
-        _fail([f"could not reach {args.url}: {type(exc).__name__}"])
-        return
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = {}
-    if response.status_code >= 400:
-        error = answer.get("error", {})
-        _fail(
-            _problem_lines(
-                f"publish failed ({response.status_code}): {error.get('message')}",
-                error.get("details") or [],
-            )
-        )
-    state = "reused" if answer["reused"] else "new"
-    print(f"release {answer['release']} ({state}){' [dry run]' if answer['dryRun'] else ''}")
-    for statement in answer.get("ddl", []):
-        print(f"  {statement}")
+    except TypegenError as exc:
+        _fail([f"types: {exc}"])
+    text = typescript(doc) if lang == "typescript" else python(doc)
+    if out:
+        Path(out).write_text(text)
+    else:
+        sys.stdout.write(text)
 
 
-def _problem_lines(headline: str, details: list[dict[str, Any]]) -> list[str]:
-    """One `file:line: message` line per problem, like a compiler, so editors can jump to it."""
-    lines = [headline]
-    for d in details:
-        where = f"{d.get('file', '?')}:{d['line']}" if d.get("line") else d.get("file", "?")
-        lines.append(f"  {where}: {d.get('message')}")
-    return lines
-
-
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="stk-bridge", description="Santokit Bridge")
-    sub = top.add_subparsers(dest="command", required=True)
-
-    dev = sub.add_parser("dev", help="embedded default: SQLite + files, demo tenants")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8000)
-    dev.set_defaults(func=cmd_dev)
-
-    serve = sub.add_parser("serve", help="production server")
-    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 (a server binds all interfaces)
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    serve.set_defaults(func=cmd_serve)
-
-    sub.add_parser("migrate", help="upgrade the registry schema").set_defaults(func=cmd_migrate)
-
-    keys = sub.add_parser("keys", help="master keyring")
-    keys.add_argument("action", choices=["generate", "status", "rewrap"])
-    keys.add_argument("--kid", default=None, help="kid for `generate`")
-    keys.set_defaults(func=cmd_keys)
-
-    publish = sub.add_parser("publish", help="publish a project directory")
-    publish.add_argument("dir")
-    publish.add_argument("--project", required=True)
-    publish.add_argument("--env", required=True)
-    publish.add_argument("--apply-schema", action="store_true")
-    publish.add_argument("--dry-run", action="store_true")
-    publish.add_argument("--ref", default=None)
-    publish.add_argument("--url", default=os.environ.get("STK_URL", "http://127.0.0.1:8000"))
-    publish.add_argument("--admin-token", default=None)
-    publish.set_defaults(func=cmd_publish)
-    return top
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    args.func(args)
+main.add_command(admin)

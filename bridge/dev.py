@@ -12,6 +12,7 @@ import os
 import secrets
 import shlex
 import sqlite3
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +21,11 @@ import uvicorn
 
 from bridge import logs
 from bridge.app import create_app
+from bridge.guard import server_options
 from tenancy.audit import Actor
 from tenancy.control import apikeys, projects, releases
 from tenancy.control import secrets as tenant_secrets
+from tenancy.engines.sqlite import private_file
 from tenancy.errors import Conflict, NotFound
 from tenancy.keyring import Keyring
 from tenancy.principal import Tenant
@@ -31,7 +34,8 @@ from tenancy.runtime import Runtime
 from tenancy.settings import Settings, load_settings
 from tenancy.users import Accounts
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "demo"
+# Package data, so `dev` works from a wheel or the image; `examples/demo` links here.
+EXAMPLE = Path(__file__).resolve().parent / "demo"
 DEMO_PROJECTS = {
     # project: notes added to its own database, so each tenant visibly sees only its own data
     "acme": ["Anvil order #1", "Rocket skates"],
@@ -83,6 +87,7 @@ def secrets_for(settings: Settings) -> tuple[Keyring, str]:
 
 def _seed_database(path: Path, project: str) -> None:
     seed = (EXAMPLE / "seed" / "sqlite.sql").read_text()
+    private_file(str(path))
     with sqlite3.connect(path) as db:
         db.executescript(seed)
         notebook = f"01JF0000000000000000{project[:4].upper():<4}NB".replace(" ", "X")
@@ -238,8 +243,24 @@ def banner(base: str, token: str, tenants: list[DemoTenant], data_dir: Path) -> 
         "Admin API:",
         f"  curl -s {base}/admin/v1/projects -H {shlex.quote(f'Authorization: Bearer {token}')}",
         "",
+        "Admin CLI (stk-bridge admin --help):",
+        f"  {admin_cli_command(base, token, data_dir)} admin projects list",
+        "",
     ]
     return "\n".join(lines)
+
+
+def admin_cli_command(base: str, token: str, data_dir: Path) -> str:
+    """This very executable with the server and the token in its environment (the generated
+    token by its file, so it does not end up in shell history)."""
+    token_file = data_dir.resolve() / "admin.token"
+    if token_file.is_file() and token_file.read_text().strip() == token:
+        credential = f"STK_ADMIN_TOKEN_FILE={shlex.quote(str(token_file))}"
+    else:
+        credential = f"STK_ADMIN_TOKEN={shlex.quote(token)}"
+    program = Path(sys.argv[0])
+    executable = str(program.resolve()) if program.name == "stk-bridge" else "stk-bridge"
+    return f"STK_ADMIN_URL={base} {credential} {shlex.quote(executable)}"
 
 
 def run_dev(host: str, port: int) -> None:
@@ -249,4 +270,4 @@ def run_dev(host: str, port: int) -> None:
     tenants = asyncio.run(bootstrap(settings, keyring))
     print(banner(f"http://{host}:{port}", token, tenants, settings.data_dir), flush=True)
     app = create_app(settings, keyring, [token], migrate=True)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, **server_options())

@@ -28,7 +28,7 @@ from tenancy.errors import (
 log = logging.getLogger("stk.errors")
 
 # Status → code for answers that are not an `StkError` (a framework's 404 or 405, a body too large,
-# the 500): each typed error's own code (`tenancy.errors`, their one spelling), plus the two
+# the 500): each typed error's own code (`tenancy.errors`, their one spelling), plus the
 # statuses only the HTTP layer produces.
 _TYPED = (
     StkError,
@@ -41,7 +41,13 @@ _TYPED = (
     ServiceUnavailable,
     Timeout,
 )
-CODES = {cls.status: cls.code for cls in _TYPED} | {405: "BAD_REQUEST", 413: "PAYLOAD_TOO_LARGE"}
+CODES = {cls.status: cls.code for cls in _TYPED} | {
+    405: "METHOD_NOT_ALLOWED",
+    408: "REQUEST_TIMEOUT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    431: "HEADERS_TOO_LARGE",
+}
 
 
 def envelope(

@@ -96,6 +96,21 @@ class CoreCollector(Collector):
         yield CounterMetricFamily(
             "stk_invalidations", "Invalidations applied", value=self._rt.bus.received
         )
+        stale = CounterMetricFamily(
+            "stk_dependency_stale",
+            "Answers served from a stale cached value because the dependency failed",
+            labels=["dependency"],
+        )
+        breakers = GaugeMetricFamily(
+            "stk_dependency_breaker_open",
+            "1 while the dependency's circuit breaker is open or half-open",
+            labels=["dependency"],
+        )
+        for dependency in self._rt.dependencies:
+            stale.add_metric([dependency.dependency], dependency.served)
+            breakers.add_metric([dependency.dependency], int(dependency.breaker.state != "closed"))
+        yield stale
+        yield breakers
 
 
 def route_kind(req: RequestState, path: str) -> str:

@@ -16,7 +16,8 @@ from tenancy.registry.models import AuditEntry, utcnow
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who performs an admin call; `name` is `admin:<8 hex>`, never the token."""
+    """Who performs an admin call; `name` is `admin:<8 hex>` for a global token or
+    `token:<tokenId>` for a scoped one, never the token itself."""
 
     name: str
     request_id: str | None = None
@@ -24,6 +25,11 @@ class Actor:
     @classmethod
     def for_token(cls, token: str, request_id: str | None = None) -> Actor:
         return cls("admin:" + hashlib.sha256(token.encode()).hexdigest()[:8], request_id)
+
+    @classmethod
+    def for_scoped(cls, token_id: str, request_id: str | None = None) -> Actor:
+        """A scoped admin token acts as `token:<tokenId>` (its public id, `docs/admin.md`)."""
+        return cls("token:" + token_id, request_id)
 
 
 def record(

@@ -6,17 +6,35 @@ deployment should not have to restart it once per typo.
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tenancy.breaker import Breaker
+from tenancy.redis_url import RedisOptions
 
 if TYPE_CHECKING:
     from tenancy.registry.db import RegistryTimeouts
     from tenancy.storage.credentials import StoreCredentials
 
 REGISTRY_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
+KV_SCHEMES = ("memory://", "file://", "redis://", "rediss://", "s3://")
+REDIS_SCHEMES = ("redis://", "rediss://")
+# STK_* names that are not server settings: the admin CLI's (`docs/operations.md`) and the
+# test suite's (`STK_TEST_*`, `STK_REQUIRE_SERVICES`).
+CLIENT_VARIABLES = frozenset({"STK_ADMIN_URL", "STK_ADMIN_TOKEN", "STK_ADMIN_TOKEN_FILE"})
+TEST_VARIABLES = ("STK_TEST_", "STK_REQUIRE_SERVICES")
+# Settings that may hold a password, with the `_FILE` form that reads them from a file.
+FILE_FORMS = {
+    "registry_url": REGISTRY_SCHEMES,
+    "kv_url": KV_SCHEMES,
+    "redis_url": REDIS_SCHEMES,
+}
 
 
 class ConfigError(Exception):
@@ -33,11 +51,13 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./.stk-bridge")
     registry_url: str | None = Field(default=None, repr=False)
     registry_url_file: Path | None = None
-    kv_url: str | None = None
+    kv_url: str | None = Field(default=None, repr=False)
+    kv_url_file: Path | None = None
     kv_s3_access_key_id: str | None = None
     kv_s3_secret_access_key: str | None = Field(default=None, repr=False, validate_default=True)
     kv_s3_session_token: str | None = Field(default=None, repr=False)
-    redis_url: str | None = None
+    redis_url: str | None = Field(default=None, repr=False)
+    redis_url_file: Path | None = None
     master_keys: str | None = Field(default=None, repr=False)
     master_keys_file: Path | None = None
     admin_tokens: str | None = Field(default=None, repr=False)
@@ -45,6 +65,11 @@ class Settings(BaseSettings):
     host_suffix: str | None = None
     trust_forwarded_host: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_header_bytes: int = Field(default=16_384, ge=1024)
+    max_header_count: int = Field(default=100, ge=10)
+    max_token_bytes: int = Field(default=8192, ge=256)
+    header_timeout_seconds: float = Field(default=10, gt=0)
+    body_timeout_seconds: float = Field(default=30, gt=0)
     select_max_rows: int = Field(default=1000, ge=1)
     pool_max_per_tenant: int = Field(default=5, ge=1)
     pool_max_total: int = Field(default=400, ge=1)
@@ -57,11 +82,21 @@ class Settings(BaseSettings):
     tenant_breaker_open_seconds: float = Field(default=5, gt=0)
     tenant_max_concurrency: int = Field(default=64, ge=1)
     cache_ttl_seconds: float = Field(default=30, gt=0)
+    # Registry and KV store as seen by the caches (`docs/tenancy.md`, "When a dependency is down").
+    dependency_breaker_failures: int = Field(default=3, ge=1)
+    dependency_breaker_open_seconds: float = Field(default=5, gt=0)
+    # Every Redis client (KV store, invalidation, rate limits): `tenancy/redis_url.py`.
+    redis_connect_timeout_seconds: float = Field(default=1, gt=0)
+    redis_socket_timeout_seconds: float = Field(default=2, gt=0)
+    redis_health_check_seconds: float = Field(default=10, gt=0)
+    redis_retries: int = Field(default=2, ge=0)
     registry_connect_timeout_ms: int = Field(default=2000, ge=1)
     registry_command_timeout_ms: int = Field(default=5000, ge=1)
     registry_pool_timeout_ms: int = Field(default=2000, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] | None = None
+    # Access lines are written in batches at most this long after the first (0: each at once).
+    log_flush_ms: int = Field(default=200, ge=0)
     auto_migrate: bool = True
     audit_retention_days: int = Field(default=365, ge=1)
     metrics_tenant_label: bool = False
@@ -69,19 +104,25 @@ class Settings(BaseSettings):
     @field_validator("kv_url")
     @classmethod
     def _kv_scheme(cls, value: str | None) -> str | None:
-        return _require_scheme(value, ("memory://", "file://", "redis://", "rediss://", "s3://"))
+        return _require_scheme(value, KV_SCHEMES)
 
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        return _require_scheme(value, ("redis://", "rediss://"))
+        return _require_scheme(value, REDIS_SCHEMES)
 
     @field_validator("registry_url")
     @classmethod
     def _registry_scheme(cls, value: str | None) -> str | None:
         return _require_scheme(value, REGISTRY_SCHEMES)
 
-    @field_validator("registry_url_file", "master_keys_file", "admin_tokens_file")
+    @field_validator(
+        "registry_url_file",
+        "kv_url_file",
+        "redis_url_file",
+        "master_keys_file",
+        "admin_tokens_file",
+    )
     @classmethod
     def _one_source(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         # A field check (not a model one), so it is reported together with every other problem.
@@ -137,6 +178,20 @@ class Settings(BaseSettings):
             return self.redis_url
         return self.kv if self.kv.startswith(("redis://", "rediss://")) else None
 
+    def redis_options(self) -> RedisOptions:
+        return RedisOptions(
+            connect_timeout=self.redis_connect_timeout_seconds,
+            socket_timeout=self.redis_socket_timeout_seconds,
+            health_check_seconds=self.redis_health_check_seconds,
+            retries=self.redis_retries,
+        )
+
+    def dependency_breaker(self) -> Breaker:
+        """A new breaker for one shared dependency (registry, KV store, Redis)."""
+        return Breaker.for_dependency(
+            self.dependency_breaker_failures, self.dependency_breaker_open_seconds
+        )
+
     def master_key_text(self) -> str | None:
         return _read_secret(self.master_keys, self.master_keys_file)
 
@@ -157,36 +212,96 @@ def _read_secret(value: str | None, path: Path | None) -> str | None:
     return value
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build settings or raise ConfigError with one line per problem."""
+def unknown_variables(names: Iterable[str]) -> list[str]:
+    """One problem per `STK_*` name that is no setting, with the near matches (a typo such as
+    `STK_POOL_MAX_TENANT` would otherwise be silently ignored)."""
+    known = sorted({f"STK_{name.upper()}" for name in Settings.model_fields} | CLIENT_VARIABLES)
+    problems = []
+    for raw in sorted(set(names)):
+        name = raw.upper()
+        if not name.startswith("STK_") or name in known or name.startswith(TEST_VARIABLES):
+            continue
+        near = difflib.get_close_matches(name, known, n=3, cutoff=0.75)
+        hint = f"; did you mean {' or '.join(near)}?" if near else ""
+        problems.append(f"{raw}: unknown setting{hint}")
+    return problems
+
+
+def _dotenv_names() -> list[str]:
+    from dotenv import dotenv_values  # pydantic-settings' own reader of `.env`
+
+    path = Path(".env")
+    return list(dotenv_values(path)) if path.is_file() else []
+
+
+def load_settings(*, strict_environment: bool = False, **overrides: object) -> Settings:
+    """Build settings or raise ConfigError with one line per problem. `strict_environment`
+    (the CLI's start-up) also refuses unknown `STK_*` variables in the environment and `.env`."""
+    problems = []
+    if strict_environment:
+        problems += unknown_variables([*os.environ, *_dotenv_names()])
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = []
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
             name = f"STK_{loc.upper()}" if loc else "configuration"
             msg = str(err["msg"]).removeprefix("Value error, ")
             problems.append(f"{name}: {msg}" if loc else msg)
         raise ConfigError(problems) from None
-    problems = []
-    for label, path in (
-        ("STK_REGISTRY_URL_FILE", settings.registry_url_file),
-        ("STK_MASTER_KEYS_FILE", settings.master_keys_file),
-        ("STK_ADMIN_TOKENS_FILE", settings.admin_tokens_file),
-    ):
-        if path is not None and not path.is_file():
-            problems.append(f"{label}: file {path} does not exist")
-    short = [t for t in settings.admin_token_list() if len(t) < 32] if not problems else []
+    files = {
+        "STK_MASTER_KEYS_FILE": settings.master_keys_file,
+        "STK_ADMIN_TOKENS_FILE": settings.admin_tokens_file,
+        **{f"STK_{field.upper()}_FILE": getattr(settings, f"{field}_file") for field in FILE_FORMS},
+    }
+    missing = [
+        f"{label}: file {path} does not exist"
+        for label, path in files.items()
+        if path is not None and not path.is_file()
+    ]
+    problems += missing
+    short = [t for t in settings.admin_token_list() if len(t) < 32] if not missing else []
     if short:
         problems.append("STK_ADMIN_TOKENS: every admin token must be at least 32 characters")
-    if settings.registry_url_file is not None and not problems:
-        try:
-            settings.registry_url = _require_scheme(
-                settings.registry_url_file.read_text().strip(), REGISTRY_SCHEMES
-            )
-        except ValueError as exc:
-            problems.append(f"STK_REGISTRY_URL_FILE: {exc}")
+    for field, schemes in FILE_FORMS.items():
+        path = getattr(settings, f"{field}_file")
+        if path is not None and not missing:
+            try:
+                setattr(settings, field, _require_scheme(path.read_text().strip(), schemes))
+            except ValueError as exc:
+                problems.append(f"STK_{field.upper()}_FILE: {exc}")
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+SECRET_FIELDS = frozenset(
+    {"registry_url", "kv_url", "redis_url", "master_keys", "admin_tokens"}
+    | {"kv_s3_secret_access_key", "kv_s3_session_token"}
+)
+
+
+def effective(settings: Settings) -> dict[str, Any]:
+    """Every setting as `STK_<NAME>` → value, secrets redacted: passwords in URLs become `***`,
+    keys and tokens say only whether they are set (`stk-bridge config`)."""
+    answer: dict[str, Any] = {}
+    resolved = {"registry_url": settings.registry, "kv_url": settings.kv}  # the defaults filled in
+    for name in Settings.model_fields:
+        value = resolved.get(name, getattr(settings, name))
+        if value is not None and name in SECRET_FIELDS:
+            value = _redact_url(value) if name.endswith("_url") else "<set>"
+        answer[f"STK_{name.upper()}"] = str(value) if isinstance(value, Path) else value
+    return answer
+
+
+def _redact_url(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    netloc = f"{user}:***@{host}{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

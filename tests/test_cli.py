@@ -101,9 +101,8 @@ def _stats(server: Server, project: str) -> httpx.Response:
 
 
 def _publish(server: Server, directory: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    args = ["publish", str(directory), "--project", "alpha", "--env", "prod"]
-    args += ["--url", server.base, "--admin-token", ADMIN_TOKEN]
-    return run(args, stk_env(), cwd)
+    args = ["admin", "publish", str(directory), "--project", "alpha", "--env", "prod"]
+    return run(args, stk_env(admin_url=server.base, admin_token=ADMIN_TOKEN), cwd)
 
 
 def test_publish_against_a_running_server(tmp_path: Path) -> None:
@@ -130,7 +129,8 @@ def test_publish_against_a_running_server(tmp_path: Path) -> None:
             "---\nauth: public\ncolour: blue\n---\nSELECT 1\nWHERE x = :nope\n"
         )
         failed = _publish(server, broken, tmp_path)
-        assert failed.returncode != 0
+        assert failed.returncode == 1
+        assert "BAD_REQUEST (400)" in failed.stderr
         problems = [line for line in failed.stderr.splitlines() if "logics/bad.sql:" in line]
         assert len(problems) == 2, failed.stderr
         assert re.search(r"logics/bad\.sql:3: unknown key 'colour'", failed.stderr), failed.stderr
@@ -139,12 +139,12 @@ def test_publish_against_a_running_server(tmp_path: Path) -> None:
         assert current.json()["release"] == release[1]  # the broken publish changed nothing
 
         missing = _publish(server, tmp_path / "missing", tmp_path)
-        assert missing.returncode != 0
+        assert missing.returncode == 2
         assert f"{tmp_path / 'missing'}: not a directory" in missing.stderr
         assert "Traceback" not in missing.stderr
 
     gone = _publish(server, DEMO_DIR, tmp_path)  # the server has stopped
-    assert gone.returncode != 0
+    assert gone.returncode == 3
     assert f"could not reach {server.base}" in gone.stderr
     assert "Traceback" not in gone.stderr
 

@@ -25,19 +25,22 @@ pytestmark = pytest.mark.slow  # a real `stk-bridge dev` process
 class Banner:
     admin_token: str
     commands: list[tuple[str, str]]  # (heading it is printed under, command)
+    cli: str = ""  # the admin CLI command
 
 
 def parse_banner(stdout: str) -> Banner:
-    token, heading, commands = "", "", []
+    token, heading, commands, cli = "", "", [], ""
     for line in (raw.strip() for raw in stdout.splitlines()):
         if line.startswith("admin token:"):
             token = line.removeprefix("admin token:").strip()
+        elif line.startswith("STK_ADMIN_URL="):
+            cli = line
         elif line.startswith(("curl ", "TOKEN=$(curl ")):
             commands.append((heading, line))
         elif line:
             heading = line
-    assert token and commands, stdout
-    return Banner(token, commands)
+    assert token and commands and cli, stdout
+    return Banner(token, commands, cli)
 
 
 def curl(command: str, curl_home: Path) -> tuple[int, str]:
@@ -123,9 +126,12 @@ def test_dev_prints_commands_that_work_and_keeps_its_data(tmp_path: Path) -> Non
     assert first_exit == 0, server.stderr()[-2000:]
     assert "Traceback" not in server.stderr()
 
-    for name in ("master.keys", "admin.token"):
-        mode = stat.S_IMODE((data_dir / name).stat().st_mode)
-        assert mode == 0o600, f"{name} has mode {oct(mode)}"
+    # Issue 9 row 8: the registry and tenant SQLite files (and their journals) too.
+    databases = [p for p in data_dir.rglob("*") if ".db" in p.name]
+    assert {"registry.db", "acme.db", "globex.db"} <= {p.name for p in databases}
+    for path in [data_dir / "master.keys", data_dir / "admin.token", *databases]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == 0o600, f"{path.name} has mode {oct(mode)}"
     assert (data_dir / "admin.token").read_text().strip() == banner.admin_token
 
     again = dev(data_dir, tmp_path)
@@ -142,6 +148,16 @@ def test_dev_prints_commands_that_work_and_keeps_its_data(tmp_path: Path) -> Non
                 assert answers[command] == first[before]
         admin_listing = next(body for c, body in answers.items() if "/admin/" in c)
         assert '"initech"' in admin_listing
+        # The admin CLI line works as printed, from another directory, without the token in it.
+        assert banner.admin_token not in second.cli
+        listed = subprocess.run(
+            ["bash", "-c", second.cli], env=stk_env(), cwd=tmp_path / "curl", capture_output=True,
+            text=True, timeout=30,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert [row.split()[0] for row in listed.stdout.splitlines()[1:]] == [
+            "acme", "globex", "initech",
+        ]  # fmt: skip
     finally:
         second_exit = stop(again)
     # uvicorn re-raises SIGTERM after its graceful shutdown, so the status reflects it.

@@ -64,7 +64,8 @@ async def test_request_id_is_reused_when_valid_and_replaced_otherwise(bridge):
     assert kept.headers["x-request-id"] == "abc.DEF_123-x"
     replaced = await bridge.client.get("/healthz", headers={"X-Request-Id": "bad id!" * 20})
     assert re.fullmatch(r"[0-9A-Z]{26}", replaced.headers["x-request-id"])
-    error = await bridge.client.post("/call", content=b"[", headers={"X-Request-Id": "r-1"})
+    headers = {"X-Request-Id": "r-1", "Content-Type": "application/json"}
+    error = await bridge.client.post("/call", content=b"[", headers=headers)
     assert error.status_code == 400
     assert error.json()["error"]["requestId"] == "r-1" == error.headers["x-request-id"]
 
@@ -76,7 +77,7 @@ async def test_unknown_route_and_method_use_the_envelope(bridge):
     wrong = await bridge.client.get("/call")
     assert wrong.status_code == 405
     assert wrong.headers["allow"] == "POST"
-    assert wrong.json()["error"]["code"] == "BAD_REQUEST"
+    assert wrong.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
     assert wrong.json()["error"]["requestId"] == wrong.headers["x-request-id"]
 
 

@@ -86,6 +86,7 @@ async def _tenant_ready(request: Request, project: str | None, env: str | None) 
             conn.url,
             "SELECT 1",
             [],
+            pooler=conn.pooler,
             max_size=record.limits.max_pool_size,
             statement_timeout_ms=record.limits.statement_timeout_ms,
             read_only=True,

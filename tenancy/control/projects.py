@@ -14,7 +14,7 @@ from tenancy.ids import is_env_id, is_hostname, is_project_id
 from tenancy.limits import Limits
 from tenancy.principal import Tenant
 from tenancy.registry import queries
-from tenancy.registry.models import ApiKey, EndUser, Env, Project, ProjectHost, Secret
+from tenancy.registry.models import AdminToken, ApiKey, EndUser, Env, Project, ProjectHost, Secret
 from tenancy.registry.records import ProjectRecord
 from tenancy.runtime import Runtime
 
@@ -146,7 +146,7 @@ async def delete_project(rt: Runtime, actor: Actor, project_id: str) -> None:
     await require_project(rt, project_id)
     async with rt.transaction() as session:
         await rt.vault.shred(session, project_id)
-        for model in (Secret, ApiKey, EndUser):
+        for model in (Secret, ApiKey, EndUser, AdminToken):
             await session.execute(delete(model).where(model.project == project_id))
         await session.execute(delete(Project).where(Project.id == project_id))
         audit.record(session, actor, "project.delete", project_id)

@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.util import await_only
 
+from tenancy.engines.sqlite import private_file
 from tenancy.errors import RegistryUnreachable
 
 
@@ -33,6 +34,9 @@ def create_registry_engine(url: str, timeouts: RegistryTimeouts | None = None) -
     if url.startswith("sqlite"):
         # SQLite has no network: "connect" and "command" are both waits for the file lock.
         busy = timeouts.command if timeouts else 30.0
+        path = make_url(url).database
+        if path and path != ":memory:" and not path.startswith("file:"):
+            private_file(path)  # every tenant's users and sealed secrets: this user only
         pool: dict[str, Any] = {"pool_timeout": timeouts.pool_wait} if timeouts else {}
         engine = create_async_engine(url, connect_args={"timeout": busy}, **pool)
 

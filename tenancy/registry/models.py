@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
@@ -175,6 +176,25 @@ class RefreshToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class AdminToken(Base):
+    """A scoped admin token (`docs/admin.md`): only the SHA-256 of its secret is kept. `project`
+    NULL means every project; a project's tokens go with it (a new project of the same id does
+    not inherit them)."""
+
+    __tablename__ = "admin_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    project: Mapped[str | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class AuditEntry(Base):
     """Append-only. No foreign key: entries outlive the projects they describe."""
 
@@ -192,3 +212,23 @@ class AuditEntry(Base):
     env: Mapped[str | None] = mapped_column(String(31), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class PublishIntent(Base):
+    """A release pointer move under way (`tenancy/outbox.py`): written before the manifest moves,
+    marked audited in the transaction that writes its audit entry, deleted once announced. No
+    foreign key: an intent of a project deleted meanwhile is simply dropped by the drain."""
+
+    __tablename__ = "publish_outbox"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    action: Mapped[str] = mapped_column(String(32))
+    project: Mapped[str] = mapped_column(String(63))
+    env: Mapped[str] = mapped_column(String(31))
+    # The move's `publishedAt` in the manifest: how a drain tells whether the move happened.
+    published_at: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    audited: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -9,8 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenancy.limits import Limits
-from tenancy.registry.models import ApiKey, Env, Project, ProjectHost
-from tenancy.registry.records import ApiKeyRecord, ProjectRecord
+from tenancy.registry.models import AdminToken, ApiKey, Env, Project, ProjectHost
+from tenancy.registry.records import AdminTokenRecord, ApiKeyRecord, ProjectRecord
 
 
 async def project_record(session: AsyncSession, project_id: str) -> ProjectRecord | None:
@@ -47,6 +47,20 @@ async def api_key_record(session: AsyncSession, key_id: str) -> ApiKeyRecord | N
         secret_hash=row.secret_hash,
         created_at=row.created_at,
         last_used_at=row.last_used_at,
+    )
+
+
+async def admin_token_record(session: AsyncSession, token_id: str) -> AdminTokenRecord | None:
+    row = await session.get(AdminToken, token_id)
+    if row is None:
+        return None
+    return AdminTokenRecord(
+        token_id=row.token_id,
+        name=row.name,
+        project=row.project,
+        scopes=frozenset(row.scopes or ()),
+        secret_hash=row.secret_hash,
+        revoked=row.revoked_at is not None,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from tenancy.engines.base import Pooler
 from tenancy.limits import Limits
 from tenancy.types import Engine
 
@@ -39,6 +40,18 @@ class ApiKeyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminTokenRecord:
+    """A scoped admin token (`docs/admin.md`); `project` None means every project."""
+
+    token_id: str
+    name: str
+    project: str | None
+    scopes: frozenset[str]
+    secret_hash: str
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionInfo:
     """A decrypted connection: lives only in process memory, for at most the cache TTL."""
 
@@ -46,6 +59,7 @@ class ConnectionInfo:
     url: str
     version: int
     engine: Engine
+    pooler: Pooler = "none"  # docs/poolers.md
 
     def __repr__(self) -> str:
         return f"ConnectionInfo(alias={self.alias!r}, version={self.version})"
