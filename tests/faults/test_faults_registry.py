@@ -111,12 +111,6 @@ def test_a_down_registry_leaves_warm_tenants_whole_and_answers_503_quickly(
     poll(lambda: dep.replicas[1].admin("GET", "/projects").status_code == 200, 10)
 
 
-@pytest.mark.xfail(
-    reason="needs publish to write audit and broadcast reliably (issue 8 item 4, an outbox: "
-    "branch faults-cache); today the manifest moves first, so a crash right after it leaves a "
-    "live release unaudited and unannounced",
-    strict=False,
-)
 def test_kill_9_during_publish_leaves_the_old_or_an_audited_announced_new_release(
     dep: Deployment,
 ) -> None:
