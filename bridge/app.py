@@ -91,7 +91,8 @@ def create_app(
         run_migrations = settings.auto_migrate if migrate is None else migrate
         state.rt = await Runtime.start(settings, keyring, migrate_schema=run_migrations)
         try:
-            yield
+            async with metrics.running(state.rt):
+                yield
         finally:
             await state.rt.close()
 

@@ -7,8 +7,13 @@ Exit codes: 0 ok, 1 refused by the server, 2 usage or configuration error, 3 ser
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -93,16 +98,40 @@ def serve(host: str, port: int, workers: int) -> None:
     """Production server (uvicorn); refuses to start without a valid configuration and keyring."""
     settings = _settings()
     _keyring(settings)  # refuse to start, before binding, without a usable keyring
-    uvicorn.run(
-        "bridge.asgi:create",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-    )
+    with _metrics_directory(workers):
+        uvicorn.run(
+            "bridge.asgi:create",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+        )
+
+
+@contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """Several workers share their metrics through files (`bridge/metrics.py`): a directory the
+    workers inherit, emptied first (series of an earlier run would add up) and, when made here,
+    removed at exit. An operator's own PROMETHEUS_MULTIPROC_DIR is used as given."""
+    from bridge.metrics import MULTIPROC_DIR  # not for `admin`: it would import the server
+
+    given = os.environ.get(MULTIPROC_DIR)
+    if workers == 1 and not given:
+        yield
+        return
+    directory = Path(given or tempfile.mkdtemp(prefix="stk-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_DIR] = str(directory)
+    try:
+        yield
+    finally:
+        if not given:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _with_runtime(work: Callable[[Any], Awaitable[None]]) -> None:
