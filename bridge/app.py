@@ -18,13 +18,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import errors
 from bridge.cors import CorsMiddleware
-from bridge.metrics import Metrics
+from bridge.metrics import Metrics, route_kind
 from bridge.metrics import router as metrics_router
 from bridge.middleware import RequestMiddleware
 from bridge.routes import auth, health
-from bridge.routes.admin import keys, projects, releases, secrets, signing, tokens
+from bridge.routes.admin import keys, projects, releases, secrets, signing, tokens, usage
 from bridge.routes.call import CallEndpoint
 from bridge.state import AppState
+from tenancy.calls import RequestState
 from tenancy.keyring import Keyring
 from tenancy.runtime import Runtime
 from tenancy.settings import Settings
@@ -45,6 +46,7 @@ class PathSwitch:
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+Observer = Callable[[RequestState, str, int, float, int, int], None]
 
 
 class App:
@@ -70,9 +72,27 @@ class App:
 
 def admin_router() -> APIRouter:
     router = APIRouter(prefix="/admin/v1")
-    for module in (projects, secrets, releases, keys, signing, tokens):
+    for module in (projects, secrets, releases, keys, signing, tokens, usage):
         router.include_router(module.router)
     return router
+
+
+def _observer(metrics: Metrics, state: AppState) -> Observer:
+    """After each answer: the metrics, and the usage of the tenant it was admitted for (requests
+    refused before a tenant is resolved are nobody's usage: anyone could send them)."""
+
+    def observe(
+        req: RequestState, path: str, status: int, seconds: float, received: int, sent: int
+    ) -> None:
+        metrics.observe(req, path, status, seconds)
+        if req.resolved is not None:
+            tenant = req.resolved.tenant
+            usage = state.rt.usage
+            usage.request(tenant, route_kind(req, path), status, received, sent)
+            if status == 200 and path == "/auth/login":
+                usage.add(tenant, "logins")
+
+    return observe
 
 
 def create_app(
@@ -115,6 +135,6 @@ def create_app(
     stack = RequestMiddleware(
         CorsMiddleware(PathSwitch(CallEndpoint(state), api), state),
         max_body_bytes=settings.max_body_bytes,
-        observe=metrics.observe,
+        observe=_observer(metrics, state),
     )
     return App(stack, api, state, lifespan)

@@ -35,7 +35,7 @@ class RequestMiddleware:
         self,
         app: ASGIApp,
         max_body_bytes: int,
-        observe: Callable[[RequestState, str, int, float], None] | None = None,
+        observe: Callable[[RequestState, str, int, float, int, int], None] | None = None,
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
@@ -54,13 +54,16 @@ class RequestMiddleware:
         status = 500
         response_started = False
         rid_header = (b"x-request-id", request_id.encode())
+        received = sent = 0  # body bytes, for usage metering (`tenancy/usage.py`)
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, response_started
+            nonlocal status, response_started, sent
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), rid_header]
+            else:
+                sent += len(message.get("body", b""))
             await send(message)
 
         length = _header(scope, b"content-length")
@@ -70,7 +73,6 @@ class RequestMiddleware:
                 message = "Request body too large" if status == 413 else "Invalid Content-Length"
                 await envelope(status, message, request_id)(scope, receive, send_wrapper)
                 return
-            received = 0
 
             async def limited_receive() -> Message:
                 nonlocal received
@@ -95,7 +97,7 @@ class RequestMiddleware:
             elapsed = time.perf_counter() - started
             _log(req, scope, status, elapsed)
             if self.observe is not None:
-                self.observe(req, scope.get("path", ""), status, elapsed)
+                self.observe(req, scope.get("path", ""), status, elapsed, received, sent)
             current_request.reset(context)
 
 

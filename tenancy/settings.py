@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     audit_retention_days: int = Field(default=365, ge=1)
     metrics_tenant_label: bool = False
+    usage_flush_seconds: float = Field(default=10, gt=0)
 
     @field_validator("kv_url")
     @classmethod

@@ -83,6 +83,7 @@ RULES: dict[str, Rule] = {
     "revoke_admin_token": GLOBAL,
     # read-only views
     "audit_log": _rule("read", project="query"),
+    "usage": _rule("read"),
 }
 
 
