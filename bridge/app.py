@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import errors
+from bridge.context import info
 from bridge.cors import CorsMiddleware
 from bridge.metrics import Metrics, route_kind
 from bridge.metrics import router as metrics_router
@@ -43,6 +44,29 @@ class PathSwitch:
             await self.call(scope, receive, send)
         else:
             await self.other(scope, receive, send)
+
+
+class InternalGate:
+    """With `STK_INTERNAL_PORT` (`docs/operations.md`), `/metrics` and `/readyz` answer only on
+    that listener, and it answers nothing else but `/healthz`: the public port no longer exposes
+    them. Which listener a request came in on is the ASGI `server` of its socket."""
+
+    INTERNAL = frozenset({"/metrics", "/readyz"})
+
+    def __init__(self, app: ASGIApp, internal_port: int) -> None:
+        self.app = app
+        self.internal_port = internal_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            server = scope.get("server")
+            internal = server is not None and server[1] == self.internal_port
+            path = scope["path"]
+            if (path in self.INTERNAL) != internal and path != "/healthz":
+                request_id = info(scope).request_id
+                await errors.envelope(404, "Not found", request_id)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -132,8 +156,11 @@ def create_app(
     api.include_router(health.router)
     api.include_router(auth.router)
     api.include_router(admin_router())
+    inner: ASGIApp = CorsMiddleware(PathSwitch(CallEndpoint(state), api), state)
+    if settings.internal_port is not None:
+        inner = InternalGate(inner, settings.internal_port)
     stack = RequestMiddleware(
-        CorsMiddleware(PathSwitch(CallEndpoint(state), api), state),
+        inner,
         max_body_bytes=settings.max_body_bytes,
         observe=_observer(metrics, state),
     )

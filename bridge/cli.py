@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import click
 import orjson
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from bridge.admincli import admin
 from tenancy.audit import Actor
@@ -98,17 +99,29 @@ def serve(host: str, port: int, workers: int) -> None:
     """Production server (uvicorn); refuses to start without a valid configuration and keyring."""
     settings = _settings()
     _keyring(settings)  # refuse to start, before binding, without a usable keyring
+    if settings.internal_port == port:
+        _fail(["STK_INTERNAL_PORT: must differ from --port"])
+    config = uvicorn.Config(
+        "bridge.asgi:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+    # What `uvicorn.run` does, with the internal listener's socket next to the public one: every
+    # worker serves both (`bridge.app.InternalGate` tells them apart).
+    sockets = [config.bind_socket()]
+    if settings.internal_port is not None:
+        internal = uvicorn.Config(config.app, host=host, port=settings.internal_port)
+        sockets.append(internal.bind_socket())
     with _metrics_directory(workers):
-        uvicorn.run(
-            "bridge.asgi:create",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=None,
-            access_log=False,
-            proxy_headers=False,
-        )
+        if workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+        else:
+            uvicorn.Server(config).run(sockets=sockets)
 
 
 @contextmanager

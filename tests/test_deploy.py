@@ -105,7 +105,9 @@ def test_objects_refer_to_each_other_and_to_real_settings() -> None:
 
     # Probes as docs/operations.md decides: /readyz gates a new pod once, /healthz after that.
     (bridge,) = _pod(deployment)["containers"]
-    assert bridge["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert bridge["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "internal"}
+    ports = {p["name"]: p["containerPort"] for p in bridge["ports"]}
+    assert ports["internal"] == int(config["data"]["STK_INTERNAL_PORT"])
     assert bridge["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert bridge["livenessProbe"]["httpGet"]["path"] == "/healthz"
 

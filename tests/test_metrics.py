@@ -73,3 +73,34 @@ def test_counts_are_right_under_several_workers(tmp_path: Path) -> None:
         assert found["process_resident_memory_bytes"][1][0][2] > 40_000_000  # two workers' worth
     finally:
         stop(server)
+
+
+@pytest.mark.slow
+def test_an_internal_port_keeps_metrics_and_readiness_off_the_public_one(tmp_path: Path) -> None:
+    internal_port = free_port()
+    env = stk_env(
+        data_dir=str(tmp_path / "data"),
+        master_keys=master_keys(),
+        internal_port=str(internal_port),
+    )
+    server = start(["serve"], env, tmp_path, free_port())
+    internal = f"http://127.0.0.1:{internal_port}"
+    try:
+        wait_ready(server, "/healthz", timeout=120)
+        public = server.base
+        for path in ("/metrics", "/readyz", "/readyz?project=shop"):
+            hidden = httpx.get(public + path)
+            assert hidden.status_code == 404, path
+            assert hidden.json()["error"]["code"] == "NOT_FOUND"
+        assert httpx.get(internal + "/metrics").status_code == 200
+        assert httpx.get(internal + "/readyz").status_code == 200
+        assert httpx.get(internal + "/readyz?project=shop").status_code == 503  # no such tenant
+        for path in ("/healthz",):
+            assert httpx.get(public + path).status_code == 200
+            assert httpx.get(internal + path).status_code == 200
+        call = {"path": "logics/public/stats"}
+        assert httpx.post(internal + "/call", json=call).status_code == 404  # only probes here
+        assert httpx.post(public + "/call", json=call).status_code == 400  # served (no project)
+        assert httpx.get(internal + "/admin/v1/projects").status_code == 404
+    finally:
+        stop(server)
