@@ -101,7 +101,7 @@ async def _batch(
         keys.append({"project": project, "kid": kid, "wrapped": wrapped, "generation": 1})
         secrets.append(
             {"project": project, "env": ENV, "kind": "connection", "name": "main", "version": 1}
-            | {"ciphertext": sealing.seal(dek, project, ENV, name, url.encode())}
+            | {"ciphertext": sealing.seal(dek, project, ENV, name, 1, url.encode())}
             | {"meta": {"engine": "postgresql"}, "updated_at": now}
         )
         api_key = None

@@ -1,12 +1,13 @@
 """CPU per `POST /call` request, driven straight through the ASGI app (no HTTP, no load tool).
 
-    .venv/bin/python -m bench.profile_call [--requests 5000] [--call s1|upload_sign] [--profile]
+    .venv/bin/python -m bench.profile_call [--requests 5000] [--call s1|s2|upload_sign]
+                                           [--profile] [--sort cumulative|tottime]
 
 Steadier than req/s on a shared machine, and the way to see where a request's CPU goes:
-`--profile` prints cProfile's top functions. `--call upload_sign` measures S8's storage call and
-S1 in the same process, alternating, and prints both. Uses a throwaway PostgreSQL database (S1's
-table and logic from bench/project) and an in-memory KV store; the registry is SQLite in a temp
-dir.
+`--profile` prints cProfile's top functions. `--call upload_sign` (S8's storage call) and
+`--call s2` (S2's CRUD select with an end-user token) are measured alternating with S1 in the
+same process, and both are printed. Uses a throwaway PostgreSQL database seeded like the bench's
+(bench/project) and an in-memory KV store; the registry is SQLite in a temp dir.
 """
 
 from __future__ import annotations
@@ -27,46 +28,45 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.setup import STORE_SECRET
+from bench.setup import SEED, STORE_SECRET, USER, USER_NOTES
 from bridge import logs
 from bridge.app import create_app
 from tenancy.keyring import Keyring
+from tenancy.releases.compile.compiler import load_project_dir
 from tenancy.settings import load_settings
-from tenancy.storage.compile import STORAGE_FILE
 
 PG = os.environ.get("STK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 PROJECT = Path(__file__).parent / "project"
-LOGIC = PROJECT / "logics" / "items" / "get.sql"
-STORAGE = PROJECT / "config" / "storage.yaml"
 S1_BODY = b'{"path":"logics/items/get","params":{"id":42}}'
+S2_BODY = (
+    b'{"path":"db/notes/select","params":{"where":{"pinned":false},'
+    b'"orderBy":{"created_at":"desc"},"limit":10}}'
+)
 ROUNDS = 5  # --call upload_sign: alternating rounds of each call
 TOKEN = "profile-admin-token-0123456789abcdef"
 
 
-async def main(requests: int, call: str, profile: bool) -> None:
+async def main(requests: int, call: str, profile: bool, sort: str = "cumulative") -> None:
     name = f"stk_profile_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(PG)
     await admin.execute(f'CREATE DATABASE "{name}"')
     url = PG.rpartition("/")[0] + "/" + name
     try:
         tenant = await asyncpg.connect(url)
-        await tenant.execute(
-            "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL);"
-            "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 1000) g"
-        )
+        await tenant.execute(SEED.read_text())
         await tenant.close()
-        await measure(url, requests, call, profile)
+        await measure(url, requests, call, profile, sort)
     finally:
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
 
 
-async def measure(url: str, requests: int, call: str, profile: bool) -> None:
+async def measure(url: str, requests: int, call: str, profile: bool, sort: str) -> None:
     data = Path(tempfile.mkdtemp())
     settings = load_settings(
         data_dir=data, kv_url="memory://", host_suffix="api.example.com", log_format="json"
     )
-    logs.configure("info", "json")
+    logs.configure("info", "json", settings.log_flush_ms / 1000)
     handler = logging.getLogger().handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(io.StringIO())  # the production JSON path, written to memory
@@ -74,20 +74,26 @@ async def measure(url: str, requests: int, call: str, profile: bool) -> None:
     async with app.lifespan():
         key, key_id = await register(app, url)
         bodies = {"s1": S1_BODY}
+        credentials = {"s1": (b"x-santokit-api-key", key.encode())}
         if call == "upload_sign":
             bodies[call] = (
                 b'{"path":"storage/files/upload_sign","params":{"key":"uploads/%s/p.png",'
                 b'"contentType":"image/png","contentLength":1234}}' % key_id.encode()
             )
-        for body in bodies.values():
+            credentials[call] = credentials["s1"]
+        elif call == "s2":
+            bodies[call] = S2_BODY
+            token = await end_user(app, url)
+            credentials[call] = (b"authorization", b"Bearer " + token.encode())
+        for name, body in bodies.items():
             for _ in range(300):  # warm: pool open, statement prepared, caches filled
-                await one(app, _headers(key, body), body)
+                await one(app, _headers(credentials[name], body), body)
         spent = dict.fromkeys(bodies, 0.0)
         profiler = cProfile.Profile() if profile else None
         rounds = ROUNDS if len(bodies) > 1 else 1
         for _ in range(rounds):
             for name, body in bodies.items():
-                headers = _headers(key, body)
+                headers = _headers(credentials[name], body)
                 watch = profiler if name == call else None
                 started = time.process_time()
                 if watch is not None:
@@ -103,15 +109,15 @@ async def measure(url: str, requests: int, call: str, profile: bool) -> None:
     if len(bodies) > 1:
         print(f"ratio {call} / s1: {spent[call] / spent['s1']:.2f}")
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(profiler).sort_stats(sort).print_stats(40)
 
 
-def _headers(key: str, body: bytes) -> list[tuple[bytes, bytes]]:
+def _headers(credential: tuple[bytes, bytes], body: bytes) -> list[tuple[bytes, bytes]]:
     return [
         (b"host", b"shop.api.example.com"),
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        (b"x-santokit-api-key", key.encode()),
+        credential,
     ]
 
 
@@ -124,7 +130,7 @@ async def register(app: Any, url: str) -> tuple[str, str]:
         (await c.post(base, json={"id": "shop"})).raise_for_status()
         put = await c.put(f"{base}/shop/envs/prod/connections/main", json={"url": url})
         put.raise_for_status()
-        files = {"logics/items/get.sql": LOGIC.read_text(), STORAGE_FILE: STORAGE.read_text()}
+        files = load_project_dir(PROJECT)
         (await c.post(f"{base}/shop/envs/prod/releases", json={"files": files})).raise_for_status()
         secret = {"value": STORE_SECRET}
         put = await c.put(f"{base}/shop/envs/prod/secrets/BENCH_S3", json=secret)
@@ -134,6 +140,25 @@ async def register(app: Any, url: str) -> tuple[str, str]:
         )
         answer = made.raise_for_status().json()
         return str(answer["apiKey"]), str(answer["keyId"])
+
+
+async def end_user(app: Any, url: str) -> str:
+    """S2's end user (signup + login, as bench/setup.py does) with their notes: the access token."""
+    transport = httpx.ASGITransport(app=app)
+    headers = {"Host": "shop.api.example.com"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://x", headers=headers) as c:
+        (await c.post("/auth/signup", json=USER)).raise_for_status()
+        answer = (await c.post("/auth/login", json=USER)).raise_for_status().json()
+    tenant = await asyncpg.connect(url)
+    await tenant.execute(
+        "INSERT INTO notes (id, owner_id, title, pinned, created_at) "
+        "SELECT 'u' || lpad(i::text, 25, '0'), $1, 'mine ' || i, i % 4 = 0, "
+        "timestamptz '2024-06-01' + i * interval '1 minute' "
+        f"FROM generate_series(1, {USER_NOTES}) AS i",
+        answer["user"]["id"],
+    )
+    await tenant.close()
+    return str(answer["access_token"])
 
 
 async def one(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
@@ -168,7 +193,8 @@ async def one(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> None
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=5000)
-    parser.add_argument("--call", choices=("s1", "upload_sign"), default="s1")
+    parser.add_argument("--call", choices=("s1", "s2", "upload_sign"), default="s1")
     parser.add_argument("--profile", action="store_true", help="cProfile the --call requests")
+    parser.add_argument("--sort", choices=("cumulative", "tottime"), default="cumulative")
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.call, args.profile))
+    asyncio.run(main(args.requests, args.call, args.profile, args.sort))

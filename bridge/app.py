@@ -16,14 +16,16 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge import errors
+from bridge import errors, logs
 from bridge.context import info
-from bridge.cors import CorsMiddleware
+from bridge.cors import Cors, CorsMiddleware
+from bridge.guard import HeaderLimits
 from bridge.metrics import Metrics, route_kind
 from bridge.metrics import router as metrics_router
 from bridge.middleware import RequestMiddleware
-from bridge.routes import auth, health
+from bridge.routes import auth, health, openapi
 from bridge.routes.admin import keys, projects, releases, secrets, signing, tokens, usage
+from bridge.routes.admin import openapi as admin_openapi
 from bridge.routes.call import CallEndpoint
 from bridge.state import AppState
 from tenancy.calls import RequestState
@@ -96,7 +98,7 @@ class App:
 
 def admin_router() -> APIRouter:
     router = APIRouter(prefix="/admin/v1")
-    for module in (projects, secrets, releases, keys, signing, tokens, usage):
+    for module in (projects, secrets, releases, keys, signing, tokens, usage, admin_openapi):
         router.include_router(module.router)
     return router
 
@@ -139,6 +141,7 @@ def create_app(
                 yield
         finally:
             await state.rt.close()
+            logs.flush()  # the batched access lines (`docs/operations.md`)
 
     api = FastAPI(
         title="Santokit Bridge",
@@ -155,13 +158,20 @@ def create_app(
     api.include_router(metrics_router(lambda: (metrics, state.rt)))
     api.include_router(health.router)
     api.include_router(auth.router)
-    api.include_router(admin_router())
-    inner: ASGIApp = CorsMiddleware(PathSwitch(CallEndpoint(state), api), state)
+    api.include_router(openapi.router)
+    admin = admin_router()
+    state.admin_routes = admin.routes
+    api.include_router(admin)
+    cors = Cors(state)
+    inner: ASGIApp = CorsMiddleware(PathSwitch(CallEndpoint(state), api), cors)
     if settings.internal_port is not None:
         inner = InternalGate(inner, settings.internal_port)
     stack = RequestMiddleware(
         inner,
         max_body_bytes=settings.max_body_bytes,
+        limits=HeaderLimits.of(settings),
+        body_timeout=settings.body_timeout_seconds,
+        cors=cors,
         observe=_observer(metrics, state),
     )
     return App(stack, api, state, lifespan)

@@ -10,6 +10,7 @@ from tenancy.settings import load_settings
 
 def create() -> App:
     settings = load_settings()
-    logs.configure(settings.log_level, settings.log_format or "json")
+    flush_seconds = settings.log_flush_ms / 1000
+    logs.configure(settings.log_level, settings.log_format or "json", flush_seconds)
     keyring = Keyring.parse(settings.master_key_text() or "")
     return create_app(settings, keyring, settings.admin_token_list())

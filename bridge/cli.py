@@ -1,5 +1,6 @@
-"""`stk-bridge`: the server commands (dev, serve, migrate, keys, config) and `admin`, the client
-of the admin API (`bridge/admincli.py`); `docs/operations.md` "CLI".
+"""`stk-bridge`: the server commands (dev, serve, migrate, keys, config), `types` (client types of
+a tenant) and `admin`, the client of the admin API (`bridge/admincli.py`); `docs/operations.md`
+"CLI".
 
 Exit codes: 0 ok, 1 refused by the server, 2 usage or configuration error, 3 server unreachable.
 """
@@ -22,6 +23,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from bridge.admincli import admin
+from bridge.guard import server_options
 from tenancy.audit import Actor
 from tenancy.errors import StkError
 from tenancy.keyring import Keyring, KeyringError
@@ -110,6 +112,7 @@ def serve(host: str, port: int, workers: int) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=False,
+        **server_options(),
     )
     # What `uvicorn.run` does, with the internal listener's socket next to the public one: every
     # worker serves both (`bridge.app.InternalGate` tells them apart).
@@ -173,11 +176,13 @@ def migrate() -> None:
     from tenancy.registry.db import create_registry_engine
 
     settings = _settings()
+    # Optional: only a revision that re-seals stored values needs it, and says so.
+    keyring = _keyring(settings) if settings.master_key_text() else None
 
     async def run() -> None:
         engine = create_registry_engine(settings.registry)
         try:
-            await migrations.upgrade(engine)
+            await migrations.upgrade(engine, keyring=keyring)
         finally:
             await engine.dispose()
 
@@ -236,6 +241,45 @@ def rewrap() -> None:
             click.echo(f"  {kid}: wraps {count} data key(s)")
 
     _with_runtime(work)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--project", required=True, help="The tenant's project id.")
+@click.option("--env", required=True, help="The tenant's env.")
+@click.option(
+    "--lang", required=True, type=click.Choice(["typescript", "python"]), help="Output language."
+)
+@click.option("--out", default=None, help="File to write (default: stdout).")
+@click.option(
+    "--roles", default=None, help="With STK_ADMIN_TOKEN: describe a caller with these roles."
+)
+@click.option(
+    "--url",
+    envvar="STK_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The Bridge's base URL (STK_URL).",
+)
+def types(project: str, env: str, lang: str, out: str | None, roles: str | None, url: str) -> None:
+    """Client types of a tenant from its OpenAPI document (STK_API_KEY, else STK_ADMIN_TOKEN)."""
+    from bridge.typegen import TypegenError, fetch, python, typescript
+
+    try:
+        doc = fetch(
+            url,
+            project,
+            env,
+            api_key=os.environ.get("STK_API_KEY"),
+            admin_token=os.environ.get("STK_ADMIN_TOKEN"),
+            roles=roles,
+        )
+    except TypegenError as exc:
+        _fail([f"types: {exc}"])
+    text = typescript(doc) if lang == "typescript" else python(doc)
+    if out:
+        Path(out).write_text(text)
+    else:
+        sys.stdout.write(text)
 
 
 main.add_command(admin)

@@ -1,96 +1,139 @@
-"""Per-project CORS for the data plane (`docs/api.md`): origins from the release's
-`config/auth.yaml` `cors.origins`, none by default.
+"""Per-project CORS for the data plane (`docs/api.md`, CORS; `docs/browser.md`): origins from the
+release's `config/auth.yaml` `cors.origins`, none by default.
 
-Plain ASGI between the request middleware and the routes. Which origins apply is the core's
-answer (`tenancy.calls.cors_origins`) from what admission recorded on the request's state: the
-tenant is never resolved again. Requests without an `Origin` header, or to other paths, pass
-through untouched.
+Three parts, so no request a browser sends can skip the preflight and every answer is readable:
+
+- `json_only` (in `CorsMiddleware`): a data-plane `POST` must say `Content-Type: application/json`
+  (415 otherwise), which a browser never sends cross-origin without a preflight; a form or
+  `text/plain` post is refused before its body is read. An actual request whose origin the
+  tenant does not allow is refused (403) by admission itself (`tenancy.calls.admit`).
+- `CorsMiddleware` answers preflights (204, or 403 for an origin not allowed).
+- `Cors.headers` gives the CORS headers of any answer, whichever layer wrote it (the request
+  middleware asks for them on every response start: 408, 413, 500 included).
+
+Which origins apply is the core's answer (`tenancy.calls.cors_origins`) from what admission
+recorded on the request's state: the tenant is never resolved again. Requests without an
+`Origin` header, or to other paths, get no CORS header.
 """
 
 from __future__ import annotations
 
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.context import info
 from bridge.errors import envelope, from_stk
-from bridge.state import AppState, raw_headers
-from tenancy.calls import cors_origins
+from bridge.state import AppState, data_plane, raw_headers
+from tenancy.calls import cors_origins, origin_allowed
 from tenancy.errors import StkError
 
-PREFLIGHT_HEADERS = {
-    "access-control-allow-methods": "GET, POST, OPTIONS",
-    "access-control-allow-headers": (
-        "authorization, content-type, x-request-id, x-santokit-api-key, x-santokit-env, "
-        "x-santokit-project"
+Header = tuple[bytes, bytes]
+
+PREFLIGHT: list[Header] = [
+    (b"access-control-allow-methods", b"GET, POST, OPTIONS"),
+    (
+        b"access-control-allow-headers",
+        b"authorization, content-type, if-none-match, x-request-id, x-santokit-api-key, "
+        b"x-santokit-env, x-santokit-project",
     ),
-    "access-control-max-age": "600",
-}
-VARY = (b"vary", b"Origin")
+    (b"access-control-max-age", b"600"),
+]
+# What JS may read besides the CORS-safelisted headers: the request id of every answer, and
+# the back-off of a 429 (`Retry-After`, and the IETF `RateLimit-Policy` / `RateLimit` fields).
+EXPOSE: Header = (
+    b"access-control-expose-headers",
+    b"x-request-id, retry-after, ratelimit-policy, ratelimit",
+)
+VARY: Header = (b"vary", b"Origin")
 
 
-def applies(path: str) -> bool:
-    return path == "/call" or path.startswith("/auth/") or path == "/.well-known/jwks.json"
+def is_preflight(scope: Scope) -> bool:
+    return (
+        scope["method"] == "OPTIONS"
+        and _header(scope, b"access-control-request-method") is not None
+    )
+
+
+def json_only(scope: Scope) -> bool:
+    """A `POST` body's media type is `application/json` (parameters such as `charset` allowed)."""
+    if scope["method"] != "POST":
+        return True
+    media = _header(scope, b"content-type")
+    return media is not None and media.split(";", 1)[0].strip().lower() == "application/json"
+
+
+class Cors:
+    """The CORS headers of one answer; shared by the request middleware and the preflight."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def origins(self, scope: Scope) -> frozenset[str]:
+        """The origins the request's tenant allows; raises as resolution does when the request
+        names no known project. Asked once per request."""
+        found: frozenset[str] | None = scope.get("stk_origins")
+        if found is None:
+            state = self.state
+            found = scope["stk_origins"] = await cors_origins(
+                state.rt, info(scope), lambda: state.hints(raw_headers(scope))
+            )
+        return found
+
+    async def allowed(self, scope: Scope, origin: str) -> bool:
+        """False too when no project can be named: no origin can be judged for an unknown
+        tenant."""
+        try:
+            return origin_allowed(await self.origins(scope), origin)
+        except StkError:
+            return False
+
+    async def headers(self, scope: Scope, *, judge: bool) -> list[Header]:
+        """`Vary: Origin` on every data-plane answer to a request with an `Origin`; the allowing
+        headers when the tenant allows it. `judge=False` (headers refused unread) gives `Vary`
+        alone."""
+        if scope["type"] != "http" or not data_plane(scope["path"]):
+            return []
+        origin = _header(scope, b"origin")
+        if origin is None:
+            return []
+        if not judge or not await self.allowed(scope, origin):
+            return [VARY]
+        allow: list[Header] = [VARY, (b"access-control-allow-origin", origin.encode("latin-1"))]
+        return allow + PREFLIGHT if is_preflight(scope) else [*allow, EXPOSE]
 
 
 class CorsMiddleware:
-    def __init__(self, app: ASGIApp, state: AppState) -> None:
+    """The data-plane gate: preflights answered here, and no `POST` but JSON."""
+
+    def __init__(self, app: ASGIApp, cors: Cors) -> None:
         self.app = app
-        self.state = state
+        self.cors = cors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not applies(scope["path"]):
+        if scope["type"] != "http" or not data_plane(scope["path"]):
             await self.app(scope, receive, send)
+            return
+        request_id = info(scope).request_id
+        if not json_only(scope):
+            response = envelope(415, "Content-Type must be application/json", request_id)
+            await response(scope, receive, send)
             return
         origin = _header(scope, b"origin")
-        if origin is None:
+        if origin is None or not is_preflight(scope):
             await self.app(scope, receive, send)
             return
-        if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method"):
-            await self._preflight(scope, receive, send, origin)
-            return
-
-        async def send_with_cors(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), VARY]
-                try:
-                    allowed = _allows(await self._origins(scope), origin)
-                except StkError:  # no project to ask: the error goes out without CORS headers
-                    allowed = False
-                if allowed:
-                    headers += [
-                        (b"access-control-allow-origin", origin.encode("latin-1")),
-                        (b"access-control-expose-headers", b"x-request-id"),
-                    ]
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_cors)
-
-    async def _preflight(self, scope: Scope, receive: Receive, send: Send, origin: str) -> None:
-        """A preflight carries no credential and no custom header values: it is decided on the
-        project the Host (or project header) names, any of its envs unless one is named."""
-        request_id = info(scope).request_id
+        # A preflight carries no credential and no custom header values: it is decided on the
+        # project the Host or the path names, any of its envs unless the path names one.
         try:
-            origins = await self._origins(scope)
+            origins = await self.cors.origins(scope)
         except StkError as exc:
-            response = from_stk(exc, request_id)
+            preflight = from_stk(exc, request_id)
         else:
-            if _allows(origins, origin):
-                headers = {**PREFLIGHT_HEADERS, "access-control-allow-origin": origin}
-                response = Response(status_code=204, headers=headers)
+            if origin_allowed(origins, origin):
+                preflight = Response(status_code=204)
             else:
-                response = envelope(403, "Origin not allowed", request_id)
-        response.headers["vary"] = "Origin"
-        await response(scope, receive, send)
-
-    async def _origins(self, scope: Scope) -> frozenset[str]:
-        state = self.state
-        return await cors_origins(state.rt, info(scope), lambda: state.hints(raw_headers(scope)))
-
-
-def _allows(origins: frozenset[str], origin: str) -> bool:
-    return origin in origins or "*" in origins
+                preflight = envelope(403, "Origin not allowed", request_id)
+        await preflight(scope, receive, send)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

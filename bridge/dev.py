@@ -21,9 +21,11 @@ import uvicorn
 
 from bridge import logs
 from bridge.app import create_app
+from bridge.guard import server_options
 from tenancy.audit import Actor
 from tenancy.control import apikeys, projects, releases
 from tenancy.control import secrets as tenant_secrets
+from tenancy.engines.sqlite import private_file
 from tenancy.errors import Conflict, NotFound
 from tenancy.keyring import Keyring
 from tenancy.principal import Tenant
@@ -85,6 +87,7 @@ def secrets_for(settings: Settings) -> tuple[Keyring, str]:
 
 def _seed_database(path: Path, project: str) -> None:
     seed = (EXAMPLE / "seed" / "sqlite.sql").read_text()
+    private_file(str(path))
     with sqlite3.connect(path) as db:
         db.executescript(seed)
         notebook = f"01JF0000000000000000{project[:4].upper():<4}NB".replace(" ", "X")
@@ -268,4 +271,4 @@ def run_dev(host: str, port: int) -> None:
     tenants = asyncio.run(bootstrap(settings, keyring))
     print(banner(f"http://{host}:{port}", token, tenants, settings.data_dir), flush=True)
     app = create_app(settings, keyring, [token], migrate=True)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, **server_options())

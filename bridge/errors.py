@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -21,10 +22,13 @@ from tenancy.errors import (
     Timeout,
     TooManyRequests,
     Unauthorized,
+    dependency_of,
 )
 
+log = logging.getLogger("stk.errors")
+
 # Status → code for answers that are not an `StkError` (a framework's 404 or 405, a body too large,
-# the 500): each typed error's own code (`tenancy.errors`, their one spelling), plus the two
+# the 500): each typed error's own code (`tenancy.errors`, their one spelling), plus the
 # statuses only the HTTP layer produces.
 _TYPED = (
     StkError,
@@ -37,7 +41,13 @@ _TYPED = (
     ServiceUnavailable,
     Timeout,
 )
-CODES = {cls.status: cls.code for cls in _TYPED} | {405: "BAD_REQUEST", 413: "PAYLOAD_TOO_LARGE"}
+CODES = {cls.status: cls.code for cls in _TYPED} | {
+    405: "METHOD_NOT_ALLOWED",
+    408: "REQUEST_TIMEOUT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    431: "HEADERS_TOO_LARGE",
+}
 
 
 def envelope(
@@ -65,6 +75,12 @@ def envelope(
 
 
 def from_stk(exc: StkError, request_id: str) -> Response:
+    """The envelope of a typed error; a shared dependency's outage also logs one line naming it
+    (`docs/operations.md`, "When a dependency is down")."""
+    if exc.status == 503 and (dependency := dependency_of(exc)) is not None:
+        cause = exc.__cause__
+        reason = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
+        log.warning("%s unavailable: %s", dependency, reason)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
     return envelope(
         exc.status, exc.message, request_id, code=exc.code, details=exc.details, headers=headers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sys
@@ -69,14 +70,81 @@ class RequestContext(logging.Filter):
         return True
 
 
+# Access lines waiting in memory past this many are written at once (`docs/operations.md`).
+BATCH_LINES = 256
+
+
 class JsonHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The JSON handler `configure` installs; access lines may be written to it directly."""
+    """The JSON handler `configure` installs; access lines are handed to it already formatted.
+
+    They are written in batches (`docs/operations.md`, access log): kept in memory and written
+    together `flush_seconds` after the first of a batch, when `BATCH_LINES` are waiting, before
+    any other line (so the order is kept), and on `flush` — the app's lifespan end and
+    `logging.shutdown` at exit, which is how a SIGTERM'd server writes its last lines.
+    """
+
+    def __init__(self, stream: IO[str], flush_seconds: float = 0) -> None:
+        super().__init__(stream)
+        self.flush_seconds = flush_seconds
+        self._pending: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+
+    def write_access(self, text: str) -> None:
+        if self.flush_seconds <= 0:
+            self._pending.append(text)
+            self.flush()
+            return
+        self.acquire()
+        try:
+            self._pending.append(text)
+            waiting = len(self._pending)
+        finally:
+            self.release()
+        if waiting >= BATCH_LINES:
+            self.flush()
+        elif waiting == 1:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        """One timer per batch, on the loop serving the request (none: write at once)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        if self._timer is None or self._timer_loop is not loop:
+            self._timer = loop.call_later(self.flush_seconds, self.flush)
+            self._timer_loop = loop
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._pending:
+            self.flush()
+        super().emit(record)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = self._timer_loop = None
+            text = "".join(self._pending)
+            self._pending.clear()
+            # A closed or broken stream: nowhere to write, and raising from a timer only logs.
+            with contextlib.suppress(OSError, ValueError):
+                if text:
+                    self.stream.write(text)
+                super().flush()
+        finally:
+            self.release()
 
 
-def make_handler(fmt: str, stream: IO[str] | None = None) -> logging.Handler:
+def make_handler(
+    fmt: str, stream: IO[str] | None = None, flush_seconds: float = 0
+) -> logging.Handler:
     handler: logging.StreamHandler[IO[str]]
     if fmt == "json":
-        handler = JsonHandler(stream or sys.stderr)
+        handler = JsonHandler(stream or sys.stderr, flush_seconds)
         handler.setFormatter(JsonFormatter())
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
@@ -88,36 +156,38 @@ def make_handler(fmt: str, stream: IO[str] | None = None) -> logging.Handler:
 def access_line(method: str, fields: dict[str, Any]) -> None:
     """One access line per request (`docs/operations.md` fields).
 
-    When the root logger's only handler is our JSON handler (production), the line is written
-    to it directly: the logging module's record, caller lookup, filter and handler chain cost
-    more than the rest of the line. Any other set-up (text, tests capturing records) gets an
-    ordinary record.
+    When the root logger's only handler is our JSON handler (production), the line is formatted
+    here and handed to it for a batched write: the logging module's record, caller lookup,
+    filter and handler chain cost more than the rest of the line. Any other set-up (text, tests
+    capturing records) gets an ordinary record.
     """
     if not access.isEnabledFor(logging.INFO):
         return
     message = f"{method} {fields['route']} {fields['status']}"
     handlers = logging.root.handlers
     if len(handlers) == 1 and type(handlers[0]) is JsonHandler and not access.handlers:
-        handler = handlers[0]
         line = {"ts": timestamp(time.time()), "level": "info", "logger": access.name}
         line["msg"] = message
         line.update(fields)
-        text = orjson.dumps(line).decode() + "\n"
-        with handler.lock or contextlib.nullcontext():
-            handler.stream.write(text)
-            handler.stream.flush()
+        handlers[0].write_access(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE).decode())
         return
     record = logging.LogRecord(access.name, logging.INFO, __file__, 0, message, None, None)
     record.__dict__.update(fields)
     access.handle(record)
 
 
-def configure(level: str, fmt: str) -> None:
+def flush() -> None:
+    """Write every batched line now (the app's lifespan end)."""
+    for handler in logging.root.handlers:
+        handler.flush()
+
+
+def configure(level: str, fmt: str, flush_seconds: float = 0) -> None:
     # Thread and process names are never logged; skipping them makes every record cheaper.
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = make_handler(fmt)
+    handler = make_handler(fmt, flush_seconds=flush_seconds)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

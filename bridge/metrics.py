@@ -79,6 +79,18 @@ class Metrics:
             registry=reg,
         )
         self.invalidations = Counter("stk_invalidations", "Invalidations applied", registry=reg)
+        self.dependency_stale = Counter(
+            "stk_dependency_stale",
+            "Answers served from a stale cached value because the dependency failed",
+            ["dependency"],
+            registry=reg,
+        )
+        self.dependency_breakers = _gauge(
+            "stk_dependency_breaker_open",
+            "1 while the dependency's circuit breaker is open or half-open",
+            ["dependency"],
+            reg,
+        )
         if self.multiprocess:
             # The default process collector sees only the worker answering the scrape: each
             # worker adds its own figures instead, summed over workers.
@@ -128,6 +140,10 @@ class Metrics:
             self._add(self.cache_events, (cache.name, "miss"), cache.misses)
             self._add(self.cache_events, (cache.name, "stale"), cache.stale)
         self._add(self.invalidations, (), rt.bus.received)
+        for dependency in rt.dependencies:
+            name = dependency.dependency
+            self._add(self.dependency_stale, (name,), dependency.served)
+            self.dependency_breakers.labels(name).set(int(dependency.breaker.state != "closed"))
         if self.multiprocess:
             for family in self._process.collect():
                 value = family.samples[0].value if family.samples else 0.0

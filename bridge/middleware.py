@@ -1,11 +1,13 @@
-"""Outermost ASGI layer: request id, body limit, access log line, and the one place an unexpected
-exception becomes the 500 envelope and a logged traceback (for `/call` and FastAPI's routes alike).
+"""Outermost ASGI layer: request id, the cheap header checks (`bridge.guard`), body limit and
+deadline, access log line, and the one place an unexpected exception becomes the 500 envelope and
+a logged traceback (for `/call` and FastAPI's routes alike).
 
 Written as plain ASGI (not BaseHTTPMiddleware) because it wraps every request on the hot path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -15,9 +17,13 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.context import current_request
-from bridge.errors import envelope
+from bridge.cors import Cors
+from bridge.errors import envelope, from_stk
+from bridge.guard import HeaderLimits, screen
 from bridge.logs import access_line
+from bridge.state import split_base
 from tenancy.calls import RequestState
+from tenancy.errors import as_unavailable
 from tenancy.ids import REQUEST_ID, new_ulid
 
 log = logging.getLogger("stk.errors")
@@ -30,15 +36,28 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, "Request body too large")
 
 
+class BodyTooSlow(HTTPException):
+    """The body did not arrive within `STK_BODY_TIMEOUT_SECONDS`: 408, and the connection closes."""
+
+    def __init__(self) -> None:
+        super().__init__(408, "Request body not received in time")
+
+
 class RequestMiddleware:
     def __init__(
         self,
         app: ASGIApp,
         max_body_bytes: int,
+        limits: HeaderLimits,
+        body_timeout: float,
+        cors: Cors,
         observe: Callable[[RequestState, str, int, float, int, int], None] | None = None,
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        self.limits = limits
+        self.body_timeout = body_timeout
+        self.cors = cors
         self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,49 +69,80 @@ class RequestMiddleware:
         request_id = incoming if incoming and REQUEST_ID.fullmatch(incoming) else new_ulid()
         req = RequestState(request_id)
         scope["stk"] = req
+        req.base, path = split_base(scope["path"])
+        if req.base is not None:  # the routes below see the path under the base URL
+            scope["path"], scope["raw_path"] = path, path.encode()
         context = current_request.set(req)
         status = 500
         response_started = False
         rid_header = (b"x-request-id", request_id.encode())
+        refusal = screen(scope["headers"], self.limits)
         received = sent = 0  # body bytes, for usage metering (`tenancy/usage.py`)
 
         async def send_wrapper(message: Message) -> None:
+            """Every answer, whichever layer wrote it, gets the request id and its CORS headers
+            (judged only for headers that passed the screen)."""
             nonlocal status, response_started, sent
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), rid_header]
+                cors = await self.cors.headers(scope, judge=refusal is None)
+                message["headers"] = [*message.get("headers", []), rid_header, *cors]
             else:
                 sent += len(message.get("body", b""))
             await send(message)
 
-        length = _header(scope, b"content-length")
         try:
+            if refusal is not None:
+                await envelope(refusal.status, refusal.message, request_id)(
+                    scope, receive, send_wrapper
+                )
+                return
+            length = _header(scope, b"content-length")
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 status = 413 if length.isdigit() else 400
                 message = "Request body too large" if status == 413 else "Invalid Content-Length"
                 await envelope(status, message, request_id)(scope, receive, send_wrapper)
                 return
+            body_done = False
+            deadline = asyncio.get_running_loop().time() + self.body_timeout
 
             async def limited_receive() -> Message:
-                nonlocal received
-                message = await receive()
+                nonlocal received, body_done
+                if body_done:  # after the body: a wait for the disconnect, never bounded
+                    return await receive()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                except TimeoutError:
+                    raise BodyTooSlow from None
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > self.max_body:
                         raise BodyTooLarge
+                    body_done = not message.get("more_body", False)
                 return message
 
             await self.app(scope, limited_receive, send_wrapper)
-        except BodyTooLarge:
+        except (BodyTooLarge, BodyTooSlow) as exc:
             if not response_started:
-                await envelope(413, "Request body too large", request_id)(
+                # The rest of the body is never read: the connection cannot be reused.
+                headers = {"connection": "close"}
+                await envelope(exc.status_code, exc.detail, request_id, headers=headers)(
                     scope, receive, send_wrapper
                 )
-        except Exception:
-            log.exception("unhandled error")
+        except Exception as exc:
+            # A dependency outage that escaped as a raw driver error is a 503, not a bug.
+            unavailable = as_unavailable(exc)
+            if unavailable is None:
+                log.exception("unhandled error")
             if not response_started:
-                await envelope(500, "Internal error", request_id)(scope, receive, send_wrapper)
+                answer = (
+                    envelope(500, "Internal error", request_id)
+                    if unavailable is None
+                    else from_stk(unavailable, request_id)
+                )
+                await answer(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             _log(req, scope, status, elapsed)

@@ -1,16 +1,45 @@
-"""What the HTTP layer keeps for the app's lifetime, and header → hints extraction."""
+"""What the HTTP layer keeps for the app's lifetime, header → hints extraction, and the data-plane
+paths with their path-based base URL (`/p/<project>[/<env>]/...`, `docs/tenancy.md`)."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from fastapi import Request
+from starlette.routing import BaseRoute
 from starlette.types import Scope
 
-from tenancy.resolution import Hints
+from tenancy.resolution import BasePath, Hints
 from tenancy.runtime import Runtime
 from tenancy.settings import Settings
+
+# The data plane: resolved per tenant, CORS-enabled, reachable under a path-based base URL.
+DATA_PLANE = ("/call", "/openapi.json", "/.well-known/jwks.json")
+BASE_PREFIX = "/p/"
+
+
+def data_plane(path: str) -> bool:
+    return path in DATA_PLANE or path.startswith("/auth/")
+
+
+def split_base(path: str) -> tuple[BasePath | None, str]:
+    """`/p/<project>[/<env>]/<data-plane path>` → (its base, the path under it); any other path
+    is returned unchanged with no base (and so answers as it would: 404 for `/p/...`).
+
+    The data-plane path is tried right after the project first, so `/p/shop/auth/login` is
+    project `shop`'s login, and an env cannot be called `call`, `auth` or `openapi.json`."""
+    if not path.startswith(BASE_PREFIX):
+        return None, path
+    project, slash, rest = path[len(BASE_PREFIX) :].partition("/")
+    if not project or not slash:
+        return None, path
+    if data_plane("/" + rest):
+        return BasePath(project), "/" + rest
+    env, slash, rest = rest.partition("/")
+    if env and slash and data_plane("/" + rest):
+        return BasePath(project, env), "/" + rest
+    return None, path
 
 
 class AppState:
@@ -22,6 +51,9 @@ class AppState:
     def __init__(self, settings: Settings, admin_tokens: tuple[bytes, ...]) -> None:
         self.settings = settings
         self.admin_tokens = admin_tokens
+        # The admin API's OpenAPI document, encoded at its first request (a process constant).
+        self.admin_openapi: bytes | None = None
+        self.admin_routes: Sequence[BaseRoute] = ()
 
     def hints(self, headers: Mapping[str, str]) -> Hints:
         """`headers` with lower-case names (Starlette's `Headers` or `raw_headers(scope)`)."""
@@ -39,6 +71,7 @@ class AppState:
             env=headers.get("x-santokit-env"),
             api_key=headers.get("x-santokit-api-key"),
             bearer=bearer,
+            origin=headers.get("origin"),
         )
 
     def admin_token_matches(self, presented: str) -> str | None:

@@ -7,7 +7,8 @@ While open, callers fail fast instead of each paying the dependency's timeout.
 Written by hand because it is a dozen lines of state that must stay synchronous and allocation
 free on the request path (an `allow()` per call); the libraries wrap calls in their own async
 context managers and exception filters. One instance per dependency: a tenant database (in
-`tenancy/pools.py`), and any other dependency that needs one.
+`tenancy/pools.py`), the registry and the KV store as the caches read them (`tenancy/cache.py`),
+Redis for rate limits (`tenancy/limits.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from collections.abc import Callable
 from typing import Literal
 
 State = Literal["closed", "open", "half_open"]
+# A shared dependency's breaker (registry, KV store, Redis) unless settings give another
+# (`STK_DEPENDENCY_BREAKER_FAILURES`, `STK_DEPENDENCY_BREAKER_OPEN_SECONDS`).
+DEPENDENCY_FAILURES = 3
+DEPENDENCY_OPEN_SECONDS = 5.0
 
 
 class Breaker:
@@ -52,6 +57,12 @@ class Breaker:
         self.failures = 0
         self.rejections = 0
         self.trips = 0
+
+    @classmethod
+    def for_dependency(
+        cls, threshold: int = DEPENDENCY_FAILURES, open_seconds: float = DEPENDENCY_OPEN_SECONDS
+    ) -> Breaker:
+        return cls(threshold, open_seconds)
 
     @property
     def state(self) -> State:

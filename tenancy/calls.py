@@ -18,12 +18,12 @@ from typing import Any
 
 from tenancy.crud import Statement, execute, plan_call
 from tenancy.engines import QueryResult
-from tenancy.errors import BadRequest, NotFound, StkError
+from tenancy.errors import BadRequest, Forbidden, NotFound, StkError
 from tenancy.pools import PoolKey
 from tenancy.principal import Principal, Tenant
 from tenancy.registry.records import ProjectRecord
 from tenancy.releases.model import Release
-from tenancy.resolution import Hints, Located, Resolved, locate, resolve
+from tenancy.resolution import BasePath, Hints, Located, Resolved, locate, resolve
 from tenancy.runtime import Runtime
 
 log = logging.getLogger("stk.call")
@@ -69,6 +69,7 @@ class RequestState:
     """One request's facts, each recorded by the step that learned it."""
 
     request_id: str
+    base: BasePath | None = None  # the path-based base URL, found by the HTTP layer
     route: Route | None = None
     located: Located | None = None
     resolved: Resolved | None = None
@@ -103,13 +104,23 @@ class Admission:
 
 
 async def admit(rt: Runtime, hints: Hints, state: RequestState) -> Admission:
-    """Tenant (400/401/403/404) → release (404/503) → rate limits (429)."""
+    """Tenant (400/401/403/404) → release (404/503) → origin (403) → rate limits (429).
+
+    A browser's request from an origin the tenant's release does not allow is refused before it
+    is counted or does any work (`docs/api.md`, CORS)."""
     directory = rt.directory
-    state.located = located = await locate(hints, directory, rt.settings.host_suffix)
+    state.located = located = await locate(hints, directory, rt.settings.host_suffix, state.base)
     state.resolved = resolved = await resolve(located, hints, directory)
     state.release = release = await directory.release(resolved.tenant)
+    if hints.origin is not None and not origin_allowed(release.cors_origins, hints.origin):
+        raise Forbidden("Origin not allowed")
     await rt.limits.admit(resolved.tenant, resolved.project.limits)
     return Admission(resolved.tenant, resolved.principal, resolved.project, release)
+
+
+def origin_allowed(origins: frozenset[str], origin: str) -> bool:
+    """Exact match (scheme, host and port as the browser sends them), or `"*"`."""
+    return origin in origins or "*" in origins
 
 
 async def cors_origins(
@@ -119,7 +130,8 @@ async def cors_origins(
 
     Those of the admitted env's release; when admission stopped before a tenant was resolved (an
     expired token, say) or never ran (a bad body, a preflight), those of every env of the project
-    the hints name (or of the env they name), so the browser can still read the error. The hints
+    the hints name (or of the env they name, if it exists), so the browser can still read the
+    error. The hints
     are located at most once per request. Raises as resolution does when they name no project.
     """
     if state.resolved is not None:
@@ -127,10 +139,14 @@ async def cors_origins(
         return release.cors_origins
     located = state.located
     if located is None:
-        state.located = located = await locate(hints(), rt.directory, rt.settings.host_suffix)
-    project = located.require()
+        located = await locate(hints(), rt.directory, rt.settings.host_suffix, state.base)
+        state.located = located
+    # An env the project does not have is judged by the project's envs, so an app can read the
+    # 404 of a mistyped env; an unknown or disabled project allows no origin (it raises).
+    project = Located(located.project, None, located.record).require()
+    envs = (located.env,) if located.env in project.envs else project.envs
     origins: set[str] = set()
-    for env in (located.env,) if located.env else project.envs:
+    for env in envs:
         try:
             origins |= (await rt.directory.release(Tenant(project.id, env))).cors_origins
         except StkError:
@@ -180,6 +196,7 @@ async def _logic(
         conn.url,
         logic.sql,
         args,
+        pooler=conn.pooler,
         max_size=limits.max_pool_size,
         statement_timeout_ms=limits.statement_timeout_ms,
     )
@@ -212,6 +229,7 @@ async def _crud(
             conn.url,
             statement.sql,
             statement.args,
+            pooler=conn.pooler,
             max_size=limits.max_pool_size,
             statement_timeout_ms=limits.statement_timeout_ms,
             read_only=read_only,

@@ -19,6 +19,7 @@ _SECRET_BYTES = 32
 _BODY = r"([a-z0-9]{16})\.([A-Za-z0-9_-]{43})"
 _API_KEY = re.compile(re.escape(KEY_PREFIX) + _BODY)
 _ADMIN_TOKEN = re.compile(re.escape(ADMIN_TOKEN_PREFIX) + _BODY)
+_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -56,6 +57,12 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def secret_matches(secret: str, stored_hash: str) -> bool:
+def stored_digest(secret_hash: str) -> bytes:
+    """The stored hash as the bytes `secret_matches` compares (decoded once per cached key); a
+    stored value that is not what `hash_secret` writes matches no secret."""
+    return bytes.fromhex(secret_hash) if _HASH.fullmatch(secret_hash) else b""
+
+
+def secret_matches(secret: str, digest: bytes) -> bool:
     """Constant-time, so response timing does not reveal how much of a guess was right."""
-    return hmac.compare_digest(hash_secret(secret).encode(), stored_hash.encode())
+    return hmac.compare_digest(hashlib.sha256(secret.encode()).digest(), digest)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tenancy.cache import KV, REGISTRY, Cache
+from tenancy.cache import Cache, StaleOnError, kv_policy, registry_policy
 from tenancy.errors import NotFound, ServiceUnavailable, StkError
 from tenancy.pools import engine_of
 from tenancy.principal import Principal, Tenant
@@ -21,7 +21,6 @@ from tenancy.registry import queries
 from tenancy.registry.models import Secret
 from tenancy.registry.records import (
     AdminTokenRecord,
-    ApiKeyRecord,
     ConnectionInfo,
     ProjectRecord,
     VersionedSecret,
@@ -29,10 +28,23 @@ from tenancy.registry.records import (
 from tenancy.releases.manifest import Manifest
 from tenancy.releases.model import Release
 from tenancy.releases.store import ReleaseStore
+from tenancy.resolution import ActiveKey
 from tenancy.tokens import SigningKeys
 from tenancy.vault import Vault, VaultError
 
 log = logging.getLogger("stk.directory")
+# Changes that take access away: the project's cached entries are dropped, not marked stale.
+REVOKES = frozenset(
+    {"apikey.revoke", "project.delete", "project.disable", "env.delete", "connection.delete"}
+)
+
+
+def _key_project(key: ActiveKey) -> str:
+    return key.tenant.project
+
+
+def _token_project(record: AdminTokenRecord) -> str | None:
+    return record.project
 
 
 class Directory:
@@ -43,22 +55,37 @@ class Directory:
         releases: ReleaseStore,
         ttl: float,
         release_cache_size: int = 1024,
+        *,
+        registry: StaleOnError | None = None,
+        kv: StaleOnError | None = None,
     ) -> None:
         self._sessions = sessions
         self._vault = vault
         self._releases = releases
-        self.projects: Cache[ProjectRecord] = Cache("project", ttl, stale_on_error=REGISTRY)
-        self.hosts: Cache[str] = Cache("host", ttl, stale_on_error=REGISTRY)
-        self.api_keys: Cache[ApiKeyRecord] = Cache("apikey", ttl, stale_on_error=REGISTRY)
-        self.admin_tokens: Cache[AdminTokenRecord] = Cache(
-            "admintoken", ttl, stale_on_error=REGISTRY
+        # One policy (and circuit breaker) per dependency, shared by the caches reading it.
+        self.registry = registry = registry or registry_policy()
+        self.kv = kv = kv or kv_policy()
+        self.projects: Cache[ProjectRecord] = Cache("project", ttl, stale_on_error=registry)
+        # Keyed by host / key id (the project is not known before the lookup); the value names
+        # the project, so a change to one project marks only its hosts and keys stale.
+        self.hosts: Cache[str] = Cache("host", ttl, stale_on_error=registry, owner=str)
+        self.api_keys: Cache[ActiveKey] = Cache(
+            "apikey", ttl, stale_on_error=registry, owner=_key_project
         )
-        self.manifests: Cache[Manifest] = Cache("manifest", ttl, stale_on_error=KV)
-        self.connections: Cache[ConnectionInfo] = Cache("connection", ttl, stale_on_error=REGISTRY)
-        self.secrets: Cache[VersionedSecret] = Cache("secret", ttl, stale_on_error=REGISTRY)
+        # Scoped admin tokens, keyed by id; a token of every project has no owner.
+        self.admin_tokens: Cache[AdminTokenRecord] = Cache(
+            "admintoken", ttl, stale_on_error=registry, owner=_token_project
+        )
+        self.manifests: Cache[Manifest] = Cache("manifest", ttl, stale_on_error=kv)
+        self.connections: Cache[ConnectionInfo] = Cache("connection", ttl, stale_on_error=registry)
+        self.secrets: Cache[VersionedSecret] = Cache("secret", ttl, stale_on_error=registry)
         # Loaded once per bundle: a release is immutable and named by its hash.
         self.releases: Cache[Release] = Cache("release", None, max_entries=release_cache_size)
-        self.signing = SigningKeys(sessions, vault, ttl)
+        self.signing = SigningKeys(sessions, vault, ttl, registry)
+
+    @property
+    def dependencies(self) -> tuple[StaleOnError, ...]:
+        return (self.registry, self.kv)
 
     @property
     def caches(self) -> tuple[Cache[Any], ...]:
@@ -75,19 +102,31 @@ class Directory:
         )
 
     def invalidate(self, kind: str, project: str | None) -> None:
-        """Drop what a change may have made stale.
+        """Mark stale what a change may have made stale (`docs/tenancy.md`, "Invalidation").
 
-        Hosts, API keys and scoped admin tokens are keyed by host and id (the project is unknown
-        before the lookup), so they are dropped whole: they are few and cheap to reload, and a
-        revoked token stops on every replica as soon as the broadcast arrives. Releases never
-        change (a new one has a new id), so they go only with their project.
+        Entries are marked, not dropped, so a tenant whose reload fails is still served its
+        last value (stale-while-error). A change that takes access away (`REVOKES`) drops the
+        project's entries instead: a revoked key or deleted project must never be served from
+        a stale copy. Releases never change (a new one has a new id), so they go only with
+        their project.
         """
-        caches = (self.projects, self.manifests, self.connections, self.secrets)
-        for cache in (*caches, *self.signing.caches):
-            cache.invalidate(project)
-        self.hosts.invalidate()
-        self.api_keys.invalidate()
-        self.admin_tokens.invalidate()
+        if kind.startswith("admintoken."):
+            # Tokens are few and keyed by id: any change drops them all, so a revocation is
+            # final on this replica as soon as the broadcast arrives (`docs/admin.md`).
+            self.admin_tokens.invalidate(drop=True)
+            return
+        drop = kind in REVOKES
+        for cache in (
+            self.projects,
+            self.hosts,
+            self.api_keys,
+            self.admin_tokens,
+            self.manifests,
+            self.connections,
+            self.secrets,
+            *self.signing.caches,
+        ):
+            cache.invalidate(project, drop=drop)
         if kind == "project.delete" and project is not None:
             self.releases.invalidate(project)
 
@@ -105,10 +144,13 @@ class Directory:
 
         return await self.hosts.get(("*host*", host), load)
 
-    async def api_key(self, key_id: str) -> ApiKeyRecord | None:
-        async def load() -> ApiKeyRecord | None:
+    async def api_key(self, key_id: str) -> ActiveKey | None:
+        """The active key `key_id`, its check derived once per load (`resolution.ActiveKey`)."""
+
+        async def load() -> ActiveKey | None:
             async with self._sessions() as session:
-                return await queries.api_key_record(session, key_id)
+                record = await queries.api_key_record(session, key_id)
+            return ActiveKey.of(record) if record is not None else None
 
         return await self.api_keys.get(("*key*", key_id), load)
 
@@ -159,7 +201,8 @@ class Directory:
                 except VaultError as exc:
                     log.error("connection secret unusable: %s", exc)
                     raise ServiceUnavailable("Tenant database credentials unavailable") from None
-                return ConnectionInfo(alias, url, row.version, engine_of(url))
+                pooler = row.meta.get("pooler", "none")
+                return ConnectionInfo(alias, url, row.version, engine_of(url), pooler)
 
         info = await self.connections.get((tenant.project, tenant.env, alias), load)
         if info is None:

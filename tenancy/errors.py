@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy import exc as sa
+
 
 class StkError(Exception):
     """Base of every error that maps to an envelope. `message` is safe to show to callers."""
@@ -49,7 +53,28 @@ class TooManyRequests(StkError):
 
 
 class ServiceUnavailable(StkError):
+    """503. `dependency` names a shared dependency that failed ("registry", "Redis", "KV store"):
+    the error path logs one line naming it (`docs/operations.md`, "When a dependency is down")."""
+
     status, code = 503, "SERVICE_UNAVAILABLE"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[dict[str, Any]] | None = None,
+        dependency: str | None = None,
+    ) -> None:
+        super().__init__(message, details=details)
+        self.dependency = dependency
+
+
+class RegistryUnreachable(sa.SQLAlchemyError):
+    """The registry refused, dropped or did not answer a connection or a statement in time.
+
+    Raised by the registry engine (`tenancy/registry/db.py`) in place of the driver's raw
+    `OSError` / `TimeoutError`, so the failure says which dependency it is; an `SQLAlchemyError`,
+    so the caches' stale-while-error policy for the registry still catches it."""
 
 
 class Timeout(StkError):
@@ -61,3 +86,42 @@ class PublishError(BadRequest):
 
     def __init__(self, details: list[dict[str, Any]]) -> None:
         super().__init__(f"Release has {len(details)} problem(s)", details=details)
+
+
+# Failures of the registry that mean "not reachable now", not "a bug in a statement": the pool
+# wait (`TimeoutError`), a dropped or refused connection, a database that cannot run statements.
+_REGISTRY_DOWN = (
+    RegistryUnreachable,
+    sa.TimeoutError,
+    sa.DisconnectionError,
+    sa.OperationalError,
+    sa.InterfaceError,
+)
+_REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+
+
+def dependency_of(exc: BaseException | None) -> str | None:
+    """Which shared dependency `exc` (or an error it was raised from) says is down, if any."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, ServiceUnavailable) and exc.dependency:
+            return exc.dependency
+        if isinstance(exc, _REGISTRY_DOWN) or (
+            isinstance(exc, sa.DBAPIError) and exc.connection_invalidated
+        ):
+            return "registry"
+        if isinstance(exc, _REDIS_DOWN):
+            return "Redis"
+        exc, seen = exc.__cause__, seen + 1
+    return None
+
+
+def as_unavailable(exc: BaseException) -> ServiceUnavailable | None:
+    """An unexpected exception that is a dependency outage, as the 503 it should answer."""
+    dependency = dependency_of(exc)
+    if dependency is None:
+        return None
+    name = dependency[0].upper() + dependency[1:]
+    unavailable = ServiceUnavailable(f"{name} unavailable", dependency=dependency)
+    unavailable.__cause__ = exc
+    return unavailable

@@ -16,9 +16,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from tenancy.breaker import Breaker
 from tenancy.errors import BadRequest, ServiceUnavailable, TooManyRequests
 from tenancy.principal import Tenant
-from tenancy.redis_url import split_prefix
+from tenancy.redis_url import RedisOptions, connect
 
 log = logging.getLogger("stk.limits")
 
@@ -64,8 +65,15 @@ class Limiters:
     """Every limiter, owned by the `Runtime`: `admit` counts a request once it is admitted to a
     tenant (429), `slot` is held while it works (503)."""
 
-    def __init__(self, redis_url: str | None, max_concurrency: int) -> None:
-        self.rate = RateLimiter(redis_url)
+    def __init__(
+        self,
+        redis_url: str | None,
+        max_concurrency: int,
+        *,
+        redis: RedisOptions | None = None,
+        breaker: Breaker | None = None,
+    ) -> None:
+        self.rate = RateLimiter(redis_url, options=redis, breaker=breaker)
         self.concurrency = ConcurrencyLimiter()
         self._max_concurrency = max_concurrency
 
@@ -86,14 +94,23 @@ class RateLimiter:
     With Redis configured the count is shared by every replica (one pipelined INCR + EXPIRE per
     limited request); without it, or while Redis does not answer, each process counts on its own —
     a rate limit degrades to per-replica rather than refusing or admitting every request.
+    Redis is behind a circuit breaker: once it failed `threshold` times in a row, requests count
+    locally at once for the breaker's window instead of each paying Redis's timeout.
     """
 
-    def __init__(self, redis_url: str | None) -> None:
+    def __init__(
+        self,
+        redis_url: str | None,
+        *,
+        options: RedisOptions | None = None,
+        breaker: Breaker | None = None,
+    ) -> None:
         self._redis: aioredis.Redis | None = None
         self._prefix = ""
         if redis_url:
-            url, self._prefix = split_prefix(redis_url)
-            self._redis = aioredis.Redis.from_url(url)
+            redis = connect(redis_url, options or RedisOptions())
+            self._redis, self._prefix = redis.client, redis.prefix
+        self.breaker = breaker or Breaker.for_dependency()
         self._window = 0
         self._local: dict[Tenant, int] = {}
 
@@ -101,7 +118,8 @@ class RateLimiter:
         """Count one request of `tenant`; raise 429 past `per_minute` in this window."""
         now = time.time()
         window = int(now // WINDOW_SECONDS)
-        count = await self._shared(tenant, window) if self._redis is not None else None
+        shared = self._redis is not None and self.breaker.allow()
+        count = await self._shared(tenant, window) if shared else None
         if count is None:
             count = self._count_locally(tenant, window)
         if count > per_minute:
@@ -116,9 +134,15 @@ class RateLimiter:
                 pipe.incr(key)
                 pipe.expire(key, 2 * WINDOW_SECONDS)
                 count, _ = await pipe.execute()
-        except (OSError, aioredis.RedisError):
-            log.warning("rate-limit store unreachable; counting in this process")
+        except BaseException as exc:
+            trips = self.breaker.trips
+            self.breaker.failure()
+            if not isinstance(exc, OSError | aioredis.RedisError):
+                raise
+            if self.breaker.trips != trips:  # once per window, not per request
+                log.warning("rate-limit store unreachable; counting in this process")
             return None
+        self.breaker.success()
         return int(count)
 
     def _count_locally(self, tenant: Tenant, window: int) -> int:

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenancy.breaker import Breaker, State
-from tenancy.engines import Connection, QueryResult, connector, engine_of, verify_url
+from tenancy.engines import Connection, Pooler, QueryResult, connector, engine_of, verify_url
 from tenancy.errors import BadRequest, ServiceUnavailable
 from tenancy.types import Engine
 
-__all__ = ["PoolKey", "PoolManager", "QueryResult", "engine_of", "verify_url"]
+__all__ = ["PoolKey", "PoolManager", "Pooler", "QueryResult", "engine_of", "verify_url"]
 
 # A waiter's deadline and its future: a connection handed over, or None (a budget slot reserved
 # for it: it opens a connection itself).
@@ -65,6 +65,7 @@ class _Pool:
         "_manager",
         "_open",
         "_outdated",
+        "_pooler",
         "_timer",
         "_url",
         "_waiters",
@@ -80,7 +81,12 @@ class _Pool:
     )
 
     def __init__(
-        self, manager: PoolManager, url: str, max_size: int, statement_timeout_ms: int
+        self,
+        manager: PoolManager,
+        url: str,
+        pooler: Pooler,
+        max_size: int,
+        statement_timeout_ms: int,
     ) -> None:
         self.engine: Engine = engine_of(url)
         self.max_size = max_size
@@ -95,7 +101,8 @@ class _Pool:
         self._loop = manager.loop
         self._hungry_pools = manager.hungry_pools  # read on every release
         self._url = url
-        self._connect = connector(url, statement_timeout_ms, manager.connect_timeout_s)
+        self._pooler: Pooler = pooler
+        self._connect = connector(url, statement_timeout_ms, manager.connect_timeout_s, pooler)
         self._free: list[Connection] = []
         self._open: set[Connection] = set()
         self._outdated: set[Connection] = set()  # in use, opened under an older statement timeout
@@ -263,7 +270,7 @@ class _Pool:
         if statement_timeout_ms != self.statement_timeout_ms:
             self.statement_timeout_ms = statement_timeout_ms
             self._connect = connector(
-                self._url, statement_timeout_ms, self._manager.connect_timeout_s
+                self._url, statement_timeout_ms, self._manager.connect_timeout_s, self._pooler
             )
             self._outdated = self._open.difference(self._free)
             self.close_idle()
@@ -338,13 +345,15 @@ class PoolManager:
         sql: Mapping[str, str] | str,
         args: Sequence[Any],
         *,
+        pooler: Pooler = "none",
         max_size: int | None = None,
         statement_timeout_ms: int | None = None,
         read_only: bool = False,
     ) -> QueryResult:
         """Run one statement on the tenant's pool; `sql` may be keyed by engine.
 
-        `url` is only read when the pool is built: the key's version names the secret. The
+        `url` and `pooler` are only read when the pool is built: the key's version names the
+        secret, and both are stored with it (`docs/poolers.md`). The
         tenant's limits (`max_size`, `statement_timeout_ms`) apply to the pool in place. Pass
         `read_only=True` only for a statement without side effects: if its connection turns out
         broken, it runs once more on another one.
@@ -353,7 +362,7 @@ class PoolManager:
         timeout_ms = statement_timeout_ms or self.statement_timeout_ms
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = _Pool(self, url, size, timeout_ms)
+            pool = self._pools[key] = _Pool(self, url, pooler, size, timeout_ms)
         elif pool.max_size != size or pool.statement_timeout_ms != timeout_ms:
             pool.configure(size, timeout_ms)
         if isinstance(sql, str):

@@ -28,6 +28,16 @@ class Hints:
     env: str | None = None
     api_key: str | None = None
     bearer: str | None = None
+    origin: str | None = None  # a browser's `Origin`: not a tenant hint, checked on admission
+
+
+@dataclass(frozen=True, slots=True)
+class BasePath:
+    """The project (and env) a path-based base URL names: `/p/<project>[/<env>]/...`
+    (`docs/tenancy.md`, path-based base URLs). Extracted by the HTTP layer, unchecked."""
+
+    project: str
+    env: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +61,28 @@ class Located:
 
 
 @dataclass(frozen=True, slots=True)
+class ActiveKey:
+    """An active API key as resolution checks it, derived once per cached key (`docs/tenancy.md`):
+    its secret's SHA-256 as bytes, and the tenant and caller it stands for."""
+
+    digest: bytes
+    tenant: Tenant
+    principal: Principal
+
+    @staticmethod
+    def of(record: ApiKeyRecord) -> ActiveKey | None:
+        """None for a revoked key: it resolves like an unknown one."""
+        if record.status != "active":
+            return None
+        roles = frozenset((*record.roles, "authenticated", "public"))
+        return ActiveKey(
+            credentials.stored_digest(record.secret_hash),
+            Tenant(record.project, record.env),
+            Principal("api_key", record.key_id, roles),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Resolved:
     tenant: Tenant
     principal: Principal
@@ -62,7 +94,7 @@ class Lookups(Protocol):
 
     async def project_for_host(self, host: str) -> str | None: ...
 
-    async def api_key(self, key_id: str) -> ApiKeyRecord | None: ...
+    async def api_key(self, key_id: str) -> ActiveKey | None: ...
 
     async def verify_bearer(self, project_id: str | None, token: str) -> tuple[Tenant, Principal]:
         """Verify with `project_id`'s keys (the claimed project's if None), decoding the token
@@ -82,8 +114,11 @@ def host_hint(host: str | None, suffix: str | None) -> str | None:
     return None
 
 
-async def locate(hints: Hints, lookups: Lookups, host_suffix: str | None) -> Located:
-    """The hints alone (no credential): malformed or conflicting hints are 400 here."""
+async def locate(
+    hints: Hints, lookups: Lookups, host_suffix: str | None, base: BasePath | None = None
+) -> Located:
+    """The hints alone (no credential), the path-based base URL among them: malformed or
+    conflicting hints are 400 here."""
     from_host = host_hint(hints.host, host_suffix)
     if from_host is None and hints.host:
         from_host = await _custom_host(hints.host, lookups)
@@ -91,12 +126,21 @@ async def locate(hints: Hints, lookups: Lookups, host_suffix: str | None) -> Loc
         raise BadRequest("Invalid project id in X-Santokit-Project")
     if from_host is not None and not is_project_id(from_host):
         raise BadRequest("Invalid project id in Host")
-    if from_host and hints.project and from_host != hints.project:
+    from_path = base.project if base is not None else None
+    if from_path is not None and not is_project_id(from_path):
+        raise BadRequest("Invalid project id in path")
+    if len({p for p in (from_host, hints.project, from_path) if p}) > 1:
         raise BadRequest("Conflicting project hints")
     if hints.env is not None and not is_env_id(hints.env):
         raise BadRequest("Invalid env id in X-Santokit-Env")
-    hint = from_host or hints.project
-    return Located(hint, hints.env, await lookups.project(hint) if hint else None)
+    path_env = base.env if base is not None else None
+    if path_env is not None and not is_env_id(path_env):
+        raise BadRequest("Invalid env id in path")
+    if path_env and hints.env and path_env != hints.env:
+        raise BadRequest("Conflicting env hints")
+    hint = from_host or hints.project or from_path
+    env = hints.env or path_env
+    return Located(hint, env, await lookups.project(hint) if hint else None)
 
 
 async def resolve(located: Located, hints: Hints, lookups: Lookups) -> Resolved:
@@ -125,15 +169,10 @@ async def _by_api_key(text: str, lookups: Lookups) -> tuple[Tenant, Principal]:
     if parsed is None:
         raise Unauthorized("Invalid API key")
     key_id, secret = parsed
-    record = await lookups.api_key(key_id)
-    if (
-        record is None
-        or record.status != "active"
-        or not credentials.secret_matches(secret, record.secret_hash)
-    ):
+    key = await lookups.api_key(key_id)
+    if key is None or not credentials.secret_matches(secret, key.digest):
         raise Unauthorized("Invalid API key")
-    roles = frozenset((*record.roles, "authenticated", "public"))
-    return Tenant(record.project, record.env), Principal("api_key", record.key_id, roles)
+    return key.tenant, key.principal
 
 
 async def _custom_host(host: str, lookups: Lookups) -> str | None:

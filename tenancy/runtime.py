@@ -13,8 +13,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tenancy import audit
-from tenancy.cache import Cache
-from tenancy.crud.views import VIEWS
+from tenancy.cache import Cache, StaleOnError, kv_policy, registry_policy
+from tenancy.crud.sql import SELECTS
+from tenancy.crud.views import GRANTS, VIEWS
 from tenancy.directory import Directory
 from tenancy.invalidation import InvalidationBus
 from tenancy.keyring import Keyring
@@ -22,6 +23,8 @@ from tenancy.keyusage import KeyUsage
 from tenancy.kv import KVStore, open_kv
 from tenancy.lasterrors import LastErrors
 from tenancy.limits import Limiters
+from tenancy.openapi import DOCUMENTS
+from tenancy.outbox import Outbox
 from tenancy.pools import PoolManager
 from tenancy.registry import migrate
 from tenancy.registry.db import create_registry_engine, session_factory
@@ -61,18 +64,39 @@ class Runtime:
     limits: Limiters
     storage: StorageService
     usage: Usage
+    outbox: Outbox
     _background: tuple[asyncio.Task[None], ...] = ()
 
     @classmethod
     async def start(cls, settings: Settings, keyring: Keyring, *, migrate_schema: bool) -> Runtime:
-        engine = create_registry_engine(settings.registry)
+        engine = create_registry_engine(settings.registry, settings.registry_timeouts())
         if migrate_schema:
-            await migrate.upgrade(engine)
-        kv = open_kv(settings.kv, s3_credentials=settings.kv_s3_credentials())
+            # A PostgreSQL upgrade may wait for a peer's lock longer than a command may, so it
+            # runs on an unbounded engine of its own (`docs/decisions.md`); SQLite has no peers.
+            sqlite = engine.dialect.name == "sqlite"
+            upgrading = engine if sqlite else create_registry_engine(settings.registry)
+            try:
+                await migrate.upgrade(upgrading, keyring=keyring)
+            finally:
+                if upgrading is not engine:
+                    await upgrading.dispose()
+        kv = open_kv(
+            settings.kv,
+            s3_credentials=settings.kv_s3_credentials(),
+            redis=settings.redis_options(),
+        )
         releases = ReleaseStore(kv)
         vault = Vault(keyring)
         sessions = session_factory(engine)
-        directory = Directory(sessions, vault, releases, settings.cache_ttl_seconds)
+        directory = Directory(
+            sessions,
+            vault,
+            releases,
+            settings.cache_ttl_seconds,
+            registry=registry_policy(settings.dependency_breaker()),
+            kv=kv_policy(settings.dependency_breaker()),
+        )
+        bus = InvalidationBus(settings.shared_redis, settings.redis_options())
         rt = cls(
             settings=settings,
             engine=engine,
@@ -90,17 +114,23 @@ class Runtime:
                 breaker_failures=settings.tenant_breaker_failures,
                 breaker_open_seconds=settings.tenant_breaker_open_seconds,
             ),
-            bus=InvalidationBus(settings.shared_redis),
+            bus=bus,
             directory=directory,
             key_usage=KeyUsage(sessions),
             last_errors=LastErrors(),
-            limits=Limiters(settings.shared_redis, settings.tenant_max_concurrency),
+            limits=Limiters(
+                settings.shared_redis,
+                settings.tenant_max_concurrency,
+                redis=settings.redis_options(),
+                breaker=settings.dependency_breaker(),
+            ),
             storage=StorageService(
                 secrets=directory.secret,
                 stores=TenantStores(timeout=settings.storage_timeout_seconds),
                 sessions=MultipartSessions(kv),
             ),
             usage=Usage(sessions, settings.usage_flush_seconds),
+            outbox=Outbox(sessions, releases, bus),
         )
         rt.bus.subscribe(rt._on_invalidation)
         await rt.bus.start()
@@ -108,6 +138,8 @@ class Runtime:
             asyncio.create_task(rt.pools.run_janitor(min(30.0, settings.pool_idle_seconds))),
             asyncio.create_task(rt._prune_audit_periodically()),
             asyncio.create_task(rt.usage.run()),
+            # Pointer moves a process left unaudited or unannounced (`tenancy/outbox.py`).
+            asyncio.create_task(rt.outbox.drain_periodically()),
         )
         return rt
 
@@ -136,7 +168,15 @@ class Runtime:
             self.key_usage.recent,
             self.storage.credentials,
             VIEWS,
+            DOCUMENTS,
+            GRANTS,
+            SELECTS,
         )
+
+    @property
+    def dependencies(self) -> tuple[StaleOnError, ...]:
+        """Each shared dependency's stale policy and breaker, for `/metrics`."""
+        return self.directory.dependencies
 
     def _on_invalidation(self, kind: str, project: str | None, env: str | None) -> None:
         """What a change means for this process, wherever it was made (the one home of pool and

@@ -15,7 +15,11 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tenancy.breaker import Breaker
+from tenancy.redis_url import RedisOptions
+
 if TYPE_CHECKING:
+    from tenancy.registry.db import RegistryTimeouts
     from tenancy.storage.credentials import StoreCredentials
 
 REGISTRY_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
@@ -61,6 +65,11 @@ class Settings(BaseSettings):
     host_suffix: str | None = None
     trust_forwarded_host: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_header_bytes: int = Field(default=16_384, ge=1024)
+    max_header_count: int = Field(default=100, ge=10)
+    max_token_bytes: int = Field(default=8192, ge=256)
+    header_timeout_seconds: float = Field(default=10, gt=0)
+    body_timeout_seconds: float = Field(default=30, gt=0)
     select_max_rows: int = Field(default=1000, ge=1)
     pool_max_per_tenant: int = Field(default=5, ge=1)
     pool_max_total: int = Field(default=400, ge=1)
@@ -73,8 +82,21 @@ class Settings(BaseSettings):
     tenant_breaker_open_seconds: float = Field(default=5, gt=0)
     tenant_max_concurrency: int = Field(default=64, ge=1)
     cache_ttl_seconds: float = Field(default=30, gt=0)
+    # Registry and KV store as seen by the caches (`docs/tenancy.md`, "When a dependency is down").
+    dependency_breaker_failures: int = Field(default=3, ge=1)
+    dependency_breaker_open_seconds: float = Field(default=5, gt=0)
+    # Every Redis client (KV store, invalidation, rate limits): `tenancy/redis_url.py`.
+    redis_connect_timeout_seconds: float = Field(default=1, gt=0)
+    redis_socket_timeout_seconds: float = Field(default=2, gt=0)
+    redis_health_check_seconds: float = Field(default=10, gt=0)
+    redis_retries: int = Field(default=2, ge=0)
+    registry_connect_timeout_ms: int = Field(default=2000, ge=1)
+    registry_command_timeout_ms: int = Field(default=5000, ge=1)
+    registry_pool_timeout_ms: int = Field(default=2000, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] | None = None
+    # Access lines are written in batches at most this long after the first (0: each at once).
+    log_flush_ms: int = Field(default=200, ge=0)
     auto_migrate: bool = True
     audit_retention_days: int = Field(default=365, ge=1)
     metrics_tenant_label: bool = False
@@ -124,6 +146,15 @@ class Settings(BaseSettings):
             self.host_suffix = self.host_suffix.strip(".").lower()
         return self
 
+    def registry_timeouts(self) -> RegistryTimeouts:
+        from tenancy.registry.db import RegistryTimeouts
+
+        return RegistryTimeouts(
+            connect=self.registry_connect_timeout_ms / 1000,
+            command=self.registry_command_timeout_ms / 1000,
+            pool_wait=self.registry_pool_timeout_ms / 1000,
+        )
+
     @property
     def registry(self) -> str:
         return self.registry_url or f"sqlite+aiosqlite:///{self.data_dir.resolve()}/registry.db"
@@ -148,6 +179,20 @@ class Settings(BaseSettings):
         if self.redis_url:
             return self.redis_url
         return self.kv if self.kv.startswith(("redis://", "rediss://")) else None
+
+    def redis_options(self) -> RedisOptions:
+        return RedisOptions(
+            connect_timeout=self.redis_connect_timeout_seconds,
+            socket_timeout=self.redis_socket_timeout_seconds,
+            health_check_seconds=self.redis_health_check_seconds,
+            retries=self.redis_retries,
+        )
+
+    def dependency_breaker(self) -> Breaker:
+        """A new breaker for one shared dependency (registry, KV store, Redis)."""
+        return Breaker.for_dependency(
+            self.dependency_breaker_failures, self.dependency_breaker_open_seconds
+        )
 
     def master_key_text(self) -> str | None:
         return _read_secret(self.master_keys, self.master_keys_file)

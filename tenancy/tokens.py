@@ -28,7 +28,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tenancy.cache import REGISTRY, Cache
+from tenancy.cache import Cache, StaleOnError, registry_policy
 from tenancy.errors import Forbidden, ServiceUnavailable, Unauthorized
 from tenancy.ids import is_env_id, is_project_id, new_ulid
 from tenancy.principal import Principal, Tenant
@@ -140,11 +140,17 @@ class SigningKeys:
     """Tenant signing keys: cached decrypted, created on first need, issue and verify."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], vault: Vault, ttl: float
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        vault: Vault,
+        ttl: float,
+        registry: StaleOnError | None = None,
     ) -> None:
         self._sessions = sessions
         self._vault = vault
-        self.cache: Cache[KeySet] = Cache("signingkey", ttl, stale_on_error=REGISTRY)
+        self.cache: Cache[KeySet] = Cache(
+            "signingkey", ttl, stale_on_error=registry or registry_policy()
+        )
         self._creating = asyncio.Lock()
         # Tokens already verified, with the key set that verified them: a repeat presentation
         # skips the signature check (the largest CPU cost of a user request) for as long as
@@ -310,6 +316,7 @@ _PARSE_OPTIONS: jwt.types.Options = {
     "require": _REQUIRED,
 }
 _EDDSA = jwt.get_algorithm_by_name(ALGORITHM)
+_NUMERIC = ("exp", "nbf", "iat")
 
 
 def parse(raw: str) -> ParsedToken:
@@ -318,5 +325,11 @@ def parse(raw: str) -> ParsedToken:
         decoded = jwt.decode_complete(raw, options=_PARSE_OPTIONS, leeway=LEEWAY_SECONDS)
     except jwt.PyJWTError:
         raise Unauthorized(INVALID) from None
+    # PyJWT compares `int(claim)`, so "exp": "99999999999" passed; RFC 7519 says NumericDate.
+    claims = decoded["payload"]
+    for name in _NUMERIC:
+        value = claims.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise Unauthorized(INVALID)
     signing_input = raw.rpartition(".")[0].encode()
     return ParsedToken(decoded["header"], decoded["payload"], signing_input, decoded["signature"])

@@ -233,6 +233,44 @@ def literal_problem(
     return None
 
 
+# ---- JSON Schema of a type (the per-tenant OpenAPI document, `docs/api.md` "OpenAPI") --------
+
+_READ_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "int": {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+    "bigint": {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+    "float": {"type": "number"},
+    "decimal": {"type": "string", "format": "decimal"},
+    "boolean": {"type": "boolean"},
+    "json": {},
+    "timestamp": {"type": "string", "format": "date-time"},
+    "uuid": {"type": "string", "format": "uuid"},
+    "bytes": {"type": "string", "contentEncoding": "base64"},
+}
+# What `check` accepts where it differs from what a read gives back.
+_WRITE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "decimal": {"type": ["string", "number"]},
+    "timestamp": {"type": "string"},  # an offset is optional on write (taken as UTC)
+}
+
+
+def value_schema(col_type: str, items: ArrayItems | None, *, write: bool = False) -> dict[str, Any]:
+    """The JSON Schema of a non-null value of a column type: as written (`write`, what `check`
+    accepts) or as read back (`docs/api.md` "Row values as JSON")."""
+    if col_type == "array":
+        assert items is not None, "the compiler gives every array its items"
+        return {"type": "array", "items": value_schema(items.type, items.items, write=write)}
+    schema = _WRITE_SCHEMAS.get(col_type) if write else None
+    return dict(schema if schema is not None else _READ_SCHEMAS[col_type])
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` or null."""
+    if not schema:
+        return schema  # `json`: already any value, null included
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 # ---- logic params (`docs/logics.md`)
 # ----------------------------------------------------------------
 
@@ -252,6 +290,14 @@ PARAM_CHECKS: dict[str, Callable[[Any], bool]] = {
     "json": lambda v: isinstance(v, (dict, list)),
 }
 PARAM_TYPES = tuple(PARAM_CHECKS)
+# The JSON Schema of each logic param type, exactly what `PARAM_CHECKS` lets through.
+PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "int": {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+    "float": {"type": "number"},
+    "bool": {"type": "boolean"},
+    "json": {"type": ["object", "array"]},
+}
 
 
 class JsonText(str):
@@ -326,8 +372,15 @@ def default_sql(column: Column, engine: Engine) -> str:
     return _constant(canonical(column, column.default), column.type, column.items, engine)
 
 
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def _sql_string(text: str, engine: Engine) -> str:
+    """A string constant that means the same whatever the server's settings: PostgreSQL reads a
+    plain '...' with backslash escapes when `standard_conforming_strings` is off, an E'...' always
+    with them, so a string with a backslash is an E'...' with it doubled (issue 9 row 11); one
+    without reads the same either way. SQLite has no escapes."""
+    quoted = text.replace("'", "''")
+    if engine == "sqlite" or "\\" not in text:
+        return f"'{quoted}'"
+    return "E'" + quoted.replace("\\", "\\\\") + "'"
 
 
 def _constant(value: Any, col_type: str, items: ArrayItems | None, engine: Engine) -> str:
@@ -335,9 +388,9 @@ def _constant(value: Any, col_type: str, items: ArrayItems | None, engine: Engin
     if col_type == "array":
         assert items is not None
         if engine == "sqlite":
-            return _sql_string(_array_text(value))
+            return _sql_string(_array_text(value), engine)
         if items.type == "array":
-            return f"{_sql_string(pg_json(value))}::jsonb"
+            return f"{_sql_string(pg_json(value), engine)}::jsonb"
         elements = ", ".join(_constant(v, items.type, items.items, engine) for v in value)
         return f"ARRAY[{elements}]::{_PG_TYPES[items.type]}[]"
     if col_type in ("int", "bigint", "float"):
@@ -345,13 +398,13 @@ def _constant(value: Any, col_type: str, items: ArrayItems | None, engine: Engin
     if col_type == "boolean":
         return ("1" if value else "0") if engine == "sqlite" else ("true" if value else "false")
     if col_type == "json":
-        text = _sql_string(_json_text(value))
+        text = _sql_string(_json_text(value), engine)
         return text if engine == "sqlite" else f"{text}::jsonb"
     if col_type == "bytes":
-        return f"X'{value.hex()}'" if engine == "sqlite" else f"'\\x{value.hex()}'::bytea"
+        return f"X'{value.hex()}'" if engine == "sqlite" else f"E'\\\\x{value.hex()}'::bytea"
     if col_type == "timestamp":
-        return _sql_string(sqlite_timestamp(value))
-    return _sql_string(str(value))  # string, uuid, decimal
+        return _sql_string(sqlite_timestamp(value), engine)
+    return _sql_string(str(value), engine)  # string, uuid, decimal
 
 
 def sqlite_timestamp(value: dt.datetime) -> str:

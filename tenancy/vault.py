@@ -58,14 +58,14 @@ class Vault:
         meta: dict[str, object] | None = None,
     ) -> Secret:
         dek = await self.dek(session, project)
-        ciphertext = sealing.seal(dek, project, env, aad_name(kind, name), value)
         row = await session.get(Secret, (project, env, kind, name))
         if row is None:
             row = Secret(project=project, env=env, kind=kind, name=name, version=1)
             session.add(row)
         else:
             row.version += 1
-        row.ciphertext = ciphertext
+        # The version is in the associated data: an older ciphertext does not open as this one.
+        row.ciphertext = sealing.seal(dek, project, env, aad_name(kind, name), row.version, value)
         row.meta = dict(meta or {})
         await session.flush()
         return row
@@ -74,7 +74,12 @@ class Vault:
         dek = dek if dek is not None else await self.dek(session, row.project)
         try:
             return sealing.unseal(
-                dek, row.project, row.env, aad_name(row.kind, row.name), row.ciphertext
+                dek,
+                row.project,
+                row.env,
+                aad_name(row.kind, row.name),
+                row.version,
+                row.ciphertext,
             )
         except sealing.SealError:
             raise VaultError(
@@ -102,7 +107,7 @@ class Vault:
         for row in rows:
             plain = await self.open(session, row, old)
             name = aad_name(row.kind, row.name)
-            row.ciphertext = sealing.seal(fresh, project, row.env, name, plain)
+            row.ciphertext = sealing.seal(fresh, project, row.env, name, row.version, plain)
         key = await session.get(DataKey, project)
         assert key is not None
         key.kid, key.wrapped = self.keyring.wrap_dek(project, fresh)

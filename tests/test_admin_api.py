@@ -340,11 +340,13 @@ async def test_connections_verify_and_stay_write_only(
         host_db = pg_url.split("@", 1)[1]
         good = f"postgresql://{role}:{password}@{host_db}"
         first = await b.admin_json("PUT", f"{base}/main", json={"url": good})
-        assert set(first) == {"alias", "engine", "version", "updatedAt"}
+        assert set(first) == {"alias", "engine", "pooler", "version", "updatedAt"}
         assert first["alias"] == "main" and first["engine"] == "postgresql"
-        assert first["version"] == 1
-        second = await b.admin_json("PUT", f"{base}/main", json={"url": good})
-        assert second["version"] == 2
+        assert first["version"] == 1 and first["pooler"] == "none"
+        # A pooler mode also works on a direct connection (it only costs more round trips).
+        body = {"url": good, "pooler": "transaction"}
+        second = await b.admin_json("PUT", f"{base}/main", json=body)
+        assert second["version"] == 2 and second["pooler"] == "transaction"
 
         server, _, dbname = host_db.rpartition("/")
         async with password_rejecting_server() as (port, received):
@@ -378,6 +380,11 @@ async def test_connections_verify_and_stay_write_only(
     await error(b, "PUT", f"{base}/replica", 400, json={"url": "mysql://u:p@h/db"})
     await error(b, "PUT", f"{base}/Bad-Alias", 400, json={"url": good})
     await error(b, "PUT", f"{base}/replica", 400, json={"url": f"sqlite:///{tmp_path}/none.db"})
+    await error(b, "PUT", f"{base}/replica", 400, json={"url": good, "pooler": "statement"})
+    sqlite_url = seeded_sqlite(tmp_path / "t.db")
+    r = await b.admin("PUT", f"{base}/local", json={"url": sqlite_url, "pooler": "session"})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == "A pooler applies to PostgreSQL connections only"
     await error(b, "PUT", "/projects/shop/envs/dev/connections/main", 404, json={"url": good})
     # Nothing failed half-way: still one connection.
     listed = await b.admin_json("GET", base)
@@ -389,16 +396,15 @@ async def test_connections_verify_and_stay_write_only(
         "PUT", f"{base}/replica", params={"verify": "false"}, json={"url": unreachable}
     )
     assert skipped == {**skipped, "alias": "replica", "engine": "postgresql", "version": 1}
-    sqlite_conn = await b.admin_json(
-        "PUT", f"{base}/local", json={"url": seeded_sqlite(tmp_path / "t.db")}
-    )
+    sqlite_conn = await b.admin_json("PUT", f"{base}/local", json={"url": sqlite_url})
     assert sqlite_conn["engine"] == "sqlite"
 
     r = await b.admin("GET", base)
     assert [c["alias"] for c in r.json()["items"]] == ["local", "main", "replica"]
     for item in r.json()["items"]:
-        assert set(item) == {"alias", "engine", "version", "updatedAt"}
-    for leak in (password, "postgresql://", "sqlite://", "v1."):
+        assert set(item) == {"alias", "engine", "pooler", "version", "updatedAt"}
+    assert [c["pooler"] for c in r.json()["items"]] == ["none", "transaction", "none"]
+    for leak in (password, "postgresql://", "sqlite://", "v2."):
         assert leak not in r.text
     page = await b.admin_json("GET", base, params={"limit": 2})
     assert len(page["items"]) == 2 and page["nextCursor"]
@@ -408,7 +414,7 @@ async def test_connections_verify_and_stay_write_only(
     # Stored sealed; the vault opens it back to the exact URL.
     async with b.rt.sessions() as session:
         row = await session.get(Secret, ("shop", "prod", "connection", "main"))
-        assert row is not None and row.ciphertext.startswith("v1.")
+        assert row is not None and row.ciphertext.startswith("v2.")
         assert password not in row.ciphertext
         assert (await b.rt.vault.open(session, row)).decode() == good
 
@@ -438,7 +444,7 @@ async def test_secrets_are_write_only(bridge: Bridge) -> None:
         ("STRIPE_KEY", 2),
     ]
     assert all(set(s) == {"name", "version", "updatedAt"} for s in r.json()["items"])
-    assert value not in r.text and "v1." not in r.text
+    assert value not in r.text and "v2." not in r.text
 
     for bad_name in ("9LIVES", "has-dash", "x" * 65):
         await error(b, "PUT", f"{base}/{bad_name}", 400, json={"value": "v"})

@@ -56,6 +56,8 @@ NEEDS: dict[str, frozenset[str]] = {
     "revoke_admin_token": GLOBAL,
     "audit_log": frozenset({"read"}),
     "usage": frozenset({"read"}),
+    "admin_openapi": frozenset(SCOPES),
+    "tenant_openapi": frozenset(SCOPES),
 }
 # Routes that name no project in their path: how a bound token is kept to its own project.
 PROJECT_IN_QUERY = {"audit_log"}

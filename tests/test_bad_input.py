@@ -30,12 +30,13 @@ KEY = "<api key>"  # replaced by the tenant's real API key (roles [admin]) when 
 P = "/admin/v1/projects/acme/envs/prod"
 ENV = P.removeprefix("/admin/v1")
 
-BAD, UNAUTH, NOT_FOUND, CONFLICT, TOO_LARGE = (
+BAD, UNAUTH, NOT_FOUND, CONFLICT, TOO_LARGE, METHOD = (
     "BAD_REQUEST",
     "UNAUTHORIZED",
     "NOT_FOUND",
     "CONFLICT",
     "PAYLOAD_TOO_LARGE",
+    "METHOD_NOT_ALLOWED",
 )
 
 
@@ -271,11 +272,11 @@ CASES = [
         "hdr-key-fullwidth", STATS, 401, UNAUTH, {"X-Santokit-Api-Key": fullwidth("stk_").encode()}
     ),
     # /call: method and route
-    row("call-get", "GET", "/call", 405, BAD, None, admin_auth=False),
-    row("call-put", "PUT", "/call", 405, BAD, STATS, admin_auth=False),
+    row("call-get", "GET", "/call", 405, METHOD, None, admin_auth=False),
+    row("call-put", "PUT", "/call", 405, METHOD, STATS, admin_auth=False),
     row("route-unknown", "POST", "/calls", 404, NOT_FOUND, STATS, admin_auth=False),
     row("route-call-subpath", "POST", "/call/logics/x", 404, NOT_FOUND, None, admin_auth=False),
-    row("healthz-post", "POST", "/healthz", 405, BAD, None, admin_auth=False),
+    row("healthz-post", "POST", "/healthz", 405, METHOD, None, admin_auth=False),
     # admin: body shape
     create("admin-bad-json", b'{"id": "newproj"'),
     create("admin-json-array", b'["newproj"]'),
@@ -442,11 +443,11 @@ CASES = [
     no_auth("auth-missing-secret", "PUT", f"{P}/secrets/NAME", body={"value": "v"}),
     no_auth("auth-missing-rewrap", "POST", "/admin/v1/keys/rewrap"),
     # admin: wrong method, unknown routes
-    admin_case("method-put-projects", "PUT", PROJECTS, 405, BAD, {"id": "newproj"}),
-    admin_case("method-delete-audit", "DELETE", "/admin/v1/audit", 405),
-    admin_case("method-patch-audit", "PATCH", "/admin/v1/audit", 405, BAD, {}),
-    admin_case("method-get-rewrap", "GET", "/admin/v1/keys/rewrap", 405),
-    on_env("method-get-secret-value", "GET", "/secrets/API_TOKEN", None, 405),
+    admin_case("method-put-projects", "PUT", PROJECTS, 405, METHOD, {"id": "newproj"}),
+    admin_case("method-delete-audit", "DELETE", "/admin/v1/audit", 405, METHOD),
+    admin_case("method-patch-audit", "PATCH", "/admin/v1/audit", 405, METHOD, {}),
+    admin_case("method-get-rewrap", "GET", "/admin/v1/keys/rewrap", 405, METHOD),
+    on_env("method-get-secret-value", "GET", "/secrets/API_TOKEN", None, 405, METHOD),
     admin_case("route-admin-unknown", "GET", "/admin/v1/nope", 404, NOT_FOUND),
     admin_case("route-admin-v2", "GET", "/admin/v2/projects", 404, NOT_FOUND),
     on_env("route-admin-env-unknown", "GET", "/nope", None, 404, NOT_FOUND),

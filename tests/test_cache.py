@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from tenancy.cache import KV, MISS_TTL_MAX, REGISTRY, Cache, StaleOnError
+from tenancy.breaker import Breaker
+from tenancy.cache import MISS_TTL_MAX, Cache, StaleOnError, kv_policy, registry_policy
 from tenancy.errors import ServiceUnavailable
 
 from support.bridge import running_bridge
@@ -173,7 +174,11 @@ async def test_lookup_put_and_discard_count_like_get() -> None:
     assert (cache.hits, cache.misses, cache.stale) == (1, 2, 0)
 
 
-DOWN = StaleOnError("test db", (OSError,), "Test db unavailable")
+def down(open_seconds: float = 0.05, failures: int = 3) -> StaleOnError:
+    """A test dependency whose breaker re-arms stale values for `open_seconds`."""
+    return StaleOnError(
+        "test db", (OSError,), "Test db unavailable", breaker=Breaker(failures, open_seconds)
+    )
 
 
 async def failing() -> str:
@@ -181,34 +186,133 @@ async def failing() -> str:
 
 
 async def test_stale_on_error_serves_the_last_value_and_counts_it() -> None:
-    cache: Cache[str] = Cache("t", ttl=0.05, stale_on_error=DOWN)
+    policy = down()
+    cache: Cache[str] = Cache("t", ttl=0.05, stale_on_error=policy)
     assert await cache.get(("p",), lambda: value("v1")) == "v1"
     await asyncio.sleep(0.08)
     results = await asyncio.gather(*(cache.get(("p",), failing) for _ in range(3)))
     assert results == ["v1"] * 3
-    assert (cache.hits, cache.misses, cache.stale) == (0, 4, 3)
-    # The dependency is back: the next lookup reloads.
+    # One lookup, one result: a stale answer is not also a miss.
+    assert (cache.hits, cache.misses, cache.stale) == (0, 1, 3) and policy.served == 3
+    # The dependency is back: once the back-off window is over, the next lookup reloads.
+    await asyncio.sleep(0.08)
     assert await cache.get(("p",), lambda: value("v2")) == "v2"
 
 
+async def test_a_failed_reload_rearms_the_stale_value_for_the_back_off() -> None:
+    """The second request does not pay the dependency's timeout a second time."""
+    cache: Cache[str] = Cache("t", ttl=0.01, stale_on_error=down(open_seconds=0.3))
+    await cache.get(("p",), lambda: value("v1"))
+    await asyncio.sleep(0.02)
+    calls = 0
+
+    async def hung() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.1)  # the dependency's timeout
+        raise TimeoutError
+
+    assert await cache.get(("p",), hung) == "v1"
+    started = asyncio.get_running_loop().time()
+    for _ in range(20):
+        assert await cache.get(("p",), hung) == "v1"
+    assert calls == 1 and asyncio.get_running_loop().time() - started < 0.05
+    assert cache.stale == 21 and cache.fresh(("p",)) is None  # stale, never fresh
+    await asyncio.sleep(0.35)
+    assert await cache.get(("p",), lambda: value("v2")) == "v2"  # window over: reloaded
+
+
+async def test_the_dependency_breaker_stops_every_key_paying_a_timeout() -> None:
+    """After `failures` consecutive failed loads (any keys), loads pause for the window: warm
+    keys answer stale at once, cold keys 503 at once; then one probe at a time."""
+    policy = down(open_seconds=0.3, failures=2)
+    cache: Cache[str] = Cache("t", ttl=0.01, stale_on_error=policy)
+    for name in "abcd":
+        await cache.get((name,), lambda name=name: value(name))  # type: ignore[misc]
+    await asyncio.sleep(0.02)
+    calls = 0
+
+    async def hung() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.1)
+        raise TimeoutError
+
+    assert [await cache.get((k,), hung) for k in "ab"] == ["a", "b"]
+    assert calls == 2 and policy.breaker.state == "open"
+    started = asyncio.get_running_loop().time()
+    assert [await cache.get((k,), hung) for k in "cd"] == ["c", "d"]
+    with pytest.raises(ServiceUnavailable, match="Test db unavailable"):
+        await cache.get(("cold",), hung)
+    assert calls == 2 and asyncio.get_running_loop().time() - started < 0.05
+    await asyncio.sleep(0.65)  # past the re-arm of every key and the breaker's window
+    # Half-open: one lookup probes (and pays the timeout), the others answer stale meanwhile.
+    probe = asyncio.create_task(cache.get(("a",), hung))
+    await asyncio.sleep(0.01)
+    assert await cache.get(("b",), hung) == "b" and calls == 1 + 2
+    assert await probe == "a" and policy.breaker.state == "open"
+    await asyncio.sleep(0.35)
+    assert await cache.get(("b",), lambda: value("b2")) == "b2"
+    assert policy.breaker.state == "closed"
+
+
+async def test_stale_answers_are_logged_once_per_tenant_and_window(caplog) -> None:
+    cache: Cache[str] = Cache("t", ttl=0.01, stale_on_error=down(open_seconds=0.01))
+    for name in "ab":
+        await cache.get((name,), lambda name=name: value(name))  # type: ignore[misc]
+    for _ in range(5):
+        await asyncio.sleep(0.02)
+        for name in "ab":
+            assert await cache.get((name,), failing) == name
+    lines = [r.getMessage() for r in caplog.records if "serving cached" in r.getMessage()]
+    assert len(lines) == 2 and cache.stale == 10, lines
+
+
 async def test_stale_on_error_without_a_value_is_503() -> None:
-    cache: Cache[str] = Cache("t", ttl=30, stale_on_error=DOWN)
+    cache: Cache[str] = Cache("t", ttl=30, stale_on_error=down())
     with pytest.raises(ServiceUnavailable, match="Test db unavailable") as raised:
         await cache.get(("never-seen",), failing)
     assert isinstance(raised.value.__cause__, ConnectionRefusedError)
     assert cache.stale == 0
 
 
-async def test_an_invalidated_value_is_not_served_stale() -> None:
-    cache: Cache[str] = Cache("t", ttl=30, stale_on_error=DOWN)
+async def test_an_invalidated_value_is_reloaded_and_served_stale_only_on_failure() -> None:
+    cache: Cache[str] = Cache("t", ttl=30, stale_on_error=down(open_seconds=0.01))
     await cache.get(("p",), lambda: value("before the change"))
     cache.invalidate("p")
+    assert cache.fresh(("p",)) is None
+    assert await cache.get(("p",), failing) == "before the change"  # the dependency is down
+    await asyncio.sleep(0.02)
+    assert await cache.get(("p",), lambda: value("after")) == "after"  # ...and back
+
+
+async def test_a_dropping_invalidation_leaves_nothing_to_serve() -> None:
+    """A change that takes access away (a revoked key) must fail closed, not stale."""
+    cache: Cache[str] = Cache("t", ttl=30, stale_on_error=down())
+    await cache.get(("p",), lambda: value("revoked key"))
+    cache.invalidate("p", drop=True)
     with pytest.raises(ServiceUnavailable):
         await cache.get(("p",), failing)
 
 
+async def test_entries_owned_by_their_value_are_invalidated_per_project() -> None:
+    """Hosts and API keys are keyed by host / key id: the value names the project."""
+    hosts: Cache[str] = Cache("host", ttl=30, stale_on_error=down(), owner=str)
+    hosts.put(("*host*", "a.example"), "a")
+    hosts.put(("*host*", "b.example"), "b")
+    hosts.put(("*host*", "new.example"), None)  # a miss: may be any project's next host
+    hosts.invalidate("a")
+    assert hosts.fresh(("*host*", "a.example")) is None
+    assert hosts.peek(("*host*", "a.example")) == "a"  # stale, still there to fall back on
+    assert hosts.fresh(("*host*", "b.example")) == "b"
+    assert ("*host*", "new.example") not in hosts._entries
+    hosts.invalidate()
+    assert hosts.fresh(("*host*", "b.example")) is None and len(hosts) == 2
+
+
 async def test_errors_that_are_not_the_dependency_failing_pass_through() -> None:
-    cache: Cache[str] = Cache("t", ttl=0.01, stale_on_error=DOWN)
+    policy = down(failures=1)
+    cache: Cache[str] = Cache("t", ttl=0.01, stale_on_error=policy)
     await cache.get(("p",), lambda: value("v1"))
     await asyncio.sleep(0.02)
 
@@ -217,19 +321,19 @@ async def test_errors_that_are_not_the_dependency_failing_pass_through() -> None
 
     with pytest.raises(ValueError):
         await cache.get(("p",), broken)
-    assert cache.stale == 0
+    assert cache.stale == 0 and policy.breaker.state == "closed"
 
 
 async def test_the_dependency_policies() -> None:
     """The registry's failure becomes one 503; the KV store's own 503 passes as it is."""
-    registry: Cache[str] = Cache("t", ttl=30, stale_on_error=REGISTRY)
+    registry: Cache[str] = Cache("t", ttl=30, stale_on_error=registry_policy())
     with pytest.raises(ServiceUnavailable, match="Registry unavailable"):
         await registry.get(("p",), failing)
 
     async def kv_down() -> str:
         raise ServiceUnavailable("KV store (redis) unavailable: ConnectionError")
 
-    kv: Cache[str] = Cache("t", ttl=0.01, stale_on_error=KV)
+    kv: Cache[str] = Cache("t", ttl=0.01, stale_on_error=kv_policy())
     with pytest.raises(ServiceUnavailable, match="KV store"):
         await kv.get(("p",), kv_down)
     await kv.get(("p",), lambda: value("manifest"))

@@ -14,6 +14,7 @@ from tenancy.credentials import (
     new_api_key,
     parse_api_key,
     secret_matches,
+    stored_digest,
 )
 
 KEY_ID = "abcdefgh01234567"
@@ -30,7 +31,10 @@ def test_new_api_key_format() -> None:
     assert len(base64.urlsafe_b64decode(secret + "=")) == 32
     assert key.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
     assert parse_api_key(key.api_key) == (key.key_id, secret)
-    assert secret_matches(secret, key.secret_hash)
+    assert secret_matches(secret, stored_digest(key.secret_hash))
+    assert not secret_matches(
+        secret[:-1] + ("A" if secret[-1] != "A" else "B"), stored_digest(key.secret_hash)
+    )
 
 
 def test_new_api_keys_are_random() -> None:
@@ -90,10 +94,10 @@ def test_hash_and_match() -> None:
     stored = hash_secret(SECRET)
     assert stored == hashlib.sha256(SECRET.encode()).hexdigest()
     assert re.fullmatch(r"[0-9a-f]{64}", stored)
-    assert secret_matches(SECRET, stored)
-    assert not secret_matches(SECRET[:-1] + "B", stored)
-    assert not secret_matches(SECRET, hash_secret("other"))
-    assert not secret_matches(SECRET, stored.upper())
-    assert not secret_matches(SECRET, stored[:-1])
-    assert not secret_matches(SECRET, "")
-    assert not secret_matches(SECRET, "é" * 64)  # never raises on odd stored values
+    assert secret_matches(SECRET, stored_digest(stored))
+    assert not secret_matches(SECRET[:-1] + "B", stored_digest(stored))
+    assert not secret_matches(SECRET, stored_digest(hash_secret("other")))
+    assert not secret_matches(SECRET, stored_digest(stored.upper()))
+    assert not secret_matches(SECRET, stored_digest(stored[:-1]))
+    assert not secret_matches(SECRET, stored_digest(""))
+    assert not secret_matches(SECRET, stored_digest("é" * 64))  # never raises on odd stored values

@@ -556,3 +556,35 @@ async def test_publish_with_apply_schema_through_the_admin_api(db: Db, tmp_path:
         assert r.status_code == 409, r.text
         history = (await bridge.admin("GET", f"{base}/releases")).json()["items"]
         assert len(history) == 1
+
+
+async def test_string_defaults_mean_the_same_without_standard_conforming_strings(
+    pg_url: str,
+) -> None:
+    """Issue 9 row 11: a default is a constant whatever the server reads backslashes as."""
+    name = pg_url.rpartition("/")[2]
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute(f'ALTER DATABASE "{name}" SET standard_conforming_strings = off')
+    finally:
+        await conn.close()
+    schema = r"""
+version: 1
+tables:
+  odd:
+    columns:
+      s: {type: string, default: 'a\b''c\'}
+      j: {type: json, default: {k: 'x\y'}}
+      by: {type: bytes, default: AAEC/w==}
+      tags: {type: array, items: {type: string}, default: ['\n', "q'"]}
+"""
+    await sync_schema({"main": pg_url}, tables_of(schema), apply=True)
+    conn = await asyncpg.connect(pg_url)
+    try:
+        await conn.execute("INSERT INTO odd (id) VALUES ('r1')")
+        row = await conn.fetchrow("SELECT s, j, by, tags FROM odd")
+    finally:
+        await conn.close()
+    assert row is not None
+    assert row["s"] == "a\\b'c\\" and json.loads(row["j"]) == {"k": "x\\y"}
+    assert row["by"] == b"\x00\x01\x02\xff" and row["tags"] == ["\\n", "q'"]

@@ -126,9 +126,12 @@ def test_dev_prints_commands_that_work_and_keeps_its_data(tmp_path: Path) -> Non
     assert first_exit == 0, server.stderr()[-2000:]
     assert "Traceback" not in server.stderr()
 
-    for name in ("master.keys", "admin.token"):
-        mode = stat.S_IMODE((data_dir / name).stat().st_mode)
-        assert mode == 0o600, f"{name} has mode {oct(mode)}"
+    # Issue 9 row 8: the registry and tenant SQLite files (and their journals) too.
+    databases = [p for p in data_dir.rglob("*") if ".db" in p.name]
+    assert {"registry.db", "acme.db", "globex.db"} <= {p.name for p in databases}
+    for path in [data_dir / "master.keys", data_dir / "admin.token", *databases]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == 0o600, f"{path.name} has mode {oct(mode)}"
     assert (data_dir / "admin.token").read_text().strip() == banner.admin_token
 
     again = dev(data_dir, tmp_path)

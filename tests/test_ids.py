@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -20,6 +21,37 @@ def test_new_ulid_is_a_valid_time_ordered_ulid() -> None:
         assert before - 0.001 <= parsed.timestamp <= after + 0.001
     assert len(set(values)) == len(values)
     assert ids.new_ulid() > values[0]  # later milliseconds sort later
+
+
+def test_ulid_randomness_is_drawn_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One os.urandom call per 256 ids, and no random part handed out twice."""
+    draws: list[int] = []
+    real = os.urandom
+
+    def counted(size: int) -> bytes:
+        draws.append(size)
+        return real(size)
+
+    monkeypatch.setattr(os, "urandom", counted)
+    values = [ids.new_ulid() for _ in range(1000)]
+    assert 1 <= len(draws) <= 5 and all(size == 2560 for size in draws)
+    assert len({value[10:] for value in values}) == len(values)
+
+
+def test_forked_child_never_reuses_the_parents_buffered_randomness() -> None:
+    ids.new_ulid()  # the buffer holds up to 255 unused random parts now
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        os.close(read)
+        os.write(write, " ".join(ids.new_ulid()[10:] for _ in range(100)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        theirs = set(pipe.read().split())
+    os.waitpid(child, 0)
+    ours = {ids.new_ulid()[10:] for _ in range(100)}
+    assert len(theirs) == 100 and not theirs & ours
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,14 @@ from support.bridge import Bridge
 from support.processes import free_port, master_keys, start, stk_env, stop, wait_ready
 
 UNITS = ("_seconds", "_bytes", "_fds", "_total", "_info")
-# Families whose names carry no unit because they count things (connections, pools, lookups).
-COUNTS = {"stk_pools_open", "stk_pool_connections", "stk_pool_breakers", "stk_storage_clients_open"}
+# Gauges whose names carry no unit: they count things (pools, connections) or are a 0/1 state.
+COUNTS = {
+    "stk_pools_open",
+    "stk_pool_connections",
+    "stk_pool_breakers",
+    "stk_storage_clients_open",
+    "stk_dependency_breaker_open",
+}
 
 
 def parse(text: str) -> dict[str, tuple[str, list[tuple[str, dict[str, str], float]]]]:

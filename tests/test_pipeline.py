@@ -102,7 +102,10 @@ async def test_cors_locates_the_tenant_at_most_once_per_request(
         assert allowed(await client.get("/auth/me", headers={**bad, **origin}), 401)
         assert allowed(await client.post("/call", json=whoami, headers={**bad, **origin}), 401)
         # Admission never ran (the body is refused first): CORS locates, once.
-        r = await client.post("/call", content=b"{", headers={**host("alpha"), **origin})
+        json_type = {"Content-Type": "application/json"}
+        r = await client.post(
+            "/call", content=b"{", headers={**host("alpha"), **origin, **json_type}
+        )
         assert allowed(r, 400)
         # A preflight is decided on the located project alone.
         preflight = {**host("alpha"), **origin, "Access-Control-Request-Method": "POST"}

@@ -125,6 +125,7 @@ async def test_rows_versus_affected_is_decided_by_the_driver(
         "UPDATE items SET name = $1 WHERE id = 1", "UPDATE items SET name = ? WHERE id = 1"
     )
     assert await run(update, "z") == (None, 1)
+    assert await run(update, "y") == (None, 1)  # the prepared statement again, still a count
     assert await run("UPDATE items SET name = 'q' WHERE id = 99") == (None, 0)
     assert await run("DELETE FROM items") == (None, 3)
     with pytest.raises(BadRequest, match=r"no \w+ form"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tenancy.breaker import Breaker
 from tenancy.errors import TooManyRequests
 from tenancy.keyring import Keyring
 from tenancy.limits import RateLimiter
@@ -79,5 +80,19 @@ async def test_an_unreachable_redis_degrades_to_counting_in_process() -> None:
         await limiter.hit(tenant, 2)
         with pytest.raises(TooManyRequests):
             await limiter.hit(tenant, 2)
+    finally:
+        await limiter.close()
+
+
+async def test_an_unreachable_redis_is_not_asked_again_within_the_breaker_window() -> None:
+    """After `threshold` failures in a row the count is local at once, not one timeout per
+    request (issue 8: a hung Redis cost every request its socket timeout)."""
+    limiter = RateLimiter("redis://127.0.0.1:1/0", breaker=Breaker(2, 60))
+    tenant = Tenant("shop", "prod")
+    try:
+        for _ in range(5):
+            await limiter.hit(tenant, 100)
+        assert limiter.breaker.state == "open"
+        assert (limiter.breaker.failures, limiter.breaker.rejections) == (2, 3)
     finally:
         await limiter.close()

@@ -310,6 +310,19 @@ async def test_invalid_api_key_is_401(world: World, make_key: Any) -> None:
         expect(await stats(world, {"Host": host, "X-Santokit-Api-Key": key}), BAD_KEY)
 
 
+async def test_a_cached_key_still_checks_every_secret(world: World) -> None:
+    """The `apikey` cache keeps a key's hash and caller, loaded once; each request's secret is
+    still compared with that hash (`tenancy.resolution.ActiveKey`)."""
+    key = world.keys["acme/prod"]
+    cache = world.bridge.rt.directory.api_keys
+    expect(await stats(world, {"X-Santokit-Api-Key": key}), ACME_PROD)
+    misses = cache.misses
+    for _ in range(3):
+        expect(await stats(world, {"X-Santokit-Api-Key": tampered(key)}), BAD_KEY)
+        expect(await stats(world, {"X-Santokit-Api-Key": key}), ACME_PROD)
+    assert cache.misses == misses
+
+
 async def test_bearer_beside_an_api_key_is_ignored(world: World) -> None:
     forged = jwt.encode({"project_id": "globex", "env_id": "prod"}, "x" * 32, algorithm="HS256")
     for bearer in ("garbage", forged):

@@ -157,6 +157,11 @@ def forgeries() -> list[Any]:
         "no-sub": lambda k, s: signed(k, {**claims_for(s), "sub": ""}),
         "roles-not-a-list": lambda k, s: signed(k, claims_for(s, roles="admin")),
         "garbage": lambda k, s: "not.a.token",
+        # Issue 9 row 10: NumericDate claims as strings (PyJWT alone took them via int()).
+        "exp-a-numeric-string": lambda k, s: signed(k, claims_for(s, exp=str(now() + 120))),
+        "iat-a-numeric-string": lambda k, s: signed(k, claims_for(s, iat=str(now()))),
+        "nbf-a-numeric-string": lambda k, s: signed(k, claims_for(s, nbf=str(now() - 5))),
+        "exp-a-boolean": lambda k, s: signed(k, claims_for(s, exp=True)),
     }
     return [pytest.param(build, id=name) for name, build in cases.items()]
 
@@ -260,7 +265,20 @@ async def test_rotate_unknown_tenant_is_404(world: World) -> None:
     assert r.status_code == 401
 
 
+async def test_an_env_without_a_key_answers_an_empty_set_and_makes_none(world: World) -> None:
+    """Issue 9 row 9: an anonymous JWKS request used to create the env's first signing key."""
+    r = await world.client.get(
+        "/.well-known/jwks.json",
+        headers={"Host": "gamma.api.example.com"},
+    )
+    assert r.status_code == 200 and r.json() == {"keys": []}
+    async with world.bridge.rt.sessions() as session:
+        query = select(Secret).where(Secret.project == "gamma", Secret.kind == "signing")
+        assert (await session.scalars(query)).all() == []
+
+
 async def test_each_tenant_env_has_its_own_keys(world: World) -> None:
+    await current_key(world, Tenant("beta", "prod"))  # a tenant's first key: its first token
     alpha, beta = await jwks(world), await jwks(world, "beta")
     assert alpha and beta and not set(alpha) & set(beta)
     r = await world.client.get(
@@ -282,7 +300,7 @@ async def test_private_keys_are_sealed_at_rest(world: World) -> None:
         ).all()
     assert key.kid in {r.name for r in rows}
     for row in rows:
-        assert row.ciphertext.startswith("v1.")
+        assert row.ciphertext.startswith("v2.")
         assert b64(raw) not in row.ciphertext and raw.hex() not in row.ciphertext
     r = await world.admin("GET", "/projects/alpha/envs/prod/secrets")
     assert key.kid not in r.text

@@ -137,7 +137,8 @@ def test_defaults_render_as_crud_writes_them() -> None:
             "'6f9619ff-8b86-d011-b42d-00c04fc964ff'",
             "=pg",
         ),
-        ("{type: bytes}", "AAEC/w==", "X'000102ff'", "'\\x000102ff'::bytea"),
+        ("{type: bytes}", "AAEC/w==", "X'000102ff'", "E'\\\\x000102ff'::bytea"),
+        ("{type: string}", "a\\'b", "'a\\''b'", "E'a\\\\''b'"),
         ("{type: json}", {"k": "it's"}, "'{\"k\":\"it''s\"}'", "'{\"k\":\"it''s\"}'::jsonb"),
         (
             "{type: array, items: timestamp}",

@@ -89,7 +89,8 @@ async def me(request: Request) -> Response:
 @router.get("/.well-known/jwks.json")
 async def jwks(request: Request) -> Response:
     state, admission = await _admit(request)
-    keys = await state.rt.directory.signing.ensure(admission.tenant)
-    response = responses.json(keys.jwks())
+    # Read only: an anonymous request never makes a key; the first token issued does.
+    keys = await state.rt.directory.signing.keyset(admission.tenant)
+    response = responses.json(keys.jwks() if keys is not None else {"keys": []})
     response.headers["Cache-Control"] = "public, max-age=60"
     return response

@@ -1,8 +1,16 @@
-"""Liveness and readiness (`docs/api.md`)."""
+"""Liveness and readiness (`docs/api.md`, "Health"; why: `docs/decisions.md`, "Readiness").
+
+`/healthz` is pure liveness: no I/O. `/readyz` asks "should a load balancer send traffic here?":
+yes while the registry and the KV store answer, and also while one of them is down but this
+replica holds loaded releases it can keep serving (stale-while-error): a shared outage must not
+eject every replica at once. Each check is bounded by `READY_CHECK_SECONDS`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 
 from fastapi import APIRouter, Request
 from sqlalchemy import text
@@ -17,6 +25,7 @@ from tenancy.principal import Tenant
 
 router = APIRouter()
 log = logging.getLogger("stk.health")
+READY_CHECK_SECONDS = 1.0  # each dependency check; both run at once
 
 
 @router.get("/healthz")
@@ -29,17 +38,29 @@ async def readyz(request: Request, project: str | None = None, env: str | None =
     rt = state_of(request).rt
     if project is not None or env is not None:
         return await _tenant_ready(request, project, env)
-    try:
+
+    async def registry() -> None:
         async with rt.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-    except Exception:
-        log.warning("readiness: registry unreachable")
-        return responses.json({"ok": False, "reason": "registry unreachable"}, 503)
+
+    results = await asyncio.gather(_check("registry", registry()), _check("kv", rt.kv.ping()))
+    down = [name for name in results if name is not None]
+    if not down:
+        return responses.json({"ok": True})
+    if len(rt.directory.releases):  # warm: keeps serving what it has (stale-while-error)
+        return responses.json({"ok": True, "degraded": down})
+    return responses.json({"ok": False, "reason": f"{down[0]} unreachable", "degraded": down}, 503)
+
+
+async def _check(name: str, probe: Awaitable[None]) -> str | None:
+    """None when `probe` answers within `READY_CHECK_SECONDS`, else the dependency's name."""
     try:
-        await rt.kv.ping()
-    except StkError:
-        return responses.json({"ok": False, "reason": "kv unreachable"}, 503)
-    return responses.json({"ok": True})
+        async with asyncio.timeout(READY_CHECK_SECONDS):
+            await probe
+    except Exception as exc:  # any failure or the timeout: the dependency is not usable now
+        log.warning("readiness: %s unreachable (%s)", name, type(exc).__name__)
+        return name
+    return None
 
 
 async def _tenant_ready(request: Request, project: str | None, env: str | None) -> Response:
@@ -65,6 +86,7 @@ async def _tenant_ready(request: Request, project: str | None, env: str | None) 
             conn.url,
             "SELECT 1",
             [],
+            pooler=conn.pooler,
             max_size=record.limits.max_pool_size,
             statement_timeout_ms=record.limits.statement_timeout_ms,
             read_only=True,

@@ -91,7 +91,7 @@ async def authenticate(rt: Runtime, presented: str) -> AdminTokenRecord:
         if (
             record is not None
             and not record.revoked
-            and credentials.secret_matches(secret, record.secret_hash)
+            and credentials.secret_matches(secret, credentials.stored_digest(record.secret_hash))
         ):
             return record
     raise Unauthorized("Admin token required")

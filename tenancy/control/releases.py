@@ -6,11 +6,11 @@ from typing import Any
 
 import orjson
 
-from tenancy import audit
 from tenancy.audit import Actor
 from tenancy.control.projects import require_env
 from tenancy.control.secrets import list_kind
 from tenancy.errors import BadRequest, NotFound
+from tenancy.openapi import Document, document
 from tenancy.principal import Tenant
 from tenancy.releases.apply.ddl import sync_schema
 from tenancy.releases.compile.compiler import compile_release
@@ -52,10 +52,13 @@ async def publish(
     if current == compiled.id:
         return answer
     await rt.releases.put_bundle(project, compiled.id, compiled.body)
-    await rt.releases.publish(project, env, compiled.id, ref)
-    async with rt.transaction() as session:
-        audit.record(session, actor, "release.publish", project, env, release=compiled.id, ref=ref)
-    await rt.bus.publish("release.publish", project, env)
+
+    async def moving(at: str) -> str:
+        await rt.releases.publish(project, env, compiled.id, ref, at)
+        return compiled.id
+
+    # Intent, move, audit, broadcast: never live and unaudited after a crash (tenancy/outbox.py).
+    await rt.outbox.move(actor, "release.publish", project, env, moving, ref=ref)
     return answer
 
 
@@ -63,11 +66,13 @@ async def _schema(rt: Runtime, project: str, env: str, body: bytes, *, apply: bo
     """Step 4: additive DDL on each connection the release's tables use (planned only, or run)."""
     tables = Release.load(body).tables.values()
     tenant = Tenant(project, env)
-    urls = {
-        alias: (await rt.directory.connection(tenant, alias)).url
+    connections = [
+        await rt.directory.connection(tenant, alias)
         for alias in {table.connection for table in tables}
-    }
-    return await sync_schema(urls, tables, apply=apply)
+    ]
+    urls = {conn.alias: conn.url for conn in connections}
+    poolers = {conn.alias: conn.pooler for conn in connections}
+    return await sync_schema(urls, tables, apply=apply, poolers=poolers)
 
 
 async def history(rt: Runtime, project: str, env: str) -> list[dict[str, Any]]:
@@ -98,10 +103,12 @@ async def rollback(
     rt: Runtime, actor: Actor, project: str, env: str, release: str
 ) -> dict[str, Any]:
     await require_env(rt, project, env)
-    await rt.releases.rollback(project, env, release)
-    async with rt.transaction() as session:
-        audit.record(session, actor, "release.rollback", project, env, release=release)
-    await rt.bus.publish("release.rollback", project, env)
+
+    async def moving(at: str) -> str:
+        await rt.releases.rollback(project, env, release, at)
+        return release
+
+    await rt.outbox.move(actor, "release.rollback", project, env, moving)
     return {"release": release}
 
 
@@ -110,10 +117,31 @@ async def promote(
 ) -> dict[str, Any]:
     await require_env(rt, project, source)
     await require_env(rt, project, target)
-    release = await rt.releases.promote(project, source, target)
-    async with rt.transaction() as session:
-        audit.record(
-            session, actor, "release.promote", project, target, release=release, source=source
-        )
-    await rt.bus.publish("release.promote", project, target)
+    release = await rt.outbox.move(
+        actor,
+        "release.promote",
+        project,
+        target,
+        lambda at: rt.releases.promote(project, source, target, at),
+        source=source,
+    )
     return {"release": release}
+
+
+async def openapi(rt: Runtime, project: str, env: str, roles: frozenset[str] | None) -> Document:
+    """The env's current release described for a caller with `roles` (`docs/admin.md`); by
+    default a caller holding every role the release names, besides `authenticated` and
+    `public`, so first-match rules pick as they would for such an API key."""
+    await require_env(rt, project, env)
+    release = await rt.directory.release(Tenant(project, env))
+    if roles is None:
+        named = {
+            role
+            for ops in release.permissions.values()
+            for rules in ops.values()
+            for rule in rules
+            for role in rule.roles
+        }
+        named |= {role for logic in release.logics.values() for role in logic.roles}
+        roles = frozenset(named | {"authenticated", "public"})
+    return document(release, roles, max_rows=rt.settings.select_max_rows)

@@ -11,7 +11,7 @@ from tenancy.audit import Actor
 from tenancy.control.projects import require_env, require_project
 from tenancy.errors import BadRequest, NotFound
 from tenancy.ids import is_alias, is_secret_name
-from tenancy.pools import engine_of, verify_url
+from tenancy.pools import Pooler, engine_of, verify_url
 from tenancy.registry.models import Secret
 from tenancy.runtime import Runtime
 
@@ -20,6 +20,7 @@ def connection_json(row: Secret) -> dict[str, Any]:
     return {
         "alias": row.name,
         "engine": row.meta.get("engine"),
+        "pooler": row.meta.get("pooler", "none"),
         "version": row.version,
         "updatedAt": row.updated_at.isoformat(),
     }
@@ -30,17 +31,38 @@ def secret_json(row: Secret) -> dict[str, Any]:
 
 
 async def set_connection(
-    rt: Runtime, actor: Actor, project: str, env: str, alias: str, url: str, verify: bool
+    rt: Runtime,
+    actor: Actor,
+    project: str,
+    env: str,
+    alias: str,
+    url: str,
+    verify: bool,
+    pooler: Pooler = "none",
 ) -> dict[str, Any]:
+    """Store a connection URL (sealed) and the pooler in front of it (plain, in the row's meta:
+    it is no secret, and `tenancy.directory` hands it to the pools with the URL)."""
     await require_env(rt, project, env)
     if not is_alias(alias):
         raise BadRequest("Invalid connection alias")
-    engine = await verify_url(url) if verify else engine_of(url)
+    engine = engine_of(url)
+    if engine != "postgresql" and pooler != "none":
+        raise BadRequest("A pooler applies to PostgreSQL connections only")
+    if verify:
+        await verify_url(url, pooler=pooler)
+    meta: dict[str, object] = {"engine": engine, "pooler": pooler}
     async with rt.transaction() as session:
-        row = await rt.vault.put(
-            session, project, env, "connection", alias, url.encode(), {"engine": engine}
+        row = await rt.vault.put(session, project, env, "connection", alias, url.encode(), meta)
+        audit.record(
+            session,
+            actor,
+            "connection.set",
+            project,
+            env,
+            alias=alias,
+            engine=engine,
+            pooler=pooler,
         )
-        audit.record(session, actor, "connection.set", project, env, alias=alias, engine=engine)
     await rt.bus.publish("connection.set", project, env)
     return connection_json(row)
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
 from tenancy.crud.operations import Cond
+from tenancy.crud.views import View, grant
 from tenancy.errors import Forbidden, Unauthorized
 from tenancy.principal import Principal
 from tenancy.releases.model import Column, Release, Rule, Table
@@ -22,11 +23,12 @@ def deny(principal: Principal, message: str) -> NoReturn:
     raise Forbidden(message)
 
 
-def rule_for(release: Release, table: Table, op: str, principal: Principal) -> Rule:
-    rule = release.rule_for(table.name, op, principal.roles)
-    if rule is None:
+def rule_for(release: Release, table: Table, op: str, principal: Principal) -> tuple[Rule, View]:
+    """The caller's rule for (table, op) and what it grants (cached per role set)."""
+    found = grant(release, table, op, principal.roles)
+    if found.rule is None or found.view is None:
         deny(principal, f"Not allowed to {op} '{table.name}'")
-    return rule
+    return found.rule, found.view
 
 
 def check_columns(granted: frozenset[str], columns: Iterable[Column], use: str) -> None:

@@ -14,7 +14,7 @@ from tenancy.crud.operations import Cond, Delete, Expand, Insert, Operation, Sel
 from tenancy.crud.query import check_params, parse_data, parse_select, parse_where
 from tenancy.crud.row_ids import GENERATORS
 from tenancy.crud.sql import column_list
-from tenancy.crud.views import View, view
+from tenancy.crud.views import View, grant
 from tenancy.errors import BadRequest, Forbidden
 from tenancy.principal import Principal
 from tenancy.releases.model import Column, Release, Rule, Table
@@ -29,13 +29,13 @@ def plan_call(
     *,
     max_rows: int,
 ) -> Operation:
-    rule = access.rule_for(release, table, op, principal)
+    rule, granted = access.rule_for(release, table, op, principal)
     if op == "select":
-        return _select(release, table, rule, params, principal, max_rows)
+        return _select(release, table, rule, granted, params, principal, max_rows)
     if op == "insert":
-        return _insert(release, table, rule, params, principal)
+        return _insert(release, table, rule, granted, params, principal)
     if op == "update":
-        return _update(release, table, rule, params, principal)
+        return _update(release, table, rule, granted, params, principal)
     if op == "delete":
         return _delete(release, table, rule, params, principal)
     raise BadRequest(f"Unknown operation: {op}")
@@ -45,14 +45,15 @@ def _select(
     release: Release,
     table: Table,
     rule: Rule,
+    granted: View,
     params: Mapping[str, Any],
     principal: Principal,
     max_rows: int,
 ) -> Select:
     query = parse_select(table, params, max_rows)
-    granted = view(release, table, "select", rule)
     columns = granted.columns if query.columns is None else query.columns
-    access.check_columns(granted.names, columns, "select")
+    if columns is not granted.columns:  # the granted list needs no check
+        access.check_columns(granted.names, columns, "select")
     access.check_columns(granted.names, (cond.column for cond in query.where), "where")
     access.check_columns(granted.names, (column for column, _ in query.order), "orderBy")
     access.check_columns(granted.names, query.expand, "expand")
@@ -60,8 +61,10 @@ def _select(
     access.check_gate(rule, principal, params, f"select on '{table.name}'")
     for target, target_rule, _ in targets:
         access.check_gate(target_rule, principal, params, f"select on '{target.name}'")
-    names = {column.name for column in columns}
-    hidden = tuple(fk for fk in query.expand if fk.name not in names)
+    hidden: tuple[Column, ...] = ()
+    if query.expand:
+        names = {column.name for column in columns}
+        hidden = tuple(fk for fk in query.expand if fk.name not in names)
     return Select(
         table=table,
         columns=columns,
@@ -83,10 +86,10 @@ def _select(
 def _target(release: Release, fk: Column, principal: Principal) -> tuple[Table, Rule, View]:
     assert fk.references is not None, "relations are referencing columns"
     target = release.tables[fk.references.table]  # on the same connection: checked at publish
-    rule = release.rule_for(target.name, "select", principal.roles)
-    if rule is None:
+    found = grant(release, target, "select", principal.roles)
+    if found.rule is None or found.view is None:
         raise Forbidden(f"Not allowed to select '{target.name}' (expand)")
-    return target, rule, view(release, target, "select", rule)
+    return target, found.rule, found.view
 
 
 def _expand(fk: Column, target: Table, rule: Rule, granted: View, principal: Principal) -> Expand:
@@ -108,13 +111,14 @@ def _insert(
     release: Release,
     table: Table,
     rule: Rule,
+    granted: View,
     params: Mapping[str, Any],
     principal: Principal,
 ) -> Insert:
     check_params("insert", params)
     values = parse_data(table, params, insert=True)
     written = [table.columns[name] for name in values if name != table.id_column]
-    access.check_columns(view(release, table, "insert", rule).names, written, "insert")
+    access.check_columns(granted.names, written, "insert")
     access.check_gate(rule, principal, params, f"insert on '{table.name}'")
     if not access.satisfies(access.row_filters(rule, table, principal), values, partial=False):
         raise Forbidden(f"Condition of insert on '{table.name}' is not met by the row")
@@ -139,10 +143,10 @@ def _readable(
     release: Release, table: Table, principal: Principal, params: Mapping[str, Any]
 ) -> View | None:
     """What the caller's select rule shows of the table this request, if anything."""
-    rule = release.rule_for(table.name, "select", principal.roles)
-    if rule is None or not access.gate_allows(rule, principal, params):
+    found = grant(release, table, "select", principal.roles)
+    if found.rule is None or not access.gate_allows(found.rule, principal, params):
         return None
-    return view(release, table, "select", rule)
+    return found.view
 
 
 def _check_where_columns(
@@ -166,6 +170,7 @@ def _update(
     release: Release,
     table: Table,
     rule: Rule,
+    granted: View,
     params: Mapping[str, Any],
     principal: Principal,
 ) -> Update:
@@ -173,7 +178,7 @@ def _update(
     values = parse_data(table, params, insert=False)
     where = parse_where(table, params.get("where"), required=True)
     written = [table.columns[name] for name in values]
-    access.check_columns(view(release, table, "update", rule).names, written, "update")
+    access.check_columns(granted.names, written, "update")
     _check_where_columns(release, table, principal, params, where, "update")
     access.check_gate(rule, principal, params, f"update on '{table.name}'")
     filters = access.row_filters(rule, table, principal)

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from tenancy.cache import Cache
 from tenancy.crud.operations import Cond, Delete, Expand, Insert, Operation, Select, Update
 from tenancy.releases.model import Column
 from tenancy.types import Engine, encoder, quote
@@ -56,8 +57,25 @@ def _operand(column: Column, engine: Engine) -> str:
     return f"CAST({name} AS NUMERIC)" if _numeric(column, engine) else name
 
 
-def _cond(cond: Cond, binds: _Binds) -> str:
-    column, op, engine = cond.column, cond.op, binds.engine
+def _bind(cond: Cond, binds: _Binds) -> list[str]:
+    """Bind `cond`'s values (the one place they are bound); their placeholders, in order."""
+    op, engine = cond.op, binds.engine
+    if op in ("null", "notnull", "false"):
+        return []
+    if op == "like":
+        return [binds.add(cond.value if engine == "postgresql" else like_to_glob(cond.value))]
+    if op == "ilike":
+        return [binds.add(cond.value)]
+    if op in _COMPARISONS:
+        return [binds.value(cond.column, cond.value)]
+    if engine == "postgresql":  # scalars only, which PostgreSQL binds as they are
+        return [binds.add(cond.value)]
+    return [binds.value(cond.column, v) for v in cond.value]
+
+
+def _cond(cond: Cond, marks: list[str], engine: Engine) -> str:
+    """`cond` as SQL over the placeholders `_bind` gave it."""
+    column, op = cond.column, cond.op
     name = quote(column.name)
     if op == "null":
         return f"{name} IS NULL"
@@ -66,20 +84,18 @@ def _cond(cond: Cond, binds: _Binds) -> str:
     if op == "false":
         return "1 = 0"
     if op == "like":
-        if engine == "postgresql":
-            return f"{name} LIKE {binds.add(cond.value)}"
-        return f"{name} GLOB {binds.add(like_to_glob(cond.value))}"
+        return f"{name} {'LIKE' if engine == 'postgresql' else 'GLOB'} {marks[0]}"
     if op == "ilike":
         if engine == "postgresql":
-            return f"{name} ILIKE {binds.add(cond.value)}"
-        return f"LOWER({name}) LIKE LOWER({binds.add(cond.value)}) ESCAPE '\\'"
+            return f"{name} ILIKE {marks[0]}"
+        return f"LOWER({name}) LIKE LOWER({marks[0]}) ESCAPE '\\'"
     lhs = _operand(column, engine)
     if op in _COMPARISONS:
-        return f"{lhs} {op} {_rhs(column, binds.value(column, cond.value), engine)}"
-    if engine == "postgresql":  # scalars only, which PostgreSQL binds as they are
-        return f"{lhs} {'= ANY' if op == 'in' else '<> ALL'}({binds.add(cond.value)})"
-    marks = ", ".join(_rhs(column, binds.value(column, v), engine) for v in cond.value)
-    return f"{lhs} {'IN' if op == 'in' else 'NOT IN'} ({marks})"
+        return f"{lhs} {op} {_rhs(column, marks[0], engine)}"
+    if engine == "postgresql":
+        return f"{lhs} {'= ANY' if op == 'in' else '<> ALL'}({marks[0]})"
+    listed = ", ".join(_rhs(column, mark, engine) for mark in marks)
+    return f"{lhs} {'IN' if op == 'in' else 'NOT IN'} ({listed})"
 
 
 def _rhs(column: Column, mark: str, engine: Engine) -> str:
@@ -87,9 +103,15 @@ def _rhs(column: Column, mark: str, engine: Engine) -> str:
 
 
 def _where(conds: Sequence[Cond], binds: _Binds) -> str:
+    return _where_text(conds, [_bind(cond, binds) for cond in conds], binds.engine)
+
+
+def _where_text(conds: Sequence[Cond], marks: Sequence[list[str]], engine: Engine) -> str:
     if not conds:
         return ""
-    return " WHERE " + " AND ".join(_cond(cond, binds) for cond in conds)
+    return " WHERE " + " AND ".join(
+        _cond(cond, cond_marks, engine) for cond, cond_marks in zip(conds, marks, strict=True)
+    )
 
 
 def column_list(columns: Sequence[Column]) -> str:
@@ -109,15 +131,11 @@ def _order(order: Sequence[tuple[Column, bool]], engine: Engine) -> str:
 
 
 def render(plan: Operation, engine: Engine) -> Statement:
+    if isinstance(plan, Select):
+        return _select(plan, engine)
     binds = _Binds(engine)
     table = quote(plan.table.name)
-    if isinstance(plan, Select):
-        sql = (
-            f"SELECT {plan.listing} FROM {table}"
-            f"{_where(plan.where, binds)}{_order(plan.order, engine)}"
-            f" LIMIT {binds.add(plan.limit)} OFFSET {binds.add(plan.offset)}"
-        )
-    elif isinstance(plan, Insert):
+    if isinstance(plan, Insert):
         returning = f" RETURNING {plan.returning_listing}"
         if not plan.values:
             sql = f"INSERT INTO {table} DEFAULT VALUES{returning}"
@@ -136,6 +154,40 @@ def render(plan: Operation, engine: Engine) -> Statement:
     return Statement(sql, binds.args)
 
 
+# The text of a select by its shape: a select's text is fixed by the engine, table, column list,
+# each condition's column, type, operator and number of placeholders, and the order terms; the
+# values are bound every time (`docs/decisions.md`, hot path). Bounded far above the shapes any
+# set of live releases uses.
+SELECTS: Cache[str] = Cache("select_sql", None, max_entries=4096)
+
+
+def _select(plan: Select, engine: Engine) -> Statement:
+    binds = _Binds(engine)
+    marks = [_bind(cond, binds) for cond in plan.where]
+    limit, offset = binds.add(plan.limit), binds.add(plan.offset)
+    key = (
+        engine,
+        plan.table.name,
+        plan.listing,
+        tuple(
+            [
+                (c.column.name, c.column.type, c.op, len(m))
+                for c, m in zip(plan.where, marks, strict=True)
+            ]
+        ),
+        tuple([(column.name, column.type, descending) for column, descending in plan.order]),
+    )
+    sql = SELECTS.lookup(key)
+    if sql is None:
+        sql = (
+            f"SELECT {plan.listing} FROM {quote(plan.table.name)}"
+            f"{_where_text(plan.where, marks, engine)}{_order(plan.order, engine)}"
+            f" LIMIT {limit} OFFSET {offset}"
+        )
+        SELECTS.put(key, sql)
+    return Statement(sql, binds.args)
+
+
 def render_expand(expand: Expand, keys: list[Any], engine: Engine) -> Statement:
     """The target rows whose key is one of `keys` (values as the source rows hold them)."""
     binds = _Binds(engine)
@@ -146,7 +198,7 @@ def render_expand(expand: Expand, keys: list[Any], engine: Engine) -> Statement:
         match = f"{key} IN ({', '.join(binds.add(k) for k in keys)})"
     else:  # one bound JSON array: any number of keys, one statement text
         match = f"{key} IN (SELECT value FROM json_each({binds.add(orjson.dumps(keys).decode())}))"
-    filters = "".join(" AND " + _cond(cond, binds) for cond in expand.filters)
+    filters = "".join(" AND " + _cond(cond, _bind(cond, binds), engine) for cond in expand.filters)
     return Statement(
         f"SELECT {expand.listing} FROM {quote(expand.target.name)} WHERE {match}{filters}",
         binds.args,

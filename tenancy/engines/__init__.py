@@ -18,11 +18,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from tenancy.engines import postgresql, sqlite
-from tenancy.engines.base import Connection, QueryResult
+from tenancy.engines.base import POOLERS, Connection, Pooler, QueryResult
 from tenancy.errors import BadRequest
 from tenancy.types import Engine
 
-__all__ = ["Connection", "QueryResult", "connector", "engine_of", "verify_url"]
+__all__ = [
+    "POOLERS",
+    "Connection",
+    "Pooler",
+    "QueryResult",
+    "connector",
+    "engine_of",
+    "verify_url",
+]
 
 
 def engine_of(url: str) -> Engine:
@@ -35,23 +43,27 @@ def engine_of(url: str) -> Engine:
 
 
 def connector(
-    url: str, statement_timeout_ms: int, connect_timeout_s: float = 5
+    url: str, statement_timeout_ms: int, connect_timeout_s: float = 5, pooler: Pooler = "none"
 ) -> Callable[[], Awaitable[Connection]]:
     """A function opening connections to `url`, each running statements under the timeout.
 
-    `connect_timeout_s` bounds a PostgreSQL connect (a SQLite file opens without a network wait).
+    `connect_timeout_s` bounds a PostgreSQL connect (a SQLite file opens without a network wait);
+    `pooler` is what sits in front of a PostgreSQL server (`docs/poolers.md`).
     """
     if engine_of(url) == "postgresql":
-        return lambda: postgresql.PgConnection.open(url, statement_timeout_ms, connect_timeout_s)
+        return lambda: postgresql.PgConnection.open(
+            url, statement_timeout_ms, connect_timeout_s, pooler
+        )
     path = sqlite.path_of(url)
     return lambda: sqlite.SqliteConnection.open(path, statement_timeout_ms)
 
 
-async def verify_url(url: str, timeout_s: float = 5) -> Engine:
-    """Connect, run `SELECT 1`, close; a failure is a BadRequest with a sanitized reason."""
+async def verify_url(url: str, timeout_s: float = 5, pooler: Pooler = "none") -> Engine:
+    """The registration check (connect, run a statement, close); a failure is a BadRequest with a
+    sanitized reason."""
     engine = engine_of(url)
     if engine == "sqlite":
         await sqlite.verify(sqlite.path_of(url))
     else:
-        await postgresql.verify(url, timeout_s)
+        await postgresql.verify(url, timeout_s, pooler)
     return engine

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
+
+# What sits between the Bridge and a PostgreSQL database (docs/poolers.md): nothing, or a
+# connection pooler (PgBouncer, Supavisor...) in session or transaction mode.
+Pooler = Literal["none", "session", "transaction"]
+POOLERS: tuple[Pooler, ...] = get_args(Pooler)
 
 
 @dataclass(slots=True)

@@ -1,10 +1,22 @@
 """PostgreSQL tenant connections: raw asyncpg, our own prepared-statement cache, typed errors.
 
+What a connection does depends on the pooler declared with it (`docs/poolers.md`):
+
+- `none` (direct): the statement timeout is a startup parameter, named prepared statements are
+  cached per connection;
+- `session`: as direct, except that the timeout is `SET` once the connection is open (poolers
+  refuse startup parameters they do not know); the server connection is ours while ours lives;
+- `transaction`: each statement runs in a transaction of its own (`BEGIN; SET LOCAL
+  statement_timeout`, the statement, `COMMIT`), unnamed (asyncpg `statement_cache_size=0`), and
+  leaves no session state behind: the next transaction may run on another server connection, and
+  the one it borrowed serves other clients next.
+
 Error mapping follows `tenancy.engines`; SQLSTATE classes are named from the PostgreSQL manual.
 """
 
 from __future__ import annotations
 
+import re
 import socket
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -15,7 +27,7 @@ import asyncpg
 import orjson
 from asyncpg.exceptions import InvalidCachedStatementError, OutdatedSchemaCacheError
 
-from tenancy.engines.base import QueryResult, quoted, timeout_message
+from tenancy.engines.base import Pooler, QueryResult, quoted, timeout_message
 from tenancy.errors import BadRequest, Conflict, ServiceUnavailable, StkError, Timeout
 from tenancy.types import pg_json
 
@@ -25,22 +37,38 @@ _STATEMENT_CACHE_SIZE = 100
 # The server enforces the statement timeout; this client-side margin only catches a server that
 # stopped answering altogether.
 _BACKSTOP_S = 1.0
+# A statement run: the prepared statement, whether it has a result set, its records.
+_Ran = tuple[Any, bool, list[Any]]
 # Command tags after which a PostgreSQL session is as we opened it (docs/decisions.md).
 _SESSION_SAFE_TAGS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "MERGE"})
+# A statement opening the caller's own transaction (schema apply runs `BEGIN` ... `COMMIT`).
+_OPENS_TRANSACTION = re.compile(r"\s*(BEGIN|START\s+TRANSACTION)\b", re.IGNORECASE)
+# What DISCARD ALL does, in the forms a transaction block allows (PostgreSQL manual, DISCARD):
+# run before COMMIT in transaction mode after a statement that may have changed the session.
+_RESET_SESSION = (
+    "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; CLOSE ALL; UNLISTEN *; "
+    "SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES"
+)
+# The registration check's statement: parameterized and prepared, as every request's is.
+_CHECK_SQL = "SELECT $1::int AS ok"
+_LOST_STATEMENT = (
+    "Tenant database unavailable: a prepared statement did not survive to the next transaction,"
+    ' as behind a pooler in transaction mode; register the connection with "pooler": "transaction"'
+)
 
 
-async def verify(url: str, timeout_s: float) -> None:
-    """Connect, run `SELECT 1`, close; a failure is a BadRequest with a sanitized reason."""
+async def verify(url: str, timeout_s: float, pooler: Pooler = "none") -> None:
+    """The registration check, through the runtime's own path: a connection opened as pools open
+    them, the runtime's kind of statement (parameterized, prepared) run twice, closed. A failure
+    is a BadRequest with a sanitized reason."""
+    conn = await PgConnection.open(url, int(timeout_s * 1000), timeout_s, pooler, checking=True)
     try:
-        conn = await asyncpg.connect(
-            url, timeout=timeout_s, server_settings={"application_name": APPLICATION_NAME}
-        )
-        try:
-            await conn.fetchval("SELECT 1", timeout=timeout_s)
-        finally:
-            await conn.close(timeout=timeout_s)
-    except Exception as exc:
-        raise BadRequest(f"Connection check failed: {_connect_reason(exc, url)}") from None
+        for _ in range(2):
+            await conn.run(_CHECK_SQL, (1,))
+    except StkError as exc:
+        raise BadRequest(f"Connection check failed: {exc.message}") from None
+    finally:
+        await conn.close()
 
 
 class PgConnection:
@@ -48,56 +76,72 @@ class PgConnection:
 
     We prepare statements ourselves because only a PreparedStatement tells whether a statement
     has a result set (`get_attributes()`) and its status (`get_statusmsg()`); asyncpg's pool
-    invalidates PreparedStatements on every release, hence our own pool and cache.
+    invalidates PreparedStatements on every release, hence our own pool and cache. Whether a
+    statement has a result set is kept beside it: `get_attributes()` builds its column
+    descriptions anew on every call (`docs/decisions.md`, hot path). Behind a pooler in
+    transaction mode nothing is cached: statements are unnamed (module docstring).
     """
 
-    __slots__ = ("_conn", "_statements", "_timeout_ms", "broken")
+    __slots__ = ("_conn", "_local_timeout", "_pooler", "_statements", "_timeout_ms", "broken")
 
-    def __init__(self, conn: asyncpg.Connection, statement_timeout_ms: int) -> None:
+    def __init__(self, conn: asyncpg.Connection, statement_timeout_ms: int, pooler: Pooler) -> None:
         self._conn = conn
         self._timeout_ms = statement_timeout_ms
-        self._statements: OrderedDict[str, Any] = OrderedDict()
+        self._pooler = pooler
+        self._local_timeout = f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"
+        self._statements: OrderedDict[str, tuple[Any, bool]] = OrderedDict()
         self.broken = False
 
     @classmethod
     async def open(
-        cls, url: str, statement_timeout_ms: int, connect_timeout_s: float
+        cls,
+        url: str,
+        statement_timeout_ms: int,
+        connect_timeout_s: float,
+        pooler: Pooler = "none",
+        *,
+        checking: bool = False,
     ) -> PgConnection:
-        settings = {
-            "application_name": APPLICATION_NAME,
-            "statement_timeout": str(statement_timeout_ms),
-        }
+        """A connection for `pooler`; a failure is a ServiceUnavailable, or with `checking` (the
+        registration check) a BadRequest whose reason also names the host and port."""
+        settings = {"application_name": APPLICATION_NAME}
+        if pooler == "none":
+            settings["statement_timeout"] = str(statement_timeout_ms)
         try:
-            conn = await asyncpg.connect(url, timeout=connect_timeout_s, server_settings=settings)
+            conn = await asyncpg.connect(
+                url,
+                timeout=connect_timeout_s,
+                server_settings=settings,
+                statement_cache_size=0 if pooler == "transaction" else _STATEMENT_CACHE_SIZE,
+            )
         except Exception as exc:
-            reason = _connect_reason(exc, None)
-            raise ServiceUnavailable(f"Tenant database unavailable: {reason}") from None
+            reason = _connect_reason(exc, url if checking else None, pooler)
+            raise _connect_error(reason, checking) from None
         try:
             for name in ("json", "jsonb"):
                 await conn.set_type_codec(
                     name, schema="pg_catalog", encoder=pg_json, decoder=orjson.loads
                 )
+            if pooler == "session":
+                await conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
         except BaseException as exc:
             conn.terminate()
             if isinstance(exc, Exception):
-                raise ServiceUnavailable("Tenant database unavailable: setup failed") from None
+                raise _connect_error("setup failed", checking) from None
             raise
-        return cls(conn, statement_timeout_ms)
+        return cls(conn, statement_timeout_ms, pooler)
 
     async def run(self, sql: str, args: Sequence[Any]) -> QueryResult:
         backstop = self._timeout_ms / 1000 + _BACKSTOP_S
         try:
-            try:
-                statement = await self._prepare(sql, backstop)
-                records = await statement.fetch(*args, timeout=backstop)
-            except (InvalidCachedStatementError, OutdatedSchemaCacheError):
-                # The tenant's schema changed under a cached plan: prepare again, once.
-                del self._statements[sql]
-                statement = await self._prepare(sql, backstop)
-                records = await statement.fetch(*args, timeout=backstop)
+            if self._pooler == "transaction":
+                statement, has_rows, records = await self._in_transaction(sql, args, backstop)
+            else:
+                statement, has_rows, records = await self._cached(sql, args, backstop)
         except asyncpg.PostgresError as exc:
-            error = _statement_error(exc, self._timeout_ms)
-            self.broken = isinstance(error, ServiceUnavailable)
+            error = _statement_error(exc, self._timeout_ms, self._pooler)
+            if isinstance(error, ServiceUnavailable):
+                self.broken = True
             raise error from None
         except TimeoutError:
             self.broken = True
@@ -111,20 +155,65 @@ class PgConnection:
         status: str = statement.get_statusmsg()
         if status.partition(" ")[0] not in _SESSION_SAFE_TAGS:
             self.broken = True  # SET, LISTEN, DECLARE, BEGIN...: never reuse that session
-        if statement.get_attributes():
+        if has_rows:
             return QueryResult([dict(record.items()) for record in records], None)
         return QueryResult(None, _affected(status))
 
-    async def _prepare(self, sql: str, backstop_s: float) -> Any:
-        statement = self._statements.get(sql)
-        if statement is not None:
+    async def _cached(self, sql: str, args: Sequence[Any], backstop_s: float) -> _Ran:
+        """Direct or session: the statement prepared once per connection, then reused."""
+        try:
+            statement, has_rows = await self._prepare(sql, backstop_s)
+            return statement, has_rows, await statement.fetch(*args, timeout=backstop_s)
+        except (InvalidCachedStatementError, OutdatedSchemaCacheError):
+            # The tenant's schema changed under a cached plan: prepare again, once.
+            del self._statements[sql]
+            statement, has_rows = await self._prepare(sql, backstop_s)
+            return statement, has_rows, await statement.fetch(*args, timeout=backstop_s)
+
+    async def _prepare(self, sql: str, backstop_s: float) -> tuple[Any, bool]:
+        """The prepared statement of `sql` and whether it has a result set."""
+        found = self._statements.get(sql)
+        if found is not None:
             self._statements.move_to_end(sql)
-            return statement
+            return found
         statement = await self._conn.prepare(sql, timeout=backstop_s)
-        self._statements[sql] = statement
+        found = self._statements[sql] = (statement, bool(statement.get_attributes()))
         if len(self._statements) > _STATEMENT_CACHE_SIZE:
             self._statements.popitem(last=False)
-        return statement
+        return found
+
+    async def _in_transaction(self, sql: str, args: Sequence[Any], backstop_s: float) -> _Ran:
+        """Transaction mode: the statement in a transaction of its own, so that the pooler keeps
+        one server connection for all of it; what it may have changed in the session is reset
+        before COMMIT. Statements of the caller's own transaction run as they are."""
+        conn = self._conn
+        if conn.is_in_transaction():
+            return await self._unnamed(sql, args, backstop_s)
+        if _OPENS_TRANSACTION.match(sql):
+            done = await self._unnamed(sql, args, backstop_s)
+            if conn.is_in_transaction():  # the timeout holds for the caller's transaction
+                await conn.execute(self._local_timeout, timeout=backstop_s)
+            return done
+        await conn.execute(f"BEGIN; {self._local_timeout}", timeout=backstop_s)
+        try:
+            ran = await self._unnamed(sql, args, backstop_s)
+            statement = ran[0]
+            if conn.is_in_transaction():
+                if statement.get_statusmsg().partition(" ")[0] not in _SESSION_SAFE_TAGS:
+                    await conn.execute(_RESET_SESSION, timeout=backstop_s)
+                await conn.execute("COMMIT", timeout=backstop_s)
+        except asyncpg.PostgresError:
+            if conn.is_in_transaction():
+                await conn.execute("ROLLBACK", timeout=backstop_s)
+            raise
+        return ran
+
+    async def _unnamed(self, sql: str, args: Sequence[Any], backstop_s: float) -> _Ran:
+        # With statement_cache_size=0 asyncpg prepares the unnamed statement, and parses it again
+        # with each execution (asyncpg FAQ, "pgbouncer").
+        statement = await self._conn.prepare(sql, timeout=backstop_s)
+        has_rows = bool(statement.get_attributes())
+        return statement, has_rows, await statement.fetch(*args, timeout=backstop_s)
 
     def discard(self) -> None:
         self._conn.terminate()
@@ -168,8 +257,11 @@ _SQLSTATE_CLASSES = {
 _UNAVAILABLE_CLASSES = frozenset({"08", "53", "57", "58", "F0", "XX"})
 
 
-def _statement_error(exc: asyncpg.PostgresError, timeout_ms: int) -> StkError:
+def _statement_error(exc: asyncpg.PostgresError, timeout_ms: int, pooler: Pooler) -> StkError:
     code: str = exc.sqlstate or "XX000"
+    if code in ("26000", "42P05") and pooler != "transaction" and "__asyncpg_" in str(exc):
+        # One of our named statements is missing, or already there, on the server connection.
+        return ServiceUnavailable(_LOST_STATEMENT)
     constraint = quoted(getattr(exc, "constraint_name", None))
     if code == "23505":
         return Conflict(f"Unique constraint{constraint} violated")
@@ -192,11 +284,26 @@ def _statement_error(exc: asyncpg.PostgresError, timeout_ms: int) -> StkError:
     )
 
 
-def _connect_reason(exc: BaseException, url: str | None) -> str:
+def _connect_error(reason: str, checking: bool) -> StkError:
+    if checking:
+        return BadRequest(f"Connection check failed: {reason}")
+    return ServiceUnavailable(f"Tenant database unavailable: {reason}")
+
+
+def _connect_reason(exc: BaseException, url: str | None, pooler: Pooler) -> str:
     """A reason fit for an operator: fixed words plus, for network errors, host and port."""
     where = f"could not connect to {_address(url)}: " if url else ""
     if isinstance(exc, asyncpg.PostgresError):
         code = exc.sqlstate or ""
+        if code == "08P01" and "startup parameter" in str(exc):
+            refused = "server refused a startup parameter (SQLSTATE 08P01)"
+            if pooler == "none":
+                # PgBouncer: "unsupported startup parameter: statement_timeout".
+                return (
+                    f"{refused}, as connection poolers do; register the connection with"
+                    ' "pooler": "transaction" (or "session", the pooler\'s mode)'
+                )
+            return refused
         if code == "3D000":
             return "database does not exist"
         if code.startswith("28"):

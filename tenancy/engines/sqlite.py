@@ -105,6 +105,16 @@ def path_of(url: str) -> str:
     return path
 
 
+def private_file(path: str) -> None:
+    """Make `path` (and any journal beside it) readable by this user only, creating it empty if
+    missing: SQLite gives the `-wal` and `-shm` files it creates the database file's mode, so
+    0600 here keeps the whole database private (`docs/security.md`; issue 9 row 8)."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        if os.path.exists(name):
+            os.chmod(name, 0o600)
+
+
 def _rw_uri(path: str) -> str:
     return f"file:{quote(path)}?mode=rw"
 

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from tenancy.redis_url import split_prefix
+from tenancy.redis_url import RedisOptions, connect
 
 if TYPE_CHECKING:
     from tenancy.storage.credentials import StoreCredentials
@@ -48,11 +48,17 @@ class KVStore(ABC):
     async def close(self) -> None: ...
 
 
-def open_kv(url: str, *, s3_credentials: StoreCredentials | None = None) -> KVStore:
+def open_kv(
+    url: str,
+    *,
+    s3_credentials: StoreCredentials | None = None,
+    redis: RedisOptions | None = None,
+) -> KVStore:
     """`memory://`, `file:///abs/path`, `redis[s]://host:port/db[?prefix=ns:]` or
     `s3://bucket/prefix[?region=&endpoint=]`.
 
     `s3_credentials` are the operator's keys (STK_KV_S3_*); None uses the standard AWS chain.
+    `redis` bounds a Redis client's waits (STK_REDIS_*); None: the settings' defaults.
     """
     parts = urlsplit(url)
     if parts.scheme == "memory":
@@ -70,8 +76,7 @@ def open_kv(url: str, *, s3_credentials: StoreCredentials | None = None) -> KVSt
             raise ValueError(f"KV URL {url!r} has no host")
         from tenancy.kv.redis import RedisKV
 
-        plain, prefix = split_prefix(url)
-        return RedisKV(plain, prefix=prefix)
+        return RedisKV(connect(url, redis or RedisOptions()))
     if parts.scheme == "s3":
         from tenancy.kv.s3 import S3KV, parse_s3_url
 

@@ -44,7 +44,9 @@ class FileKV(KVStore):
         try:
             self._root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ServiceUnavailable(f"KV directory {root} is not usable: {exc}") from exc
+            raise ServiceUnavailable(
+                f"KV directory {root} is not usable: {exc}", dependency="KV store"
+            ) from exc
 
     async def get(self, key: str) -> bytes | None:
         return await self._run(self._read, _filename(key))
@@ -71,7 +73,9 @@ class FileKV(KVStore):
         try:
             return await asyncio.to_thread(fn, *args)
         except OSError as exc:
-            raise ServiceUnavailable(f"KV directory {self._root} failed: {exc}") from exc
+            raise ServiceUnavailable(
+                f"KV directory {self._root} failed: {exc}", dependency="KV store"
+            ) from exc
 
     # Blocking parts, run in a worker thread.
 
@@ -107,7 +111,9 @@ class FileKV(KVStore):
 
     def _ping(self) -> None:
         if not self._root.is_dir() or not os.access(self._root, os.W_OK):
-            raise ServiceUnavailable(f"KV directory {self._root} is missing or not writable")
+            raise ServiceUnavailable(
+                f"KV directory {self._root} is missing or not writable", dependency="KV store"
+            )
 
     def _write(self, name: str, value: bytes) -> None:
         tmp = self._root / f".tmp-{uuid.uuid4().hex}"

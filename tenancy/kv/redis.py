@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import cast
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from tenancy.errors import ServiceUnavailable
 from tenancy.kv import KVStore
+from tenancy.redis_url import RedisClient
 
 # ARGV: has_expected ("1"/"0"), expected, has_value ("1"/"0"), value.
 _CAS = """
@@ -41,9 +41,10 @@ def _glob_escape(text: str) -> str:
 
 
 class RedisKV(KVStore):
-    def __init__(self, url: str, *, prefix: str = "") -> None:
-        self._prefix = prefix
-        self._client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    def __init__(self, redis: RedisClient) -> None:
+        # Timeouts, retry and health checks: `tenancy/redis_url.py`.
+        self._prefix = redis.prefix
+        self._client = redis.client
         self._cas_script = self._client.register_script(_CAS)
 
     async def get(self, key: str) -> bytes | None:

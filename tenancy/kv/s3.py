@@ -110,7 +110,9 @@ class S3KV(KVStore):
             )
             if answer.get("Errors"):
                 code = answer["Errors"][0].get("Code")
-                raise ServiceUnavailable(f"KV store (s3) could not delete: {code}")
+                raise ServiceUnavailable(
+                    f"KV store (s3) could not delete: {code}", dependency="KV store"
+                )
 
     async def keys(self, prefix: str) -> list[str]:
         start = len(self._prefix)
@@ -164,7 +166,9 @@ class S3KV(KVStore):
                         answer["Body"] = await body.read()
                 return answer
         except (TimeoutError, BotoCoreError, aiohttp.ClientError, OSError) as exc:
-            raise ServiceUnavailable(f"KV store (s3) unavailable: {type(exc).__name__}") from None
+            raise ServiceUnavailable(
+                f"KV store (s3) unavailable: {type(exc).__name__}", dependency="KV store"
+            ) from None
 
     async def _open(self) -> Any:
         if self._client is None:
@@ -186,4 +190,6 @@ def _code(exc: ClientError) -> str:
 
 
 def _unavailable(exc: ClientError) -> ServiceUnavailable:
-    return ServiceUnavailable(f"KV store (s3) refused the request ({_code(exc)})")
+    return ServiceUnavailable(
+        f"KV store (s3) refused the request ({_code(exc)})", dependency="KV store"
+    )

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import migrations
+from tenancy.keyring import Keyring
 
 LOCK_KEY = 0x5354_4B42  # "STKB": the registry migration lock
 
@@ -21,12 +22,16 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Upgrade on a connection of `engine`, so SQLite in-memory and tests share it."""
+async def upgrade(
+    engine: AsyncEngine, revision: str = "head", keyring: Keyring | None = None
+) -> None:
+    """Upgrade on a connection of `engine`, so SQLite in-memory and tests share it. `keyring`
+    lets a revision re-seal stored values (0004); one that needs it and has none stops."""
 
     def run(connection: object) -> None:
         config = alembic_config(str(engine.url))
         config.attributes["connection"] = connection
+        config.attributes["keyring"] = keyring
         command.upgrade(config, revision)
 
     async with engine.begin() as connection:

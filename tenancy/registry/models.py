@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -226,3 +227,23 @@ class AuditEntry(Base):
     env: Mapped[str | None] = mapped_column(String(31), nullable=True)
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class PublishIntent(Base):
+    """A release pointer move under way (`tenancy/outbox.py`): written before the manifest moves,
+    marked audited in the transaction that writes its audit entry, deleted once announced. No
+    foreign key: an intent of a project deleted meanwhile is simply dropped by the drain."""
+
+    __tablename__ = "publish_outbox"
+
+    id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    action: Mapped[str] = mapped_column(String(32))
+    project: Mapped[str] = mapped_column(String(63))
+    env: Mapped[str] = mapped_column(String(31))
+    # The move's `publishedAt` in the manifest: how a drain tells whether the move happened.
+    published_at: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    audited: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

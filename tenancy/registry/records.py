@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from tenancy.engines.base import Pooler
 from tenancy.limits import Limits
 from tenancy.types import Engine
 
@@ -58,6 +59,7 @@ class ConnectionInfo:
     url: str
     version: int
     engine: Engine
+    pooler: Pooler = "none"  # docs/poolers.md
 
     def __repr__(self) -> str:
         return f"ConnectionInfo(alias={self.alias!r}, version={self.version})"

@@ -83,14 +83,20 @@ class ReleaseStore:
         raw = await self._kv.get(_manifest_key(project))
         return None if raw is None else Manifest.parse(raw)
 
-    async def publish(self, project: str, env: str, release_id: str, ref: str | None) -> Manifest:
-        """Point `env` at a stored bundle; publishing the current release changes nothing."""
+    async def publish(
+        self, project: str, env: str, release_id: str, ref: str | None, at: str | None = None
+    ) -> Manifest:
+        """Point `env` at a stored bundle; publishing the current release changes nothing.
+
+        `at` is the move's `publishedAt` (default: now); the outbox names a move by it."""
         _check_env(env)
         await self.get_bundle(project, release_id)  # never point at a missing or corrupt bundle
-        entry = Publication(release_id, ref, now())
+        entry = Publication(release_id, ref, at or now())
         return await self._update(project, lambda manifest: manifest.point(env, entry))
 
-    async def rollback(self, project: str, env: str, release_id: str) -> Manifest:
+    async def rollback(
+        self, project: str, env: str, release_id: str, at: str | None = None
+    ) -> Manifest:
         """Point `env` back at a release from its history; the move is recorded in history."""
         _check_env(env)
 
@@ -100,11 +106,11 @@ class ReleaseStore:
             past = next((e for e in history if e.release == release_id), None)
             if past is None:
                 raise NotFound(f"release {release_id} is not in the history of {env}")
-            return manifest.point(env, Publication(release_id, past.ref, now()))
+            return manifest.point(env, Publication(release_id, past.ref, at or now()))
 
         return await self._update(project, change)
 
-    async def promote(self, project: str, from_env: str, to_env: str) -> str:
+    async def promote(self, project: str, from_env: str, to_env: str, at: str | None = None) -> str:
         """Copy `from_env`'s current release id to `to_env`; returns that id."""
         _check_env(from_env)
         _check_env(to_env)
@@ -113,7 +119,8 @@ class ReleaseStore:
             source = manifest.envs.get(from_env)
             if source is None:
                 raise NotFound(f"env {from_env} has no release")
-            return manifest.point(to_env, Publication(source.release, source.current.ref, now()))
+            entry = Publication(source.release, source.current.ref, at or now())
+            return manifest.point(to_env, entry)
 
         release = (await self._update(project, change)).release(to_env)
         assert release is not None  # `change` pointed it or found it already pointed

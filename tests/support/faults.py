@@ -1,8 +1,10 @@
 """A controllable TCP proxy for fault tests: pass, blackhole, refuse or cut a dependency.
 
-Modes: `pass` (forward to the target), `blackhole` (accept, read, never answer), and refusing
+Modes: `pass` (forward to the target), `blackhole` (accept, read, never answer; connections
+already open stop forwarding too, as a hung host or a dropped route would), and refusing
 (`refuse()`: the port is closed, so connects are refused; `accept()` opens it again on the same
-port). `cut()` drops every connection in flight, as a failover or a network fault would.
+port). `delay` (seconds) holds every forwarded chunk back that long. `cut()` drops every
+connection in flight, as a failover or a network fault would.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self.mode: Mode = mode
         self.port = 0
+        self.delay = 0.0
         self.accepted = 0  # connections accepted, ever
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -58,7 +61,7 @@ class TcpProxy:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
             ends.append(up_writer)
             self._writers.add(up_writer)
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
         except OSError:
             pass
         finally:
@@ -66,14 +69,17 @@ class TcpProxy:
                 self._writers.discard(end)
                 end.transport.abort()
 
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            writer.transport.abort()
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                if self.mode == "blackhole":
+                    continue  # swallowed: the peer waits for an answer that never comes
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                writer.transport.abort()

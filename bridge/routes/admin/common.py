@@ -118,3 +118,19 @@ def paging(limit: Limit = 50, cursor: str | None = None) -> Paging:
 
 
 PagingDep = Annotated[Paging, Depends(paging)]
+
+
+def answers(model: type[BaseModel], status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """`responses=` of a route that answers `model` (the routes return plain `Response`s, so
+    FastAPI learns the shape only from here): the admin OpenAPI document (`docs/admin.md`)."""
+    return {status: {"model": model, "description": "OK"}}
+
+
+class Answer(BaseModel):
+    """An answer's documented shape; never used to validate or serialize."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(Answer):
+    nextCursor: str | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter
 from starlette.responses import Response
@@ -12,11 +13,14 @@ from bridge import responses
 from bridge.routes.admin.common import (
     ActorDep,
     AdminRoute,
+    Answer,
     Body,
     CallerDep,
     Limit,
+    Page,
     PagingDep,
     RuntimeDep,
+    answers,
 )
 from tenancy import audit
 from tenancy.control import apikeys, secrets
@@ -33,7 +37,61 @@ class NewApiKey(Body):
     roles: list[str] = []
 
 
-@router.post("/projects/{project}/envs/{env}/api-keys", status_code=201)
+class ApiKey(Answer):
+    keyId: str
+    name: str
+    roles: list[str]
+    status: str
+    createdAt: str
+    lastUsedAt: str | None
+
+
+class ApiKeys(Page):
+    items: list[ApiKey]
+
+
+class NewKey(Answer):
+    keyId: str
+    name: str
+    roles: list[str]
+    status: str
+    createdAt: str
+    lastUsedAt: str | None
+    apiKey: str
+
+
+class Rewrapped(Answer):
+    rewrapped: int
+    byKid: dict[str, int]
+
+
+class KeyStatus(Answer):
+    activeKid: str
+    byKid: dict[str, int]
+
+
+class DekRotated(Answer):
+    secrets: int
+
+
+class AuditEntry(Answer):
+    id: str
+    ts: str
+    actor: str
+    action: str
+    project: str | None
+    env: str | None
+    requestId: str | None
+    detail: dict[str, Any]
+
+
+class AuditPage(Page):
+    items: list[AuditEntry]
+
+
+@router.post(
+    "/projects/{project}/envs/{env}/api-keys", status_code=201, responses=answers(NewKey, 201)
+)
 async def create_api_key(
     project: str, env: str, body: NewApiKey, actor: ActorDep, rt: RuntimeDep
 ) -> Response:
@@ -41,7 +99,7 @@ async def create_api_key(
     return responses.json(answer, 201)
 
 
-@router.get("/projects/{project}/envs/{env}/api-keys")
+@router.get("/projects/{project}/envs/{env}/api-keys", responses=answers(ApiKeys))
 async def list_api_keys(
     project: str,
     env: str,
@@ -60,22 +118,22 @@ async def revoke_api_key(
     return responses.empty()
 
 
-@router.post("/keys/rewrap")
+@router.post("/keys/rewrap", responses=answers(Rewrapped))
 async def rewrap(actor: ActorDep, rt: RuntimeDep) -> Response:
     return responses.json(await secrets.rewrap(rt, actor))
 
 
-@router.get("/keys/status")
+@router.get("/keys/status", responses=answers(KeyStatus))
 async def key_status(rt: RuntimeDep, _: ActorDep) -> Response:
     return responses.json(await secrets.key_status(rt))
 
 
-@router.post("/projects/{project}/rotate-dek")
+@router.post("/projects/{project}/rotate-dek", responses=answers(DekRotated))
 async def rotate_dek(project: str, actor: ActorDep, rt: RuntimeDep) -> Response:
     return responses.json({"secrets": await secrets.rotate_dek(rt, actor, project)})
 
 
-@router.get("/audit")
+@router.get("/audit", responses=answers(AuditPage))
 async def audit_log(
     rt: RuntimeDep,
     caller: CallerDep,

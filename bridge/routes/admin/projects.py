@@ -8,7 +8,17 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from bridge import responses
-from bridge.routes.admin.common import ActorDep, AdminRoute, Body, CallerDep, Limit, RuntimeDep
+from bridge.routes.admin.common import (
+    ActorDep,
+    AdminRoute,
+    Answer,
+    Body,
+    CallerDep,
+    Limit,
+    Page,
+    RuntimeDep,
+    answers,
+)
 from tenancy.control import projects
 from tenancy.errors import BadRequest
 
@@ -33,13 +43,47 @@ class NewEnv(Body):
     id: str
 
 
-@router.post("/projects", status_code=201)
+class Project(Answer):
+    id: str
+    status: str
+    envs: list[str]
+    defaultEnv: str
+    hosts: list[str]
+    limits: dict[str, int]
+    createdAt: str
+    updatedAt: str
+
+
+class Projects(Page):
+    items: list[Project]
+
+
+class Env(Answer):
+    id: str
+    project: str
+
+
+class EnvStatus(Answer):
+    release: str | None
+    publishedAt: str | None
+    releaseCached: bool
+    pools: list[dict[str, Any]]
+    lastError: str | None
+
+
+class Status(Answer):
+    id: str
+    status: str
+    envs: dict[str, EnvStatus]
+
+
+@router.post("/projects", status_code=201, responses=answers(Project, 201))
 async def create_project(body: NewProject, actor: ActorDep, rt: RuntimeDep) -> Response:
     record = await projects.create(rt, actor, body.id, body.envs, body.defaultEnv, body.hosts)
     return responses.json(projects.project_json(record), 201)
 
 
-@router.get("/projects")
+@router.get("/projects", responses=answers(Projects))
 async def list_projects(
     rt: RuntimeDep, caller: CallerDep, limit: Limit = 50, cursor: str | None = None
 ) -> Response:
@@ -52,12 +96,12 @@ async def list_projects(
     return responses.json({"items": items, "nextCursor": next_cursor})
 
 
-@router.get("/projects/{project}")
+@router.get("/projects/{project}", responses=answers(Project))
 async def get_project(project: str, rt: RuntimeDep, _: ActorDep) -> Response:
     return responses.json(projects.project_json(await projects.require_project(rt, project)))
 
 
-@router.patch("/projects/{project}")
+@router.patch("/projects/{project}", responses=answers(Project))
 async def patch_project(
     project: str, body: ProjectChanges, actor: ActorDep, rt: RuntimeDep
 ) -> Response:
@@ -74,7 +118,7 @@ async def delete_project(project: str, actor: ActorDep, rt: RuntimeDep) -> Respo
     return responses.empty()
 
 
-@router.post("/projects/{project}/envs", status_code=201)
+@router.post("/projects/{project}/envs", status_code=201, responses=answers(Env, 201))
 async def create_env(project: str, body: NewEnv, actor: ActorDep, rt: RuntimeDep) -> Response:
     await projects.create_env(rt, actor, project, body.id)
     return responses.json({"id": body.id, "project": project}, 201)
@@ -86,6 +130,6 @@ async def delete_env(project: str, env: str, actor: ActorDep, rt: RuntimeDep) ->
     return responses.empty()
 
 
-@router.get("/projects/{project}/status")
+@router.get("/projects/{project}/status", responses=answers(Status))
 async def project_status(project: str, rt: RuntimeDep, _: ActorDep) -> Response:
     return responses.json(await projects.status(rt, project))

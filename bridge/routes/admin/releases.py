@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from pydantic import Field
 from starlette.responses import Response
 
 from bridge import responses
-from bridge.routes.admin.common import ActorDep, AdminRoute, Body, PagingDep, RuntimeDep
+from bridge.routes.admin.common import (
+    ActorDep,
+    AdminRoute,
+    Answer,
+    Body,
+    Page,
+    PagingDep,
+    RuntimeDep,
+    answers,
+)
 from tenancy.control import releases
 
 router = APIRouter(prefix="/projects/{project}", route_class=AdminRoute)
@@ -29,7 +40,35 @@ class PromoteBody(Body):
     to: str
 
 
-@router.post("/envs/{env}/releases", status_code=201)
+class Published(Answer):
+    release: str
+    reused: bool
+    ddl: list[str]
+    dryRun: bool
+    storage: dict[str, Any] | None = None  # dry runs only
+
+
+class HistoryEntry(Answer):
+    release: str
+    ref: str | None
+    publishedAt: str
+    current: bool
+
+
+class History(Page):
+    items: list[HistoryEntry]
+
+
+class Current(Answer):
+    release: str
+    compiled: dict[str, Any]
+
+
+class ReleaseRef(Answer):
+    release: str
+
+
+@router.post("/envs/{env}/releases", status_code=201, responses=answers(Published, 201))
 async def publish(
     project: str, env: str, body: PublishBody, actor: ActorDep, rt: RuntimeDep
 ) -> Response:
@@ -39,7 +78,7 @@ async def publish(
     return responses.json(answer, 201)
 
 
-@router.get("/envs/{env}/releases")
+@router.get("/envs/{env}/releases", responses=answers(History))
 async def history(
     project: str,
     env: str,
@@ -50,18 +89,18 @@ async def history(
     return responses.json(paging.page(await releases.history(rt, project, env)))
 
 
-@router.get("/envs/{env}/releases/current")
+@router.get("/envs/{env}/releases/current", responses=answers(Current))
 async def current(project: str, env: str, rt: RuntimeDep, _: ActorDep) -> Response:
     return responses.json(await releases.current(rt, project, env))
 
 
-@router.post("/envs/{env}/releases/rollback")
+@router.post("/envs/{env}/releases/rollback", responses=answers(ReleaseRef))
 async def rollback(
     project: str, env: str, body: RollbackBody, actor: ActorDep, rt: RuntimeDep
 ) -> Response:
     return responses.json(await releases.rollback(rt, actor, project, env, body.release))
 
 
-@router.post("/promote")
+@router.post("/promote", responses=answers(ReleaseRef))
 async def promote(project: str, body: PromoteBody, actor: ActorDep, rt: RuntimeDep) -> Response:
     return responses.json(await releases.promote(rt, actor, project, body.source, body.to))

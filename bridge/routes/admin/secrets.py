@@ -6,21 +6,53 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from bridge import responses
-from bridge.routes.admin.common import ActorDep, AdminRoute, Body, PagingDep, RuntimeDep
+from bridge.routes.admin.common import (
+    ActorDep,
+    AdminRoute,
+    Answer,
+    Body,
+    Page,
+    PagingDep,
+    RuntimeDep,
+    answers,
+)
 from tenancy.control import secrets
+from tenancy.pools import Pooler
 
 router = APIRouter(prefix="/projects/{project}/envs/{env}", route_class=AdminRoute)
 
 
 class ConnectionBody(Body):
     url: str
+    pooler: Pooler = "none"  # docs/poolers.md
 
 
 class SecretBody(Body):
     value: str
 
 
-@router.put("/connections/{alias}")
+class Connection(Answer):
+    alias: str
+    engine: str | None
+    version: int
+    updatedAt: str
+
+
+class Connections(Page):
+    items: list[Connection]
+
+
+class Secret(Answer):
+    name: str
+    version: int
+    updatedAt: str
+
+
+class Secrets(Page):
+    items: list[Secret]
+
+
+@router.put("/connections/{alias}", responses=answers(Connection))
 async def put_connection(
     project: str,
     env: str,
@@ -30,11 +62,13 @@ async def put_connection(
     rt: RuntimeDep,
     verify: bool = True,
 ) -> Response:
-    answer = await secrets.set_connection(rt, actor, project, env, alias, body.url, verify)
+    answer = await secrets.set_connection(
+        rt, actor, project, env, alias, body.url, verify, body.pooler
+    )
     return responses.json(answer)
 
 
-@router.get("/connections")
+@router.get("/connections", responses=answers(Connections))
 async def list_connections(
     project: str, env: str, rt: RuntimeDep, _: ActorDep, paging: PagingDep
 ) -> Response:
@@ -50,14 +84,14 @@ async def delete_connection(
     return responses.empty()
 
 
-@router.put("/secrets/{name}")
+@router.put("/secrets/{name}", responses=answers(Secret))
 async def put_secret(
     project: str, env: str, name: str, body: SecretBody, actor: ActorDep, rt: RuntimeDep
 ) -> Response:
     return responses.json(await secrets.set_secret(rt, actor, project, env, name, body.value))
 
 
-@router.get("/secrets")
+@router.get("/secrets", responses=answers(Secrets))
 async def list_secrets(
     project: str, env: str, rt: RuntimeDep, _: ActorDep, paging: PagingDep
 ) -> Response:

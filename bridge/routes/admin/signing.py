@@ -6,12 +6,16 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from bridge import responses
-from bridge.routes.admin.common import ActorDep, AdminRoute, RuntimeDep
+from bridge.routes.admin.common import ActorDep, AdminRoute, Answer, RuntimeDep, answers
 from tenancy.control import signing
 
 router = APIRouter(route_class=AdminRoute)
 
 
-@router.post("/projects/{project}/envs/{env}/signing-keys/rotate")
+class Rotated(Answer):
+    kid: str
+
+
+@router.post("/projects/{project}/envs/{env}/signing-keys/rotate", responses=answers(Rotated))
 async def rotate_signing_keys(project: str, env: str, actor: ActorDep, rt: RuntimeDep) -> Response:
     return responses.json(await signing.rotate(rt, actor, project, env))

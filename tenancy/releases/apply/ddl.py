@@ -20,7 +20,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from tenancy.engines import Connection, connector, engine_of
+from tenancy.engines import Connection, Pooler, connector, engine_of
 from tenancy.errors import Conflict, StkError
 from tenancy.releases.apply.introspect import LiveSchema, LiveTable, read_live
 from tenancy.releases.model import Column, Reference, Table
@@ -53,9 +53,14 @@ class SchemaChanges:
 
 
 async def sync_schema(
-    urls: Mapping[str, str], tables: Iterable[Table], *, apply: bool
+    urls: Mapping[str, str],
+    tables: Iterable[Table],
+    *,
+    apply: bool,
+    poolers: Mapping[str, Pooler] | None = None,
 ) -> list[str]:
-    """Plan additive DDL for every connection (alias → decrypted URL); with `apply`, run it.
+    """Plan additive DDL for every connection (alias → decrypted URL, and the pooler in front of
+    it when not none: `docs/poolers.md`); with `apply`, run it.
 
     Raises Conflict listing every non-additive difference of every connection; then nothing is
     changed anywhere. Every connection commits only once all their statements ran, so only a
@@ -68,9 +73,11 @@ async def sync_schema(
     async with AsyncExitStack() as stack:
         planned: list[tuple[str, Connection, SchemaChanges]] = []
         for alias in sorted(by_alias):
-            url = urls[alias]
+            url, pooler = urls[alias], (poolers or {}).get(alias, "none")
             engine = engine_of(url)
-            conn = await stack.enter_async_context(_transaction(alias, url, engine, write=apply))
+            conn = await stack.enter_async_context(
+                _transaction(alias, url, pooler, engine, write=apply)
+            )
             live = await _step(alias, read_live(conn, engine, list(by_alias[alias])))
             planned.append((alias, conn, plan_changes(by_alias[alias], live)))
         differences = [
@@ -95,10 +102,11 @@ async def sync_schema(
 
 @asynccontextmanager
 async def _transaction(
-    alias: str, url: str, engine: Engine, *, write: bool
+    alias: str, url: str, pooler: Pooler, engine: Engine, *, write: bool
 ) -> AsyncIterator[Connection]:
-    """A dedicated connection inside a transaction; closing it rolls back what was not committed."""
-    conn = await _step(alias, connector(url, STATEMENT_TIMEOUT_MS)())
+    """A dedicated connection inside a transaction; closing it rolls back what was not committed.
+    Behind a pooler in transaction mode, the transaction keeps one server connection for it."""
+    conn = await _step(alias, connector(url, STATEMENT_TIMEOUT_MS, pooler=pooler)())
     try:
         if engine == "sqlite":
             await _step(alias, conn.run("BEGIN IMMEDIATE" if write else "BEGIN", ()))

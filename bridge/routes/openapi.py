@@ -1,0 +1,38 @@
+"""`GET /openapi.json`: the tenant's own API description, admitted exactly like `/call`; the core
+builds and caches it (`tenancy.openapi`), this route only serves it (`docs/api.md` "OpenAPI")."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from bridge.context import info
+from bridge.state import state_of
+from tenancy.calls import admit
+from tenancy.openapi import Document, document
+
+router = APIRouter()
+
+
+@router.get("/openapi.json")
+async def tenant_openapi(request: Request) -> Response:
+    state = state_of(request)
+    admission = await admit(state.rt, state.hints(request.headers), info(request.scope))
+    doc = document(
+        admission.release, admission.principal.roles, max_rows=state.settings.select_max_rows
+    )
+    return serve(doc, request.headers.get("if-none-match"))
+
+
+def serve(doc: Document, if_none_match: str | None) -> Response:
+    """The document, or 304 when the client's copy is current (RFC 9110 weak comparison)."""
+    headers = {
+        "ETag": doc.etag,
+        "Cache-Control": "no-cache",
+        "Vary": "Authorization, X-Santokit-API-Key",
+    }
+    if if_none_match is not None:
+        tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+        if "*" in tags or doc.etag in tags:
+            return Response(status_code=304, headers=headers)
+    return Response(doc.body, media_type="application/json", headers=headers)
