@@ -7,7 +7,7 @@ S3_STAMP := $(S3_VENV)/.installed
 TS_DIR := tests/typescript
 TS_STAMP := $(TS_DIR)/node_modules/.installed
 
-.PHONY: run test lint bench bench-tools clean object-stores typescript poolers
+.PHONY: run test lint bench bench-tools bench-poolers clean object-stores typescript poolers browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,8 +23,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy tenancy bridge
 
-test: lint object-stores typescript poolers
+test: lint object-stores typescript poolers browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Debian's headless Chromium for tests/browser/ (docs/browser.md), driven by Playwright from the
+# test extra; never a downloaded browser build. A failed install does not stop `make test`: the
+# browser tests then skip with one line, or fail under STK_REQUIRE_SERVICES=1.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; } || \
+		echo "chromium not installed: browser tests will skip"
 
 # Local S3-compatible servers for the storage tests (docs/storage.md). A failed install does not
 # stop `make test`: those tests then skip with one line, or fail under STK_REQUIRE_SERVICES=1.
@@ -45,7 +53,8 @@ typescript:
 $(TS_STAMP): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
 	npm ci --prefix $(TS_DIR) --no-audit --no-fund --loglevel=error
 	touch $(TS_STAMP)
-# Debian's PgBouncer for the pooler tests and `make bench POOLER=...` (docs/poolers.md). A failed
+
+# Debian's PgBouncer for the pooler tests and `make bench-poolers` (docs/poolers.md). A failed
 # install does not stop `make test`: those tests then skip with one line, or fail under
 # STK_REQUIRE_SERVICES=1.
 poolers:
@@ -61,6 +70,10 @@ bench-tools:
 	@command -v wrk >/dev/null && command -v taskset >/dev/null || \
 		(apt-get install -y -q wrk util-linux >/dev/null || \
 		 (apt-get update -q >/dev/null && apt-get install -y -q wrk util-linux >/dev/null))
+
+# Issue 14: S1 and S2 direct vs through PgBouncer in session and transaction mode (docs/poolers.md).
+bench-poolers: $(STAMP) bench-tools poolers
+	$(BIN)/python -m bench.poolers $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) $(S3_VENV) $(TS_DIR)/node_modules .stk-bridge .pytest_cache .mypy_cache .ruff_cache

@@ -12,5 +12,5 @@ def create() -> App:
     settings = load_settings()
     flush_seconds = settings.log_flush_ms / 1000
     logs.configure(settings.log_level, settings.log_format or "json", flush_seconds)
-    keyring = Keyring.parse(settings.master_key_text() or "")
+    keyring = Keyring.parse(settings.master_key_text() or "", settings.master_key_primary)
     return create_app(settings, keyring, settings.admin_token_list())

@@ -61,9 +61,15 @@ def _keyring(settings: Settings) -> Keyring:
             ]
         )
     try:
-        return Keyring.parse(text)
+        ring = Keyring.parse(text or "")
     except KeyringError as exc:
         _fail([f"STK_MASTER_KEYS: {exc}"])
+        raise AssertionError from None
+    try:
+        return ring.with_primary(settings.master_key_primary)
+    except KeyringError as exc:
+        _fail([f"STK_MASTER_KEY_PRIMARY: {exc}"])
+        raise AssertionError from None
 
 
 @click.group(context_settings=CONTEXT)

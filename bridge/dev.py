@@ -82,7 +82,7 @@ def secrets_for(settings: Settings) -> tuple[Keyring, str]:
     tokens = settings.admin_token_list() or [
         _private_file(settings.data_dir / "admin.token", secrets.token_urlsafe(32))
     ]
-    return Keyring.parse(key_text), tokens[0]
+    return Keyring.parse(key_text, settings.master_key_primary), tokens[0]
 
 
 def _seed_database(path: Path, project: str) -> None:

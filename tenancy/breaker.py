@@ -20,7 +20,7 @@ from typing import Literal
 State = Literal["closed", "open", "half_open"]
 # A shared dependency's breaker (registry, KV store, Redis) unless settings give another
 # (`STK_DEPENDENCY_BREAKER_FAILURES`, `STK_DEPENDENCY_BREAKER_OPEN_SECONDS`).
-DEPENDENCY_FAILURES = 3
+DEPENDENCY_FAILURES = 1
 DEPENDENCY_OPEN_SECONDS = 5.0
 
 

@@ -43,6 +43,9 @@ MISS_TTL_MAX = 1.0  # an unknown tenant is never remembered longer (`docs/tenanc
 # Stale answers are logged at most once per tenant and dependency in this window.
 LOG_EVERY_SECONDS = 60.0
 LOG_OWNERS_MAX = 10_000
+# An entry's state: as loaded (fresh until it expires); a stale value re-armed after a failed
+# reload (answered until it expires, counted stale); marked stale by a change.
+FRESH, REARMED, CHANGED = 0, 1, 2
 
 
 class _Open(Exception):
@@ -82,7 +85,10 @@ class StaleOnError:
     async def load(self, cache: Cache[V], key: Key, loader: Loader[V]) -> V | None:
         """`cache`'s miss path under this policy: load through the breaker, else stale."""
         try:
-            value = await cache._load(key, lambda: self._guarded(loader))
+            # An entry a change marked stale is loaded even while the breaker is open: the change
+            # itself shows the dependency answered its writer a moment ago.
+            changed = cache.state(key) == CHANGED
+            value = await cache._load(key, lambda: self._guarded(loader, changed))
         except self._caught as exc:
             stale = cache.peek(key)
             if stale is None:
@@ -98,9 +104,9 @@ class StaleOnError:
         cache.misses += 1
         return value
 
-    async def _guarded(self, loader: Loader[V]) -> V | None:
+    async def _guarded(self, loader: Loader[V], changed: bool = False) -> V | None:
         breaker = self.breaker
-        if not breaker.allow():
+        if not breaker.allow() and not changed:
             raise _Open
         try:
             value = await loader()
@@ -190,8 +196,8 @@ class Cache(Generic[V]):
         # something else, e.g. a host) read from the value (`owner`).
         self._owner = owner
         self._reorder = ttl is None
-        # key → (expires, value, re-armed stale value?)
-        self._entries: OrderedDict[Key, tuple[float, V | None, bool]] = OrderedDict()
+        # key → (expires, value, state: FRESH, REARMED or CHANGED)
+        self._entries: OrderedDict[Key, tuple[float, V | None, int]] = OrderedDict()
         self._inflight: dict[Key, asyncio.Future[V | None]] = {}
         self._generation = 0
         # Counters for /metrics, one per lookup (see the class docstring).
@@ -209,6 +215,11 @@ class Cache(Generic[V]):
             return key[0]
         return None if value is None else self._owner(value)
 
+    def state(self, key: Key) -> int:
+        """`FRESH`, `REARMED` or `CHANGED` (a missing entry counts as `FRESH`)."""
+        entry = self._entries.get(key)
+        return entry[2] if entry is not None else FRESH
+
     def peek(self, key: Key) -> V | None:
         """The cached value even if expired or marked stale (the stale fallback); not counted."""
         entry = self._entries.get(key)
@@ -217,7 +228,7 @@ class Cache(Generic[V]):
     def fresh(self, key: Key) -> V | None:
         """The cached value if it is fresh (not expired, not stale); never loads, not counted."""
         entry = self._entries.get(key)
-        if entry is None or entry[2] or entry[0] <= time.monotonic():
+        if entry is None or entry[2] != FRESH or entry[0] <= time.monotonic():
             return None
         return entry[1]
 
@@ -236,7 +247,7 @@ class Cache(Generic[V]):
         """The fresh value, else `loader()`'s (run once for concurrent callers) and kept."""
         entry = self._entries.get(key)
         if entry is not None and entry[0] > time.monotonic():
-            if entry[2]:
+            if entry[2] == REARMED:
                 assert self.stale_on_error is not None and entry[1] is not None
                 self.stale_on_error.serve(self, key, entry[1])
                 return entry[1]
@@ -272,7 +283,7 @@ class Cache(Generic[V]):
     def put(self, key: Key, value: V | None) -> None:
         """Keep `value` (None: a miss, kept at most `miss_ttl`), evicting past the bound."""
         ttl = self.ttl if value is not None else self.miss_ttl
-        self._entries[key] = (time.monotonic() + ttl, value, False)
+        self._entries[key] = (time.monotonic() + ttl, value, FRESH)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
@@ -280,19 +291,23 @@ class Cache(Generic[V]):
     def rearm(self, key: Key, value: V, seconds: float) -> None:
         """Answer the stale `value` for `seconds` without loading (a dependency's back-off)."""
         if key in self._entries:
-            self._entries[key] = (time.monotonic() + seconds, value, True)
+            self._entries[key] = (time.monotonic() + seconds, value, REARMED)
 
     def discard(self, key: Key) -> None:
         self._entries.pop(key, None)
 
-    def invalidate(self, project: str | None = None, *, drop: bool = False) -> None:
+    def invalidate(
+        self, project: str | None = None, *, drop: bool = False, changed: bool = True
+    ) -> None:
         """A change to one project (None: to anything): its entries must not be served fresh.
 
         With a stale-on-error policy they are marked stale: the next lookup reloads, and only
         if the dependency fails is the old value answered (stale-while-error holds across a
         change). Without one, or with `drop` (a change that takes access away, where serving
         the old value would fail open: `docs/tenancy.md`), they are deleted. Misses are always
-        deleted. Loads under way are not stored.
+        deleted. Loads under way are not stored. `changed=False` (a resync: nothing is known to
+        have changed) marks entries stale without the one load past an open breaker that a
+        change earns (`StaleOnError.load`).
         """
         self._generation += 1
         keep = self.stale_on_error is not None and not drop
@@ -302,6 +317,6 @@ class Cache(Generic[V]):
                 if owner is not None and owner != project:
                     continue
             if keep and value is not None:
-                self._entries[key] = (-math.inf, value, False)
+                self._entries[key] = (-math.inf, value, CHANGED if changed else FRESH)
             else:
                 del self._entries[key]

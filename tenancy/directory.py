@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenancy.cache import Cache, StaleOnError, kv_policy, registry_policy
 from tenancy.errors import NotFound, ServiceUnavailable, StkError
+from tenancy.invalidation import RESYNC
 from tenancy.pools import engine_of
 from tenancy.principal import Principal, Tenant
 from tenancy.registry import queries
@@ -126,7 +127,7 @@ class Directory:
             self.secrets,
             *self.signing.caches,
         ):
-            cache.invalidate(project, drop=drop)
+            cache.invalidate(project, drop=drop, changed=kind != RESYNC)
         if kind == "project.delete" and project is not None:
             self.releases.invalidate(project)
 

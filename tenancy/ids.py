@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import time
@@ -43,13 +44,16 @@ def is_hostname(value: object) -> bool:
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-# Every 10-bit value as its two base32 characters: a ULID's 130 bits are 13 lookups, 5 for the
-# timestamp (48 bits behind 2 zero bits) and 8 for the 80 random bits.
+# Every 10-bit value as its two base32 characters: the 48-bit timestamp (behind 2 zero bits) is
+# 5 lookups.
 _PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
 _TIME_SHIFTS = (40, 30, 20, 10, 0)
-_RANDOM_SHIFTS = (70, 60, 50, 40, 30, 20, 10, 0)
+# 80 random bits are 10 bytes and exactly 16 base32 characters: RFC 4648 base32 of a batch, with
+# its alphabet translated to Crockford's, is each id's random part in turn.
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
 _BATCH = 256  # random parts drawn per os.urandom call
 _RANDOM_BYTES = 10
+_RANDOM_CHARS = 16
 
 
 class _UlidSource:
@@ -64,10 +68,11 @@ class _UlidSource:
         os.register_at_fork(after_in_child=self.randoms.clear)
 
     def refill(self) -> None:
-        raw = os.urandom(_RANDOM_BYTES * _BATCH)
-        for start in range(0, len(raw), _RANDOM_BYTES):
-            value = int.from_bytes(raw[start : start + _RANDOM_BYTES])
-            self.randoms.append("".join([_PAIRS[(value >> s) & 1023] for s in _RANDOM_SHIFTS]))
+        text = base64.b32encode(os.urandom(_RANDOM_BYTES * _BATCH)).translate(_TO_CROCKFORD)
+        chars = text.decode("ascii")
+        self.randoms.extend(
+            [chars[start : start + _RANDOM_CHARS] for start in range(0, len(chars), _RANDOM_CHARS)]
+        )
 
     def next(self) -> str:
         millisecond = time.time_ns() // 1_000_000

@@ -1,7 +1,10 @@
 """Master keyring: wraps each project's data key (DEK) under a master key (`docs/security.md`).
 
-The first entry is active for new wrapping; every entry still unwraps, which is what makes
-master-key rotation possible without downtime.
+Every entry unwraps (the *known* keys); one, the *primary*, wraps new data keys: the one
+`STK_MASTER_KEY_PRIMARY` names, else the first. Keeping the two apart is what makes a rollout
+gapless: a new key is first added everywhere as known, and only then made primary, so no
+replica ever meets a data key wrapped under a key it does not have (README, "Master-key
+rotation").
 """
 
 from __future__ import annotations
@@ -44,15 +47,20 @@ class Keyring:
 
     __slots__ = ("_active_kid", "_aeads")
 
-    def __init__(self, aeads: dict[str, AESGCM]) -> None:
+    def __init__(self, aeads: dict[str, AESGCM], primary: str | None = None) -> None:
         if not aeads:
             raise KeyringError("keyring is empty; create a key with `stk-bridge keys generate`")
+        if primary is not None and primary not in aeads:
+            raise KeyringError(
+                f"primary kid {primary!r} is not in the keyring (known: {', '.join(aeads)})"
+            )
         self._aeads = dict(aeads)
-        self._active_kid = next(iter(aeads))
+        self._active_kid = primary or next(iter(aeads))
 
     @classmethod
-    def parse(cls, text: str) -> Keyring:
-        """Parse `kid:base64key` entries separated by commas and/or newlines."""
+    def parse(cls, text: str, primary: str | None = None) -> Keyring:
+        """Parse `kid:base64key` entries separated by commas and/or newlines; `primary` names
+        the kid that wraps new data keys (default: the first entry)."""
         aeads: dict[str, AESGCM] = {}
         entries = [e.strip() for e in re.split(r"[,\n]", text) if e.strip()]
         for n, entry in enumerate(entries, start=1):
@@ -76,7 +84,11 @@ class Keyring:
                     f"keyring entry {n} ({kid!r}): key must be {_KEY_BYTES} bytes, got {len(key)}"
                 )
             aeads[kid] = AESGCM(key)
-        return cls(aeads)
+        return cls(aeads, primary or None)
+
+    def with_primary(self, kid: str | None) -> Keyring:
+        """The same known keys with `kid` wrapping new data keys (None or "": unchanged)."""
+        return Keyring(self._aeads, kid) if kid else self
 
     @staticmethod
     def generate_entry(kid: str | None = None) -> str:

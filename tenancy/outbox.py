@@ -143,8 +143,8 @@ class Outbox:
         while True:
             try:
                 await self.drain()
-            except (SQLAlchemyError, OSError):
-                log.warning("publish outbox drain failed; retrying later")
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("publish outbox drain failed (%s); retrying later", exc)
             await asyncio.sleep(DRAIN_EVERY_SECONDS)
 
     async def _forget(self, intent_id: str, *, quietly: bool = False) -> None:

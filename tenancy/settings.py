@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 REGISTRY_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 KV_SCHEMES = ("memory://", "file://", "redis://", "rediss://", "s3://")
 REDIS_SCHEMES = ("redis://", "rediss://")
-# STK_* names that are not server settings: the client commands' (`stk-bridge admin`, `stk-bridge
-# types`, `docs/operations.md`) and the test suite's (`STK_TEST_*`, `STK_REQUIRE_SERVICES`).
+# STK_* names that are not server settings: the admin CLI's and `stk-bridge types`'
+# (`docs/operations.md`) and the test suite's (`STK_TEST_*`, `STK_REQUIRE_SERVICES`).
 CLIENT_VARIABLES = frozenset(
     {"STK_ADMIN_URL", "STK_ADMIN_TOKEN", "STK_ADMIN_TOKEN_FILE", "STK_URL", "STK_API_KEY"}
 )
@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     redis_url_file: Path | None = None
     master_keys: str | None = Field(default=None, repr=False)
     master_keys_file: Path | None = None
+    master_key_primary: str | None = None  # the kid wrapping new data keys; default the first
     admin_tokens: str | None = Field(default=None, repr=False)
     admin_tokens_file: Path | None = None
     host_suffix: str | None = None
@@ -85,7 +86,7 @@ class Settings(BaseSettings):
     tenant_max_concurrency: int = Field(default=64, ge=1)
     cache_ttl_seconds: float = Field(default=30, gt=0)
     # Registry and KV store as seen by the caches (`docs/tenancy.md`, "When a dependency is down").
-    dependency_breaker_failures: int = Field(default=3, ge=1)
+    dependency_breaker_failures: int = Field(default=1, ge=1)
     dependency_breaker_open_seconds: float = Field(default=5, gt=0)
     # Every Redis client (KV store, invalidation, rate limits): `tenancy/redis_url.py`.
     redis_connect_timeout_seconds: float = Field(default=1, gt=0)

@@ -15,4 +15,6 @@ pytest_plugins = [
     "support.bridge",
     "support.crud",
     "support.pools",
+    "support.browser",
+    "support.poolers",
 ]

@@ -127,3 +127,12 @@ async def test_preflights_are_located_by_the_base_path(world: World) -> None:
     # The actual request is readable under the path too.
     r = await world.client.post("/p/alpha/call", json=WHOAMI, headers={"Origin": APP})
     assert r.status_code == 401 and r.headers["access-control-allow-origin"] == APP
+
+
+async def test_the_tenant_openapi_document_under_a_base_path(world: World) -> None:
+    by_host = await world.client.get("/openapi.json", headers=host("alpha"))
+    by_path = await world.client.get("/p/alpha/prod/openapi.json")
+    assert by_path.status_code == 200, by_path.text
+    assert by_path.json() == by_host.json()
+    conflict = await world.client.get("/p/alpha/openapi.json", headers=host("beta"))
+    error(conflict, 400, "Conflicting project hints")

@@ -256,6 +256,24 @@ async def test_the_dependency_breaker_stops_every_key_paying_a_timeout() -> None
     assert policy.breaker.state == "closed"
 
 
+async def test_a_changed_entry_is_loaded_once_even_while_the_breaker_is_open() -> None:
+    """A change shows its writer just reached the dependency: the entry it marked is tried at
+    once (within the 1 s invalidation target), not after the breaker's window. A resync (nothing
+    known to have changed) earns no such load."""
+    policy = down(open_seconds=60, failures=1)
+    cache: Cache[str] = Cache("t", ttl=0.01, stale_on_error=policy)
+    for name in "abcd":
+        cache.put((name,), name)
+    await asyncio.sleep(0.02)
+    assert await cache.get(("a",), failing) == "a" and policy.breaker.state == "open"
+    cache.invalidate("b")
+    assert await cache.get(("b",), lambda: value("b2")) == "b2"  # loaded despite the breaker
+    assert policy.breaker.state == "closed"  # ...and it showed the dependency is back
+    assert await cache.get(("c",), failing) == "c" and policy.breaker.state == "open"
+    cache.invalidate(changed=False)
+    assert await cache.get(("d",), lambda: value("d2")) == "d"  # resync: still the breaker's
+
+
 async def test_stale_answers_are_logged_once_per_tenant_and_window(caplog) -> None:
     cache: Cache[str] = Cache("t", ttl=0.01, stale_on_error=down(open_seconds=0.01))
     for name in "ab":
@@ -333,7 +351,7 @@ async def test_the_dependency_policies() -> None:
     async def kv_down() -> str:
         raise ServiceUnavailable("KV store (redis) unavailable: ConnectionError")
 
-    kv: Cache[str] = Cache("t", ttl=0.01, stale_on_error=kv_policy())
+    kv: Cache[str] = Cache("t", ttl=0.01, stale_on_error=kv_policy(Breaker(5, 5)))
     with pytest.raises(ServiceUnavailable, match="KV store"):
         await kv.get(("p",), kv_down)
     await kv.get(("p",), lambda: value("manifest"))

@@ -186,3 +186,12 @@ def test_migrate_then_keys_status_and_rewrap_rotate_the_master_key(tmp_path: Pat
     with serving(["serve"], env, tmp_path) as server:
         answer = _stats(server, "alpha")
         assert answer.status_code == 200, answer.text
+
+
+def test_serve_with_an_unknown_primary_names_the_setting(tmp_path: Path) -> None:
+    env = stk_env(data_dir=str(tmp_path), master_keys=Keyring.generate_entry("a"))
+    env["STK_MASTER_KEY_PRIMARY"] = "b"
+    answer = run(["serve", "--port", str(free_port())], env, tmp_path)
+    assert answer.returncode != 0
+    assert "STK_MASTER_KEY_PRIMARY: primary kid 'b' is not in the keyring" in answer.stderr
+    assert "Started server" not in answer.stderr

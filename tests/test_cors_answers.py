@@ -117,6 +117,10 @@ async def test_every_layer_answers_readably(tmp_path: Path) -> None:
         error(plain, 415, "UNSUPPORTED_MEDIA_TYPE")
         assert readable(plain)
 
+        invalid = await bridge.client.get("/call", headers={**origin, "Content-Length": "abc"})
+        assert error(invalid, 400, "BAD_REQUEST") == "Invalid Content-Length"
+        assert readable(invalid)
+
         wrong = await bridge.client.get("/call", headers=origin)
         error(wrong, 405, "METHOD_NOT_ALLOWED")
         assert readable(wrong)

@@ -190,3 +190,21 @@ def test_new_dek_is_random_256_bits() -> None:
     deks = {new_dek() for _ in range(8)}
     assert len(deks) == 8
     assert all(len(d) == 32 for d in deks)
+
+
+def test_the_primary_wraps_and_every_known_key_unwraps() -> None:
+    """`STK_MASTER_KEY_PRIMARY`: a key can be known everywhere before it wraps anything."""
+    old = Keyring.parse(f"k-old:{B64_A}")
+    added = Keyring.parse(f"k-old:{B64_A},k-new:{B64_B}")  # added last: the old one stays primary
+    named = Keyring.parse(f"k-new:{B64_B},k-old:{B64_A}", "k-old")  # or named as primary
+    assert added.active_kid == "k-old" == named.active_kid
+    switched = added.with_primary("k-new")
+    assert switched.active_kid == "k-new" and switched.kids == added.kids
+    dek = new_dek()
+    # A replica already switched wraps under the new key; one not yet switched unwraps it, and
+    # the other way round.
+    assert added.unwrap_dek("p", *switched.wrap_dek("p", dek)) == dek
+    assert switched.unwrap_dek("p", *old.wrap_dek("p", dek)) == dek
+    assert added.with_primary(None) is added
+    with pytest.raises(KeyringError, match="primary kid 'k-gone' is not in the keyring"):
+        Keyring.parse(f"k-old:{B64_A}", "k-gone")

@@ -38,4 +38,8 @@ async def upgrade(
         if connection.dialect.name == "postgresql":
             # Replicas starting together must not race each other through the same revision.
             await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        else:
+            # The sqlite3 module opens a transaction only before DML, so DDL would commit on its
+            # own: begin explicitly, and a revision that fails leaves nothing half-applied.
+            await connection.exec_driver_sql("BEGIN")
         await connection.run_sync(run)

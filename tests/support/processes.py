@@ -97,7 +97,7 @@ def start(args: list[str], env: dict[str, str], cwd: Path, port: int) -> Server:
     return Server(proc, port, out, err)
 
 
-def wait_ready(server: Server, path: str = "/readyz", timeout: float = 30) -> None:
+def wait_ready(server: Server, path: str = "/readyz", timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
