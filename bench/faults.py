@@ -29,6 +29,7 @@ from support.replicas import (  # noqa: E402  (the test helpers live under tests
     deployment,
     load,
     warm,
+    warm_targets,
 )
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -43,22 +44,6 @@ def targets(
     dep: Deployment, label: str, projects: tuple[str, ...], path: str = STATS
 ) -> list[Target]:
     return [Target(label, r, p, path) for r in dep.replicas for p in projects]
-
-
-def warm_targets(dep: Deployment) -> list[Target]:
-    keyed = [
-        Target(
-            "warm (API key)",
-            r,
-            p,
-            "logics/notebooks/summary",
-            {"owner_id": "seed-alice"},
-            dep.tenants[p].api_key,
-        )
-        for r in dep.replicas
-        for p in WARM
-    ]
-    return targets(dep, "warm (public)", WARM) + keyed
 
 
 def run(seconds: float) -> list[tuple[str, Results]]:
@@ -77,7 +62,8 @@ def run(seconds: float) -> list[tuple[str, Results]]:
         for project in NOISY:
             dep.add_tenant(project, logics={"slow": "SELECT 1 AS n FROM pg_sleep(0.5)"})
         dep.add_tenant("broken", own_proxy=True)
-        warm_t, quiet = warm_targets(dep), targets(dep, "quiet", QUIET)
+        warm_t = warm_targets(dep, WARM, "warm (public)", "warm (API key)")
+        quiet = targets(dep, "quiet", QUIET)
         broken = targets(dep, "broken tenant", ("broken",))
         warm(warm_t + quiet + broken)
         phase("baseline", load(warm_t, seconds))
