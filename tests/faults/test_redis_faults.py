@@ -42,15 +42,12 @@ PHASE_S = 4.0  # load while Redis is down: long enough for the subscriber to not
 # The target is 1 s (`docs/tenancy.md`, "Invalidation"); the bound is generous because the
 # machine is shared, and still far below the 30 s cache TTL it would otherwise take.
 CONVERGE_S = 5.0
-# A socket timeout and health check shorter than the defaults, so a hang is noticed (and
-# outlived) within one short phase; `BOUND_S` covers one timeout with a wide margin.
-REDIS_SETTINGS = {"redis_socket_timeout_seconds": "1", "redis_health_check_seconds": "1"}
 
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    settings = {**FAULT_SETTINGS, **REDIS_SETTINGS}
-    with deployment(Path(tmp_path_factory.mktemp("redis-faults")), **settings) as d:
+    # FAULT_SETTINGS: a Redis socket timeout and health check of 1 s; `BOUND_S` covers one.
+    with deployment(Path(tmp_path_factory.mktemp("redis-faults")), **FAULT_SETTINGS) as d:
         for project in WARM:
             d.add_tenant(project)
         yield d

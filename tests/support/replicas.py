@@ -48,6 +48,9 @@ FAULT_SETTINGS = {
     "pool_timeout_ms": "1000",
     "pool_max_total": "12",
     "pool_max_per_tenant": "3",
+    # Redis: a hang is noticed (the subscriber's PING) and outlived within one short phase.
+    "redis_socket_timeout_seconds": "1",
+    "redis_health_check_seconds": "1",
     "log_level": "warning",
 }
 # What those timeouts imply for one request (a ping plus one connect, or one command: 1.5 s),
