@@ -1,9 +1,9 @@
 """Figures of the fault suite (issue 8): `python -m bench.faults` (about 2-3 minutes).
 
 Runs the scenarios of `tests/faults/` on the same harness (`tests/support/replicas.py`: two real
-replicas, their own Redis, proxies in front of the registry and a tenant database) and writes,
-per phase and traffic kind, the success rate and p50/p99/max latency to the generated block of
-`bench/RESULTS.md`. The tests assert bounds only; the numbers live here.
+replicas, their own Redis (killed and hung too), proxies in front of the registry and a tenant
+database) and writes, per phase and traffic kind, the success rate and p50/p99/max latency to
+the generated block of `bench/RESULTS.md`. The tests assert bounds only; the numbers live here.
 
 Needs PostgreSQL as the tests do (`STK_TEST_PG_URL`, default the local server).
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -29,6 +30,7 @@ from support.replicas import (  # noqa: E402  (the test helpers live under tests
     deployment,
     load,
     warm,
+    warm_targets,
 )
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -43,22 +45,6 @@ def targets(
     dep: Deployment, label: str, projects: tuple[str, ...], path: str = STATS
 ) -> list[Target]:
     return [Target(label, r, p, path) for r in dep.replicas for p in projects]
-
-
-def warm_targets(dep: Deployment) -> list[Target]:
-    keyed = [
-        Target(
-            "warm (API key)",
-            r,
-            p,
-            "logics/notebooks/summary",
-            {"owner_id": "seed-alice"},
-            dep.tenants[p].api_key,
-        )
-        for r in dep.replicas
-        for p in WARM
-    ]
-    return targets(dep, "warm (public)", WARM) + keyed
 
 
 def run(seconds: float) -> list[tuple[str, Results]]:
@@ -77,7 +63,8 @@ def run(seconds: float) -> list[tuple[str, Results]]:
         for project in NOISY:
             dep.add_tenant(project, logics={"slow": "SELECT 1 AS n FROM pg_sleep(0.5)"})
         dep.add_tenant("broken", own_proxy=True)
-        warm_t, quiet = warm_targets(dep), targets(dep, "quiet", QUIET)
+        warm_t = warm_targets(dep, WARM, "warm (public)", "warm (API key)")
+        quiet = targets(dep, "quiet", QUIET)
         broken = targets(dep, "broken tenant", ("broken",))
         warm(warm_t + quiet + broken)
         phase("baseline", load(warm_t, seconds))
@@ -91,6 +78,19 @@ def run(seconds: float) -> list[tuple[str, Results]]:
                 dep.background.restore(dep.registry)
             time.sleep(1)
             phase(f"registry {fault} recovered", load(warm_t, seconds / 2))
+
+        dep.redis.stop(signal.SIGKILL)
+        try:
+            phase("Redis killed", load(warm_t, seconds))
+        finally:
+            dep.redis.start()  # same port, same append-only file
+        phase("Redis restarted", load(warm_t, seconds / 2))
+        dep.redis.send(signal.SIGSTOP)
+        try:
+            phase("Redis hung (SIGSTOP)", load(warm_t, seconds))
+        finally:
+            dep.redis.send(signal.SIGCONT)
+        phase("Redis continued", load(warm_t, seconds / 2))
 
         noisy = targets(dep, "noisy", NOISY, "logics/slow")
         phase("five tenants flooding", load(noisy * 3 + quiet, seconds))
@@ -121,7 +121,8 @@ def write(phases: list[tuple[str, Results]], took: float, seconds: float, load: 
         f"load average {load} at the end (a shared machine: the figures measure it too, and a "
         "fault-free baseline is the reference). Settings of the fault suite "
         "(`tests/support/replicas.py` `FAULT_SETTINGS`: registry timeouts 1 s / 1.5 s / 1 s, "
-        "tenant connect and pool wait 1 s, statement timeout 1.5 s, budget 12, pools of 3).",
+        "tenant connect and pool wait 1 s, Redis socket timeout and health check 1 s, "
+        "statement timeout 1.5 s, budget 12, pools of 3).",
         "",
         "| phase | traffic | requests | success | p50 | p99 | max | statuses |",
         "|---|---|---|---|---|---|---|---|",

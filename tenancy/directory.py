@@ -34,10 +34,17 @@ from tenancy.tokens import SigningKeys
 from tenancy.vault import Vault, VaultError
 
 log = logging.getLogger("stk.directory")
-# Changes that take access away: the project's cached entries are dropped, not marked stale.
-REVOKES = frozenset(
-    {"apikey.revoke", "project.delete", "project.disable", "env.delete", "connection.delete"}
-)
+# Changes that take access away drop entries instead of marking them stale, but only the
+# caches (by name) that carry that access; None: every cache of the project. The others are
+# marked stale as for any change and stay the fallback: revoking one key during a KV outage must
+# not take the tenant's release with it (`docs/tenancy.md`, "Invalidation").
+REVOKES: dict[str, frozenset[str] | None] = {
+    "apikey.revoke": frozenset({"apikey"}),
+    "connection.delete": frozenset({"connection"}),
+    "project.delete": None,
+    "project.disable": None,
+    "env.delete": None,
+}
 
 
 def _key_project(key: ActiveKey) -> str:
@@ -107,16 +114,16 @@ class Directory:
 
         Entries are marked, not dropped, so a tenant whose reload fails is still served its
         last value (stale-while-error). A change that takes access away (`REVOKES`) drops the
-        project's entries instead: a revoked key or deleted project must never be served from
-        a stale copy. Releases never change (a new one has a new id), so they go only with
-        their project.
+        project's entries that carry it instead: a revoked key or deleted project must never be
+        served from a stale copy. Releases never change (a new one has a new id), so they go
+        only with their project.
         """
         if kind.startswith("admintoken."):
             # Tokens are few and keyed by id: any change drops them all, so a revocation is
             # final on this replica as soon as the broadcast arrives (`docs/admin.md`).
             self.admin_tokens.invalidate(drop=True)
             return
-        drop = kind in REVOKES
+        dropped = REVOKES.get(kind, frozenset())
         for cache in (
             self.projects,
             self.hosts,
@@ -127,6 +134,7 @@ class Directory:
             self.secrets,
             *self.signing.caches,
         ):
+            drop = dropped is None or cache.name in dropped
             cache.invalidate(project, drop=drop, changed=kind != RESYNC)
         if kind == "project.delete" and project is not None:
             self.releases.invalidate(project)

@@ -21,10 +21,10 @@ from support.replicas import (
     FAULT_SETTINGS,
     HOST_SUFFIX,
     Deployment,
-    Target,
     deployment,
     load,
     warm,
+    warm_targets,
 )
 from support.world import demo_files
 
@@ -42,19 +42,6 @@ def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         yield d
 
 
-def warm_targets(dep: Deployment) -> list[Target]:
-    """Public and API-key traffic for each warm tenant on each replica."""
-    targets = []
-    for replica in dep.replicas:
-        for project in WARM:
-            key = dep.tenants[project].api_key
-            targets.append(Target("warm", replica, project, "logics/public/stats"))
-            summary = "logics/notebooks/summary"
-            params = {"owner_id": "seed-alice"}
-            targets.append(Target("warm-key", replica, project, summary, params, key))
-    return targets
-
-
 def call_cold(replica: Server, project: str) -> tuple[httpx.Response, float]:
     began = time.monotonic()
     r = httpx.post(
@@ -70,7 +57,7 @@ def call_cold(replica: Server, project: str) -> tuple[httpx.Response, float]:
 def test_a_down_registry_leaves_warm_tenants_whole_and_answers_503_quickly(
     dep: Deployment, fault: str
 ) -> None:
-    targets = warm_targets(dep)
+    targets = warm_targets(dep, WARM)
     warm(targets)
     if fault == "refuse":
         dep.background.refuse(dep.registry)

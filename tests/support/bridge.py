@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +15,15 @@ import pytest
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef-xyz"
 ADMIN_PREFIX = "/admin/v1"
 CLIENT_ADDRESS = ("203.0.113.7", 5000)
+
+
+def stale_total(metrics: str, dependency: str) -> float:
+    """`stk_dependency_stale_total` for `dependency` in a `/metrics` text: answers served from
+    a stale value because that dependency failed (`docs/tenancy.md`)."""
+    pattern = rf'^stk_dependency_stale_total{{dependency="{dependency}"}} (\S+)$'
+    found = re.search(pattern, metrics, re.MULTILINE)
+    assert found, metrics
+    return float(found.group(1))
 
 
 @dataclass

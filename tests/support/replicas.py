@@ -48,6 +48,9 @@ FAULT_SETTINGS = {
     "pool_timeout_ms": "1000",
     "pool_max_total": "12",
     "pool_max_per_tenant": "3",
+    # Redis: a hang is noticed (the subscriber's PING) and outlived within one short phase.
+    "redis_socket_timeout_seconds": "1",
+    "redis_health_check_seconds": "1",
     "log_level": "warning",
 }
 # What those timeouts imply for one request (a ping plus one connect, or one command: 1.5 s),
@@ -92,7 +95,9 @@ class Background:
 
 class RedisServer:
     """A `redis-server` of the test's own (never the shared one): it may be killed, paused
-    (SIGSTOP) and restarted on the same port."""
+    (SIGSTOP) and restarted on the same port. It runs as production should (`tenancy/kv/redis.py`):
+    with an append-only file synced on every write, so a restart after SIGKILL keeps the KV
+    store (the releases' manifests) and only the outage is tested, not a lost store."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -104,11 +109,12 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10) -> None:
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        durable = ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)]
         log = (self.workdir / f"redis-{self.port}.log").open("ab")
         with log:
             self.proc = subprocess.Popen(
-                ["redis-server", *args, "no", "--dir", str(self.workdir)],
+                ["redis-server", *args, *durable],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -321,6 +327,22 @@ async def drive(targets: Sequence[Target], seconds: float, concurrency: int) -> 
 
         await asyncio.gather(*(worker(t) for t in targets for _ in range(concurrency)))
     return results
+
+
+def warm_targets(
+    dep: Deployment, projects: Sequence[str], public: str = "warm", keyed: str = "warm-key"
+) -> list[Target]:
+    """Public traffic and API-key traffic (labelled `public` and `keyed`) for each of
+    `projects` on each replica: the two ways a warm tenant is resolved."""
+    targets = []
+    for replica in dep.replicas:
+        for project in projects:
+            key = dep.tenants[project].api_key
+            targets.append(Target(public, replica, project, "logics/public/stats"))
+            summary = "logics/notebooks/summary"
+            params = {"owner_id": "seed-alice"}
+            targets.append(Target(keyed, replica, project, summary, params, key))
+    return targets
 
 
 def load(targets: Sequence[Target], seconds: float, concurrency: int = 2) -> Results:
