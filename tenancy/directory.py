@@ -124,16 +124,9 @@ class Directory:
             self.admin_tokens.invalidate(drop=True)
             return
         dropped = REVOKES.get(kind, frozenset())
-        for cache in (
-            self.projects,
-            self.hosts,
-            self.api_keys,
-            self.admin_tokens,
-            self.manifests,
-            self.connections,
-            self.secrets,
-            *self.signing.caches,
-        ):
+        for cache in self.caches:
+            if cache is self.releases:
+                continue
             drop = dropped is None or cache.name in dropped
             cache.invalidate(project, drop=drop, changed=kind != RESYNC)
         if kind == "project.delete" and project is not None:
