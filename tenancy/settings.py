@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     audit_retention_days: int = Field(default=365, ge=1)
     metrics_tenant_label: bool = False
+    # Abuse resistance (issue 9; README "Configuration", docs/security.md).
+    tenant_data_dir: Path | None = None
+    tenant_db_allow: str | None = None
 
     @field_validator("kv_url")
     @classmethod
@@ -76,6 +79,14 @@ class Settings(BaseSettings):
     @classmethod
     def _registry_scheme(cls, value: str | None) -> str | None:
         return _require_scheme(value, REGISTRY_SCHEMES)
+
+    @field_validator("tenant_db_allow")
+    @classmethod
+    def _allow_list(cls, value: str | None) -> str | None:
+        from tenancy.engines.policy import parse_allow
+
+        parse_allow(value)
+        return value
 
     @field_validator("registry_url_file", "master_keys_file", "admin_tokens_file")
     @classmethod
@@ -102,6 +113,11 @@ class Settings(BaseSettings):
     @property
     def registry(self) -> str:
         return self.registry_url or f"sqlite+aiosqlite:///{self.data_dir.resolve()}/registry.db"
+
+    @property
+    def tenant_data(self) -> Path:
+        """Where tenant SQLite files may live (`docs/security.md`, connection URLs)."""
+        return self.tenant_data_dir or self.data_dir / "tenants"
 
     @property
     def kv(self) -> str:

@@ -5,6 +5,7 @@ Error mapping follows `tenancy.engines`; SQLSTATE classes are named from the Pos
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -19,7 +20,9 @@ from tenancy.engines.base import QueryResult, quoted, timeout_message
 from tenancy.errors import BadRequest, Conflict, ServiceUnavailable, StkError, Timeout
 from tenancy.types import pg_json
 
+log = logging.getLogger("stk.engines")
 APPLICATION_NAME = "stk-bridge"
+UNREACHABLE = "the database server could not be reached"
 # Prepared statements kept per PostgreSQL connection (asyncpg's own cache default is 100).
 _STATEMENT_CACHE_SIZE = 100
 # The server enforces the statement timeout; this client-side margin only catches a server that
@@ -40,7 +43,13 @@ async def verify(url: str, timeout_s: float) -> None:
         finally:
             await conn.close(timeout=timeout_s)
     except Exception as exc:
-        raise BadRequest(f"Connection check failed: {_connect_reason(exc, url)}") from None
+        reason = _connect_reason(exc, url)
+        if not isinstance(exc, asyncpg.PostgresError | ValueError):
+            # Refused, timed out, no such host: one answer, so the check is no port scanner
+            # (issue 9); the operator's log keeps which it was.
+            log.warning("connection check failed: %s", reason)
+            reason = UNREACHABLE
+        raise BadRequest(f"Connection check failed: {reason}") from None
 
 
 class PgConnection:
