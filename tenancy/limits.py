@@ -7,12 +7,14 @@ One home on purpose: a new limit (per API key, user or address; a CPU bulkhead) 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -22,6 +24,7 @@ from tenancy.redis_url import split_prefix
 
 log = logging.getLogger("stk.limits")
 
+T = TypeVar("T")
 LIMIT_MAX = 1_000_000
 WINDOW_SECONDS = 60
 
@@ -64,9 +67,15 @@ class Limiters:
     """Every limiter, owned by the `Runtime`: `admit` counts a request once it is admitted to a
     tenant (429), `slot` is held while it works (503)."""
 
-    def __init__(self, redis_url: str | None, max_concurrency: int) -> None:
+    def __init__(
+        self,
+        redis_url: str | None,
+        max_concurrency: int,
+        hashing: HashBulkhead | None = None,
+    ) -> None:
         self.rate = RateLimiter(redis_url)
         self.concurrency = ConcurrencyLimiter()
+        self.hashing = hashing or HashBulkhead()
         self._max_concurrency = max_concurrency
 
     async def admit(self, tenant: Tenant, limits: Limits) -> None:
@@ -78,6 +87,7 @@ class Limiters:
 
     async def close(self) -> None:
         await self.rate.close()
+        self.hashing.close()
 
 
 class RateLimiter:
@@ -175,3 +185,51 @@ class Slot:
             self._active[self._tenant] = remaining
         else:
             del self._active[self._tenant]
+
+
+@dataclass(slots=True)
+class _TenantHashes:
+    running: asyncio.Semaphore
+    holders: int = 0  # running + queued
+
+
+@dataclass(slots=True)
+class HashBulkhead:
+    """Password hashing (argon2, CPU- and memory-heavy) as a per-tenant bulkhead
+    (`docs/security.md` passwords; issue 9 row 2).
+
+    Hashes run on a pool of their own threads, so they never wait behind other blocking work;
+    each tenant runs at most `per_tenant` at once and queues at most `queue` more. A tenant past
+    both is refused at once (429 with `Retry-After`) instead of queueing, so a login flood on one
+    tenant fills its own queue, not the pool: another tenant's hash waits for at most
+    `per_tenant` of each busy tenant's hashes, not for the flood.
+    """
+
+    threads: int = 4
+    per_tenant: int = 2
+    queue: int = 8
+    _tenants: dict[Tenant, _TenantHashes] = field(default_factory=dict)
+    _executor: ThreadPoolExecutor | None = None
+
+    async def run(self, tenant: Tenant, work: Callable[..., T], *args: Any) -> T:
+        entry = self._tenants.get(tenant)
+        if entry is None:
+            entry = self._tenants[tenant] = _TenantHashes(asyncio.Semaphore(self.per_tenant))
+        if entry.holders >= self.per_tenant + self.queue:
+            raise TooManyRequests("Too many password checks in progress for this project")
+        entry.holders += 1
+        try:
+            async with entry.running:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(self.threads, "stk-hash")
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._executor, work, *args)
+        finally:
+            entry.holders -= 1
+            if not entry.holders:
+                del self._tenants[tenant]
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None

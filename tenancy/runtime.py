@@ -21,7 +21,7 @@ from tenancy.keyring import Keyring
 from tenancy.keyusage import KeyUsage
 from tenancy.kv import KVStore, open_kv
 from tenancy.lasterrors import LastErrors
-from tenancy.limits import Limiters
+from tenancy.limits import HashBulkhead, Limiters
 from tenancy.pools import PoolManager
 from tenancy.registry import migrate
 from tenancy.registry.db import create_registry_engine, session_factory
@@ -92,7 +92,15 @@ class Runtime:
             directory=directory,
             key_usage=KeyUsage(sessions),
             last_errors=LastErrors(),
-            limits=Limiters(settings.shared_redis, settings.tenant_max_concurrency),
+            limits=Limiters(
+                settings.shared_redis,
+                settings.tenant_max_concurrency,
+                HashBulkhead(
+                    settings.password_hash_threads,
+                    settings.password_hash_per_tenant,
+                    settings.password_hash_queue,
+                ),
+            ),
             storage=StorageService(
                 secrets=directory.secret,
                 stores=TenantStores(timeout=settings.storage_timeout_seconds),

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     metrics_tenant_label: bool = False
     # Abuse resistance (issue 9; README "Configuration", docs/security.md).
     tenant_data_dir: Path | None = None
+    password_hash_threads: int = Field(default=4, ge=1)
+    password_hash_per_tenant: int = Field(default=2, ge=1)
+    password_hash_queue: int = Field(default=8, ge=0)
     tenant_db_allow: str | None = None
 
     @field_validator("kv_url")

@@ -7,7 +7,6 @@ a consumed one revokes the family, so a stolen token is useful at most until its
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import re
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenancy.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from tenancy.ids import new_ulid
+from tenancy.limits import HashBulkhead
 from tenancy.principal import Principal, Tenant
 from tenancy.registry.models import EndUser, RefreshToken, utcnow
 from tenancy.releases.model import AuthSettings
@@ -73,9 +73,15 @@ class User:
 
 
 class Accounts:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], signing: SigningKeys) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        signing: SigningKeys,
+        hashing: HashBulkhead,
+    ) -> None:
         self._sessions = sessions
         self._signing = signing
+        self._hashing = hashing
 
     async def signup(
         self, tenant: Tenant, auth: AuthSettings, email: str, password: str
@@ -86,7 +92,7 @@ class Accounts:
             raise BadRequest("Invalid email")
         if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
             raise BadRequest(f"Password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
-        hashed = await asyncio.to_thread(_HASHER.hash, password)
+        hashed = await self._hashing.run(tenant, _HASHER.hash, password)
         row = EndUser(
             id=new_ulid(),
             project=tenant.project,
@@ -118,8 +124,8 @@ class Accounts:
                     )
                 )
         stored = row.password_hash if row is not None else None
-        ok = len(password) <= PASSWORD_MAX and await asyncio.to_thread(
-            _password_matches, stored, password
+        ok = len(password) <= PASSWORD_MAX and await self._hashing.run(
+            tenant, _password_matches, stored, password
         )
         if row is None or not ok:
             raise Unauthorized(LOGIN_FAILED)

@@ -36,7 +36,7 @@ async def _admit(request: Request) -> tuple[AppState, Admission]:
 
 
 def _accounts(state: AppState) -> Accounts:
-    return Accounts(state.rt.sessions, state.rt.directory.signing)
+    return Accounts(state.rt.sessions, state.rt.directory.signing, state.rt.limits.hashing)
 
 
 def _slot(state: AppState, admission: Admission) -> Slot:
