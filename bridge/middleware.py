@@ -19,6 +19,7 @@ from bridge.errors import envelope
 from bridge.logs import access_line
 from tenancy.calls import RequestState
 from tenancy.ids import REQUEST_ID, new_ulid
+from tenancy.limits import WINDOW_SECONDS, RateState
 
 log = logging.getLogger("stk.errors")
 
@@ -61,6 +62,8 @@ class RequestMiddleware:
                 response_started = True
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), rid_header]
+                if req.rate is not None:
+                    message["headers"].extend(rate_headers(req.rate))
             await send(message)
 
         length = _header(scope, b"content-length")
@@ -97,6 +100,14 @@ class RequestMiddleware:
             if self.observe is not None:
                 self.observe(req, scope.get("path", ""), status, elapsed)
             current_request.reset(context)
+
+
+def rate_headers(rate: RateState) -> list[tuple[bytes, bytes]]:
+    """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers): one item per
+    limit that counted this request (`docs/api.md`)."""
+    policy = ", ".join(f'"{r.name}";q={r.quota};w={WINDOW_SECONDS}' for r in rate.results)
+    current = ", ".join(f'"{r.name}";r={r.remaining};t={r.reset}' for r in rate.results)
+    return [(b"ratelimit-policy", policy.encode()), (b"ratelimit", current.encode())]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -17,7 +17,8 @@ from typing import Any
 
 from tenancy.crud import Statement, execute, plan_call
 from tenancy.engines import QueryResult
-from tenancy.errors import BadRequest, NotFound, StkError
+from tenancy.errors import BadRequest, NotFound, StkError, TooManyRequests
+from tenancy.limits import RateState
 from tenancy.pools import PoolKey
 from tenancy.principal import Principal, Tenant
 from tenancy.registry.records import ProjectRecord
@@ -72,6 +73,7 @@ class RequestState:
     located: Located | None = None
     resolved: Resolved | None = None
     release: Release | None = None
+    rate: RateState | None = None  # the rate limits' verdict: the RateLimit headers
 
     # The access log's fields (`docs/operations.md`).
     @property
@@ -99,16 +101,24 @@ class Admission:
     principal: Principal
     project: ProjectRecord
     release: Release
+    address: str  # the client's, through trusted proxies only (`bridge.state`)
 
 
-async def admit(rt: Runtime, hints: Hints, state: RequestState) -> Admission:
+async def admit(rt: Runtime, hints: Hints, state: RequestState, address: str) -> Admission:
     """Tenant (400/401/403/404) → release (404/503) → rate limits (429)."""
     directory = rt.directory
     state.located = located = await locate(hints, directory, rt.settings.host_suffix)
     state.resolved = resolved = await resolve(located, hints, directory)
     state.release = release = await directory.release(resolved.tenant)
-    await rt.limits.admit(resolved.tenant, resolved.project.limits)
-    return Admission(resolved.tenant, resolved.principal, resolved.project, release)
+    tenant, principal = resolved.tenant, resolved.principal
+    rate = await rt.limits.admit(
+        tenant, resolved.project.limits, release.limits, principal, address
+    )
+    if rate is not None:
+        state.rate = rate
+        if not rate.allowed:
+            raise TooManyRequests("Rate limit exceeded", retry_after=rate.retry_after)
+    return Admission(tenant, principal, resolved.project, release, address)
 
 
 async def cors_origins(

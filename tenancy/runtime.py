@@ -21,7 +21,7 @@ from tenancy.keyring import Keyring
 from tenancy.keyusage import KeyUsage
 from tenancy.kv import KVStore, open_kv
 from tenancy.lasterrors import LastErrors
-from tenancy.limits import HashBulkhead, Limiters
+from tenancy.limits import CallerLimits, HashBulkhead, Limiters
 from tenancy.pools import PoolManager
 from tenancy.registry import migrate
 from tenancy.registry.db import create_registry_engine, session_factory
@@ -100,6 +100,15 @@ class Runtime:
                     settings.password_hash_per_tenant,
                     settings.password_hash_queue,
                 ),
+                CallerLimits(
+                    settings.rate_per_api_key,
+                    settings.rate_per_user,
+                    settings.rate_per_address,
+                    settings.auth_free_failures_per_email,
+                    settings.auth_free_failures_per_address,
+                ),
+                settings.auth_backoff_max_seconds,
+                settings.auth_failure_window_seconds,
             ),
             storage=StorageService(
                 secrets=directory.secret,

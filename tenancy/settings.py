@@ -6,6 +6,7 @@ deployment should not have to restart it once per typo.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -15,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 if TYPE_CHECKING:
     from tenancy.storage.credentials import StoreCredentials
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 REGISTRY_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 
 
@@ -66,6 +68,14 @@ class Settings(BaseSettings):
     password_hash_threads: int = Field(default=4, ge=1)
     password_hash_per_tenant: int = Field(default=2, ge=1)
     password_hash_queue: int = Field(default=8, ge=0)
+    rate_per_api_key: int = Field(default=0, ge=0)
+    rate_per_user: int = Field(default=0, ge=0)
+    rate_per_address: int = Field(default=0, ge=0)
+    auth_free_failures_per_email: int = Field(default=5, ge=0)
+    auth_free_failures_per_address: int = Field(default=20, ge=0)
+    auth_backoff_max_seconds: int = Field(default=900, ge=1)
+    auth_failure_window_seconds: int = Field(default=900, ge=1)
+    trusted_proxies: str | None = None
     tenant_db_allow: str | None = None
 
     @field_validator("kv_url")
@@ -90,6 +100,15 @@ class Settings(BaseSettings):
 
         parse_allow(value)
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str | None) -> str | None:
+        networks(value)
+        return value
+
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        return networks(self.trusted_proxies)
 
     @field_validator("registry_url_file", "master_keys_file", "admin_tokens_file")
     @classmethod
@@ -149,6 +168,18 @@ class Settings(BaseSettings):
     def admin_token_list(self) -> list[str]:
         text = _read_secret(self.admin_tokens, self.admin_tokens_file) or ""
         return [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
+
+
+def networks(text: str | None) -> tuple[IPNetwork, ...]:
+    """Comma-separated CIDRs or addresses (`STK_TRUSTED_PROXIES`)."""
+    found = []
+    for entry in (e.strip() for e in (text or "").split(",")):
+        if entry:
+            try:
+                found.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or CIDR") from None
+    return tuple(found)
 
 
 def _require_scheme(value: str | None, schemes: tuple[str, ...]) -> str | None:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenancy.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from tenancy.ids import new_ulid
-from tenancy.limits import HashBulkhead
+from tenancy.limits import AuthGuard, HashBulkhead
 from tenancy.principal import Principal, Tenant
 from tenancy.registry.models import EndUser, RefreshToken, utcnow
 from tenancy.releases.model import AuthSettings
@@ -84,8 +84,17 @@ class Accounts:
         self._hashing = hashing
 
     async def signup(
-        self, tenant: Tenant, auth: AuthSettings, email: str, password: str
+        self,
+        tenant: Tenant,
+        auth: AuthSettings,
+        email: str,
+        password: str,
+        guard: AuthGuard | None = None,
     ) -> dict[str, Any]:
+        """`guard` (absent for `dev`'s own bootstrap) backs off an email and an address that
+        keep hitting taken emails (`docs/security.md`)."""
+        if guard is not None:
+            await guard.check(email)
         if not auth.signup_enabled:
             raise Forbidden("Signup is disabled for this environment")
         if len(email) > EMAIL_MAX or not _EMAIL.fullmatch(email):
@@ -106,13 +115,23 @@ class Accounts:
             async with self._sessions() as session, session.begin():
                 session.add(row)
         except IntegrityError:
+            if guard is not None:
+                await guard.failed(email)
             raise Conflict("Email already registered") from None
         return {"user": User.of(row).json()}
 
     async def login(
-        self, tenant: Tenant, auth: AuthSettings, email: str, password: str
+        self,
+        tenant: Tenant,
+        auth: AuthSettings,
+        email: str,
+        password: str,
+        guard: AuthGuard | None = None,
     ) -> dict[str, Any]:
-        """One answer for an unknown email and a wrong password, at the same cost."""
+        """One answer for an unknown email and a wrong password, at the same cost; failures
+        back off the email and the address (`guard`), before any hash is spent on them."""
+        if guard is not None:
+            await guard.check(email)
         row = None
         if len(email) <= EMAIL_MAX:
             async with self._sessions() as session:
@@ -128,7 +147,11 @@ class Accounts:
             tenant, _password_matches, stored, password
         )
         if row is None or not ok:
+            if guard is not None:
+                await guard.failed(email)
             raise Unauthorized(LOGIN_FAILED)
+        if guard is not None:
+            await guard.succeeded(email)
         user = User.of(row)
         access = await self._signing.issue(tenant, user.id, user.roles, auth.access_ttl_seconds)
         async with self._sessions() as session, session.begin():
