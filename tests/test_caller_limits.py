@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tenancy.errors import PublishError
+from tenancy.limits import AuthThrottle, Rate, RateLimiter, SharedStore
 from tenancy.releases.compile.compiler import compile_release
 
 from support.auth import auth_world
@@ -167,3 +168,25 @@ async def test_failed_logins_back_off_per_address_across_emails(auth: World) -> 
     # Signups answering "taken" count as failures too.
     r = await auth.signup(new_email(), project="beta")
     assert r.status_code == 429
+
+
+async def test_the_back_off_and_the_rates_are_shared_through_redis(redis_url: str) -> None:
+    """Two replicas (two stores on one Redis) see one count; Redis's clock decides."""
+    stores = [SharedStore(redis_url), SharedStore(redis_url)]
+    try:
+        first, second = (AuthThrottle(s, cap_seconds=900, window_seconds=900) for s in stores)
+        keys = ["stk:af:shop:prod:e:x"]
+        await first.failed(keys, [1])
+        assert await second.wait(keys) == 0
+        await second.failed(keys, [1])
+        assert 0.5 < await first.wait(keys) <= 1
+        await first.clear(keys)
+        assert await second.wait(keys) == 0
+        rates = [Rate("key", "k:shop:prod:k1", 2)]
+        one, two = RateLimiter(stores[0]), RateLimiter(stores[1])
+        assert (await one.check(rates)).allowed and (await two.check(rates)).allowed
+        assert not (await one.check(rates)).allowed
+        assert first._local == {} and one._local == {}  # nothing fell back
+    finally:
+        for store in stores:
+            await store.close()
