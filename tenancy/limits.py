@@ -8,11 +8,14 @@ One home on purpose: a new limit (per API key, user or address; a CPU bulkhead) 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import math
+import os
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -498,6 +501,13 @@ class Slot:
             del self._active[self._tenant]
 
 
+def _lowest_priority() -> None:
+    """Nice 19 for this thread only (Linux sets priorities per thread): a hash takes the CPU
+    the event loop leaves, not the other way round."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 @dataclass(slots=True)
 class _TenantHashes:
     running: asyncio.Semaphore
@@ -509,11 +519,13 @@ class HashBulkhead:
     """Password hashing (argon2, CPU- and memory-heavy) as a per-tenant bulkhead
     (`docs/security.md` passwords; issue 9 row 2).
 
-    Hashes run on a pool of their own threads, so they never wait behind other blocking work;
-    each tenant runs at most `per_tenant` at once and queues at most `queue` more. A tenant past
-    both is refused at once (429 with `Retry-After`) instead of queueing, so a login flood on one
-    tenant fills its own queue, not the pool: another tenant's hash waits for at most
-    `per_tenant` of each busy tenant's hashes, not for the flood.
+    Hashes run on a pool of their own threads, so they never wait behind other blocking work,
+    at the lowest CPU priority, so the event loop (every tenant's requests) goes first on a busy
+    CPU. Each tenant holds at most `per_tenant` places at once and queues at most `queue` more;
+    a tenant past both is refused at once (429 with `Retry-After`) instead of queueing, so a
+    login flood on one tenant fills its own queue, not the pool: another tenant's hash waits for
+    at most `per_tenant` of each busy tenant's hashes, not for the flood. A place is taken
+    before the sign-in reads the registry (`slot`), so the flood's excess costs no query either.
     """
 
     threads: int = 4
@@ -522,7 +534,9 @@ class HashBulkhead:
     _tenants: dict[Tenant, _TenantHashes] = field(default_factory=dict)
     _executor: ThreadPoolExecutor | None = None
 
-    async def run(self, tenant: Tenant, work: Callable[..., T], *args: Any) -> T:
+    @contextlib.asynccontextmanager
+    async def slot(self, tenant: Tenant) -> AsyncIterator[None]:
+        """One of `tenant`'s places, waited for in its queue; 429 when the queue is full."""
         entry = self._tenants.get(tenant)
         if entry is None:
             entry = self._tenants[tenant] = _TenantHashes(asyncio.Semaphore(self.per_tenant))
@@ -531,14 +545,17 @@ class HashBulkhead:
         entry.holders += 1
         try:
             async with entry.running:
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(self.threads, "stk-hash")
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._executor, work, *args)
+                yield
         finally:
             entry.holders -= 1
             if not entry.holders:
                 del self._tenants[tenant]
+
+    async def compute(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)` on a hash thread (call it holding a `slot`)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.threads, "stk-hash", _lowest_priority)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
 
     def close(self) -> None:
         if self._executor is not None:

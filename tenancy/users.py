@@ -101,7 +101,8 @@ class Accounts:
             raise BadRequest("Invalid email")
         if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
             raise BadRequest(f"Password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
-        hashed = await self._hashing.run(tenant, _HASHER.hash, password)
+        async with self._hashing.slot(tenant):
+            hashed = await self._hashing.compute(_HASHER.hash, password)
         row = EndUser(
             id=new_ulid(),
             project=tenant.project,
@@ -133,19 +134,20 @@ class Accounts:
         if guard is not None:
             await guard.check(email)
         row = None
-        if len(email) <= EMAIL_MAX:
-            async with self._sessions() as session:
-                row = await session.scalar(
-                    select(EndUser).where(
-                        EndUser.project == tenant.project,
-                        EndUser.env == tenant.env,
-                        EndUser.email_lower == email.lower(),
+        async with self._hashing.slot(tenant):  # before the query: excess costs nothing
+            if len(email) <= EMAIL_MAX:
+                async with self._sessions() as session:
+                    row = await session.scalar(
+                        select(EndUser).where(
+                            EndUser.project == tenant.project,
+                            EndUser.env == tenant.env,
+                            EndUser.email_lower == email.lower(),
+                        )
                     )
-                )
-        stored = row.password_hash if row is not None else None
-        ok = len(password) <= PASSWORD_MAX and await self._hashing.run(
-            tenant, _password_matches, stored, password
-        )
+            stored = row.password_hash if row is not None else None
+            ok = len(password) <= PASSWORD_MAX and await self._hashing.compute(
+                _password_matches, stored, password
+            )
         if row is None or not ok:
             if guard is not None:
                 await guard.failed(email)
