@@ -39,4 +39,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick)
 
 clean:
-	rm -rf $(VENV) $(S3_VENV) .stk-bridge .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(S3_VENV) .stk-bridge .pytest_cache .mypy_cache .ruff_cache .hypothesis
