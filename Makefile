@@ -71,4 +71,4 @@ bench-tools:
 		 (apt-get update -q >/dev/null && apt-get install -y -q wrk util-linux >/dev/null))
 
 clean:
-	rm -rf $(VENV) $(S3_VENV) $(TS_DIR)/node_modules .stk-bridge .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(S3_VENV) $(TS_DIR)/node_modules .stk-bridge .pytest_cache .mypy_cache .ruff_cache .hypothesis
