@@ -7,7 +7,7 @@ S3_STAMP := $(S3_VENV)/.installed
 TS_DIR := tests/typescript
 TS_STAMP := $(TS_DIR)/node_modules/.installed
 
-.PHONY: run test lint bench bench-tools clean object-stores typescript poolers browser
+.PHONY: run test lint bench bench-tools bench-poolers clean object-stores typescript poolers browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,7 +53,8 @@ typescript:
 $(TS_STAMP): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
 	npm ci --prefix $(TS_DIR) --no-audit --no-fund --loglevel=error
 	touch $(TS_STAMP)
-# Debian's PgBouncer for the pooler tests and `make bench POOLER=...` (docs/poolers.md). A failed
+
+# Debian's PgBouncer for the pooler tests and `make bench-poolers` (docs/poolers.md). A failed
 # install does not stop `make test`: those tests then skip with one line, or fail under
 # STK_REQUIRE_SERVICES=1.
 poolers:
@@ -69,6 +70,10 @@ bench-tools:
 	@command -v wrk >/dev/null && command -v taskset >/dev/null || \
 		(apt-get install -y -q wrk util-linux >/dev/null || \
 		 (apt-get update -q >/dev/null && apt-get install -y -q wrk util-linux >/dev/null))
+
+# Issue 14: S1 and S2 direct vs through PgBouncer in session and transaction mode (docs/poolers.md).
+bench-poolers: $(STAMP) bench-tools poolers
+	$(BIN)/python -m bench.poolers $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) $(S3_VENV) $(TS_DIR)/node_modules .stk-bridge .pytest_cache .mypy_cache .ruff_cache .hypothesis

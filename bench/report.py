@@ -244,8 +244,14 @@ the block below. See `bench/README.md` for the method.
 
 
 def write_results(data: dict[str, Any]) -> None:
-    block = markdown(data)
+    write_block(BEGIN, END, markdown(data))
+
+
+def write_block(begin: str, end: str, block: str) -> None:
+    """Replace the block from `begin` to `end` of RESULTS.md (appended when it has none)."""
     text = RESULTS.read_text() if RESULTS.exists() else HEADER + BEGIN + "\n" + END + "\n"
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
+    if begin not in text:
+        text = text.rstrip("\n") + "\n\n" + begin + "\n" + end + "\n"
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
     RESULTS.write_text(head + block + tail)

@@ -60,14 +60,17 @@ def _expect(answer: tuple[int, Any, float], status: int, what: str) -> Any:
 STORE_SECRET = '{"accessKeyId": "AKIDBENCH", "secretAccessKey": "bench-secret-0123456789abcdef"}'
 
 
-def register_project(bench: Bench, client: Client, project: str) -> tuple[str, str]:
-    """Project, `main` connection (checked by the server), published release, the storage
-    secret, API key: (API key, its key id)."""
+def register_project(
+    bench: Bench, client: Client, project: str, url: str | None = None, pooler: str = "none"
+) -> tuple[str, str]:
+    """Project, `main` connection (checked by the server; the bench database unless `url`, with
+    the pooler in front of it: `docs/poolers.md`), published release, the storage secret, API
+    key: (API key, its key id)."""
     admin = bench.admin()
     base = f"/admin/v1/projects/{project}"
     _expect(client.request("POST", "/admin/v1/projects", {"id": project}, admin), 201, "create")
-    url = {"url": bench.pg.url(bench.app_db)}
-    _expect(client.request("PUT", f"{base}/envs/{ENV}/connections/main", url, admin), 200, "conn")
+    conn = {"url": url or bench.pg.url(bench.app_db), "pooler": pooler}
+    _expect(client.request("PUT", f"{base}/envs/{ENV}/connections/main", conn, admin), 200, "conn")
     files = {"files": bench.files}
     _expect(client.request("POST", f"{base}/envs/{ENV}/releases", files, admin), 201, "publish")
     secret = {"value": STORE_SECRET}
@@ -83,9 +86,9 @@ def _error(data: Any) -> str:
     return repr(data)[:200]
 
 
-def end_user(bench: Bench, client: Client) -> tuple[str, str] | str:
+def end_user(bench: Bench, client: Client, project: str = "bench") -> tuple[str, str] | str:
     """(access token, user id) of a signed-up user with notes, or why S2 cannot run yet."""
-    headers = {"Host": host("bench")}
+    headers = {"Host": host(project)}
     status, data, _ = client.request("POST", "/auth/signup", USER, headers)
     if status not in (200, 201, 409):
         return f"POST /auth/signup answered {status} {_error(data)}"

@@ -73,13 +73,13 @@ def item_request(tenant_host: str, api_key: str, item: int) -> tuple[dict[str, s
     return _request({"Host": tenant_host, "X-Santokit-Api-Key": api_key}, body)
 
 
-def s1(bench: Bench, api_key: str, logic_sql: str) -> Scenario:
+def s1(bench: Bench, api_key: str, logic_sql: str, project: str = "bench") -> Scenario:
     rng = random.Random(1)
     ids = rng.sample(range(1, ITEMS + 1), 1000)
     return Scenario(
         "S1",
         TITLES["S1"],
-        [item_request(host("bench"), api_key, i) for i in ids],
+        [item_request(host(project), api_key, i) for i in ids],
         {"sql": logic_sql, "args": [["params", "id"]]},
         {host("bench"): bench.pg.url(bench.app_db)},
     )
@@ -103,12 +103,12 @@ def s4(bench: Bench, active: list[Tenant], logic_sql: str) -> Scenario:
     )
 
 
-def s2(bench: Bench, token: str, sub: str) -> Scenario:
+def s2(bench: Bench, token: str, sub: str, project: str = "bench") -> Scenario:
     body = {
         "path": "db/notes/select",
         "params": {"where": {"pinned": False}, "orderBy": {"created_at": "desc"}, "limit": 10},
     }
-    headers = {"Host": host("bench"), "Authorization": f"Bearer {token}"}
+    headers = {"Host": host(project), "Authorization": f"Bearer {token}"}
     return Scenario(
         "S2",
         TITLES["S2"],
@@ -238,31 +238,7 @@ def measure_against(
 ) -> dict[str, Any]:
     """`scenario` and `baseline` on the same Bridge, alternating: CPU per request of one against
     the other, per neighbouring pair, then the median (S8 against S1)."""
-    plan = bench.plan
-    paths = {
-        s.name: load.write_requests(bench.workdir / f"{s.name}.requests.lua", s.requests)
-        for s in (scenario, baseline)
-    }
-
-    def run(name: str, seconds: int) -> load.Run:
-        return load.run_wrk(bridge, paths[name], seconds, plan.connections, bench.load_cpu)
-
-    prime(scenario, bridge)
-    run(scenario.name, plan.warmup_s)
-    runs: dict[str, list[load.Run]] = {scenario.name: [], baseline.name: []}
-    for rep in range(plan.reps):
-        order = [scenario.name, baseline.name]
-        if rep % 2:
-            order.reverse()
-        for name in order:
-            result = run(name, plan.seconds)
-            runs[name].append(result)
-            print(
-                f"  {scenario.name} rep {rep + 1} {name:3} {result.rps:9.1f} req/s  "
-                f"p99 {result.p99_ms:6.2f} ms  server cpu {result.server_cpu:.2f} "
-                f"({result.cpu_us_per_request:.0f} µs/req)"
-                + (f"  ERRORS {result.failed}" if result.failed else "")
-            )
+    runs = alternate(bench, [scenario, baseline], bridge, warm=[scenario])
     pairs = list(zip(runs[scenario.name], runs[baseline.name], strict=True))
     cpu = round(statistics.median(a.cpu_us_per_request / b.cpu_us_per_request for a, b in pairs), 3)
     failed = sum(r.failed for rs in runs.values() for r in rs)
@@ -281,6 +257,67 @@ def measure_against(
         "notes": scenario.notes,
         "runs": {name: [r.as_json() for r in rs] for name, rs in runs.items()},
     }
+
+
+def alternate(
+    bench: Bench, scenarios: list[Scenario], bridge: Server, warm: list[Scenario]
+) -> dict[str, list[load.Run]]:
+    """`scenarios` (distinct names) on the same Bridge, one run each per repetition, the order
+    rotated every repetition; `warm` are primed and warmed up first."""
+    plan = bench.plan
+    paths = {
+        s.name: load.write_requests(bench.workdir / f"{s.name}.requests.lua", s.requests)
+        for s in scenarios
+    }
+
+    def run(name: str, seconds: int) -> load.Run:
+        return load.run_wrk(bridge, paths[name], seconds, plan.connections, bench.load_cpu)
+
+    for scenario in warm:
+        prime(scenario, bridge)
+        run(scenario.name, plan.warmup_s)
+    runs: dict[str, list[load.Run]] = {s.name: [] for s in scenarios}
+    names = list(runs)
+    for rep in range(plan.reps):
+        shift = rep % len(names)
+        for name in names[shift:] + names[:shift]:
+            result = run(name, plan.seconds)
+            runs[name].append(result)
+            print(
+                f"  rep {rep + 1} {name:15} {result.rps:9.1f} req/s  "
+                f"p99 {result.p99_ms:6.2f} ms  server cpu {result.server_cpu:.2f} "
+                f"({result.cpu_us_per_request:.0f} µs/req)"
+                + (f"  ERRORS {result.failed}" if result.failed else "")
+            )
+    return runs
+
+
+def measure_variants(bench: Bench, variants: list[Scenario], bridge: Server) -> dict[str, Any]:
+    """The same requests by other paths (`docs/poolers.md`: direct, then through poolers) on
+    the same Bridge, alternating: each one's figures and its ratios to the first, per
+    neighbouring runs, then the median."""
+    runs = alternate(bench, variants, bridge, warm=variants)
+    first = variants[0].name
+    answer: dict[str, Any] = {}
+    for variant in variants:
+        mine = runs[variant.name]
+        pairs = list(zip(mine, runs[first], strict=True))
+        answer[variant.name] = {
+            "bridge": _figures(mine),
+            "ratio": {
+                "rps": round(statistics.median(a.rps / b.rps for a, b in pairs), 3),
+                "p99": round(statistics.median(a.p99_ms / b.p99_ms for a, b in pairs), 3),
+                "cpuPerRequest": round(
+                    statistics.median(
+                        a.cpu_us_per_request / b.cpu_us_per_request for a, b in pairs
+                    ),
+                    3,
+                ),
+            },
+            "notes": variant.notes,
+            "runs": [r.as_json() for r in mine],
+        }
+    return answer
 
 
 def _figures(runs: list[load.Run]) -> dict[str, Any]:

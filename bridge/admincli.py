@@ -22,6 +22,7 @@ import click
 import httpx
 import orjson
 
+from tenancy.engines import POOLERS
 from tenancy.errors import PublishError
 
 REFUSED, UNREACHABLE = 1, 3
@@ -427,7 +428,7 @@ def connections() -> None:
 def connections_list(project: str, env: str) -> None:
     """Connections of PROJECT/ENV."""
     path = f"/projects/{project}/envs/{env}/connections"
-    emit(client().items(path), ["alias", "engine", "version", "updatedAt"])
+    emit(client().items(path), ["alias", "engine", "pooler", "version", "updatedAt"])
 
 
 @connections.command("set", context_settings=CONTEXT)
@@ -436,15 +437,22 @@ def connections_list(project: str, env: str) -> None:
 @click.argument("alias")
 @click.option("--from-file", type=click.File("r"), help=FROM_FILE_HELP)
 @click.option("--no-verify", is_flag=True, help="Store without connecting first.")
+@click.option(
+    "--pooler",
+    type=click.Choice(POOLERS),
+    default="none",
+    show_default=True,
+    help="The mode of the PgBouncer/Supavisor in front of the database (docs/poolers.md).",
+)
 @json_option
 def connections_set(
-    project: str, env: str, alias: str, from_file: IO[str] | None, no_verify: bool
+    project: str, env: str, alias: str, from_file: IO[str] | None, no_verify: bool, pooler: str
 ) -> None:
     """Set connection ALIAS of PROJECT/ENV; the URL is read, never an argument."""
     url = _secret_value(from_file, "connection URL")
     path = f"/projects/{project}/envs/{env}/connections/{alias}"
     params = {"verify": "false"} if no_verify else None
-    emit(client().call("PUT", path, body={"url": url}, params=params))
+    emit(client().call("PUT", path, body={"url": url, "pooler": pooler}, params=params))
 
 
 @connections.command("delete", context_settings=CONTEXT)

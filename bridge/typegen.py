@@ -71,20 +71,26 @@ def _pascal(name: str) -> str:
 
 
 class _Names:
-    """Component name → a unique identifier in the generated code."""
+    """Component name → a unique identifier in the generated code; `new` makes more."""
 
     def __init__(self, components: list[str], reserved: set[str]) -> None:
         self.names: dict[str, str] = {}
-        taken = set(reserved)
+        self.reserved = reserved
+        self.taken = set(reserved)
         for component in components:
-            base = _pascal(component) or "Schema"
-            if base[0].isdigit():
-                base = "T" + base
-            name, n = base, 2
-            while name in taken:
-                name, n = f"{base}{n}", n + 1
-            taken.add(name)
-            self.names[component] = name
+            self.names[component] = self.new(component)
+
+    def new(self, hint: str) -> str:
+        base = _pascal(hint) or "Schema"
+        if base[0].isdigit():
+            base = "T" + base
+        if base in self.reserved:
+            base += "Body"  # `Error` would shadow the language's own
+        name, n = base, 2
+        while name in self.taken:
+            name, n = f"{base}{n}", n + 1
+        self.taken.add(name)
+        return name
 
     def ref(self, schema: dict[str, Any]) -> str:
         return self.names[schema["$ref"].removeprefix(REF)]
@@ -109,7 +115,10 @@ def _header(doc: dict[str, Any], comment: str) -> str:
 def typescript(doc: dict[str, Any]) -> str:
     """Declarations (`.d.ts`): a type per component schema, `Routes`, and `Client.call()`."""
     schemas: dict[str, Any] = doc["components"]["schemas"]
-    names = _Names(list(schemas), {"Json", "Routes", "Client", "CallError"})
+    names = _Names(
+        list(schemas),
+        {"Json", "Routes", "Client", "CallError", "Error", "Object", "Array", "Promise", "Record"},
+    )
 
     def ts(schema: dict[str, Any]) -> str:
         if "$ref" in schema:
@@ -269,10 +278,25 @@ def python(doc: dict[str, Any]) -> str:
     """A module: a `TypedDict` or alias per component schema, then `Client` with `call()`
     overloaded per route (`Literal` paths)."""
     schemas: dict[str, Any] = doc["components"]["schemas"]
-    reserved = {"Json", "Client", "SantokitError", "Any", "Literal", "Mapping"}
+    reserved = {"Json", "Client", "SantokitError", "Any", "Literal", "Mapping", "TypedDict"}
+    reserved |= {"NotRequired", "TypeAlias", "overload", "httpx", "Error"}
     names = _Names(list(schemas), reserved)
+    definitions: list[str] = []
 
-    def py(schema: dict[str, Any]) -> str:
+    def typed_dict(name: str, schema: dict[str, Any]) -> None:
+        """`name` as a TypedDict; nested objects with properties get their own, named after
+        the property (`DbNotesSelectParamsWhere`)."""
+        required = set(schema.get("required", ()))
+        fields = []
+        for prop, sub in schema["properties"].items():
+            kind = py(sub, name + _pascal(prop))
+            kind = kind if prop in required else f"NotRequired[{kind}]"
+            fields.append(f"        {_py_literal(prop)}: {json.dumps(kind)},")
+        definitions.append(f"{name} = TypedDict(\n    {json.dumps(name)},\n    {{")
+        definitions.extend(fields)
+        definitions.append("    },\n)")
+
+    def py(schema: dict[str, Any], hint: str) -> str:
         if "$ref" in schema:
             return names.ref(schema)
         if "const" in schema:
@@ -281,23 +305,34 @@ def python(doc: dict[str, Any]) -> str:
             return "Literal[" + ", ".join(_py_literal(v) for v in schema["enum"]) + "]"
         for key in ("anyOf", "oneOf"):
             if key in schema:
-                return " | ".join(py(s) for s in schema[key])
+                # the object among the variants is a `where` column's operators
+                return " | ".join(py(s, hint + "Operators") for s in schema[key])
         kind = schema.get("type")
         if isinstance(kind, list):
-            return " | ".join(py({**schema, "type": k}) for k in kind)
+            return " | ".join(py({**schema, "type": k}, hint) for k in kind)
         simple = {"null": "None", "string": "str", "integer": "int", "boolean": "bool"}
         if kind in simple:
             return simple[kind]
         if kind == "number":
             return "float"
         if kind == "array":
-            return f"list[{py(schema.get('items', {}))}]"
+            return f"list[{py(schema.get('items', {}), hint + 'Item')}]"
         if kind == "object":
+            if schema.get("properties"):
+                name = names.new(hint)
+                typed_dict(name, schema)
+                return name
             extra = schema.get("additionalProperties")
-            value = py(extra) if isinstance(extra, dict) else "Json"
+            value = py(extra, hint + "Value") if isinstance(extra, dict) else "Json"
             return f"dict[str, {value}]"
         return "Json"
 
+    for component, schema in schemas.items():
+        name = names.names[component]
+        if schema.get("type") == "object" and schema.get("properties"):
+            typed_dict(name, schema)
+        else:
+            definitions.append(f"{name}: TypeAlias = {json.dumps(py(schema, name))}")
     lines = [
         _header(doc, "#"),
         "from __future__ import annotations\n",
@@ -305,21 +340,8 @@ def python(doc: dict[str, Any]) -> str:
         "from typing import Any, Literal, NotRequired, TypeAlias, TypedDict, overload\n",
         "import httpx\n",
         "Json: TypeAlias = Any  # any JSON value\n",
+        *definitions,
     ]
-    for component, schema in schemas.items():
-        name = names.names[component]
-        props = schema.get("properties")
-        if schema.get("type") == "object" and props:
-            required = set(schema.get("required", ()))
-            fields = []
-            for prop, sub in props.items():
-                kind = py(sub) if prop in required else f"NotRequired[{py(sub)}]"
-                fields.append(f"        {_py_literal(prop)}: {json.dumps(kind)},")
-            lines.append(f"{name} = TypedDict(\n    {json.dumps(name)},\n    {{")
-            lines.extend(fields)
-            lines.append("    },\n)")
-        else:
-            lines.append(f"{name}: TypeAlias = {json.dumps(py(schema))}")
     client = PY_CLIENT.replace("Session", names.names["Session"])
     lines.append(client)
     lines.extend(_py_calls(_routes(doc), schemas, names.ref))

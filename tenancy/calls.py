@@ -206,6 +206,8 @@ async def _logic(
         pooler=conn.pooler,
         max_size=limits.max_pool_size,
         statement_timeout_ms=limits.statement_timeout_ms,
+        # Retried once on a fresh connection after a broken one (`docs/tenancy.md`, failover).
+        read_only=logic.read_only,
     )
     if result.rows is not None:
         return result.rows

@@ -79,18 +79,8 @@ ERROR_SCHEMA: dict[str, Any] = {
             "properties": {
                 "code": {
                     "type": "string",
-                    "enum": [
-                        "BAD_REQUEST",
-                        "UNAUTHORIZED",
-                        "FORBIDDEN",
-                        "NOT_FOUND",
-                        "CONFLICT",
-                        "PAYLOAD_TOO_LARGE",
-                        "TOO_MANY_REQUESTS",
-                        "INTERNAL_ERROR",
-                        "SERVICE_UNAVAILABLE",
-                        "TIMEOUT",
-                    ],
+                    "description": "BAD_REQUEST, UNAUTHORIZED, FORBIDDEN, NOT_FOUND, CONFLICT, "
+                    "TOO_MANY_REQUESTS, SERVICE_UNAVAILABLE, TIMEOUT, ... (docs/api.md)",
                 },
                 "message": {"type": "string"},
                 "requestId": {"type": "string"},
@@ -103,10 +93,11 @@ ERROR_SCHEMA: dict[str, Any] = {
 ERROR_TEXT = {
     "400": "Malformed request, unknown name, wrong type, constraint broken",
     "401": "A credential is required, or the one given is invalid or expired",
-    "403": "Not allowed: role, column, condition, or another tenant's credential",
+    "403": "Not allowed: role, column, condition, another tenant's credential, or Origin",
     "404": "Unknown route, table, logic, bucket, project or env; no release",
     "409": "Unique violation or concurrent-transaction conflict",
     "413": "Body larger than the server's limit",
+    "415": "A POST whose Content-Type is not application/json",
     "429": "Too many requests for this tenant; see Retry-After",
     "503": "Tenant database, registry or store unavailable, or the tenant is at capacity",
     "504": "The tenant's statement timeout fired",
@@ -114,9 +105,11 @@ ERROR_TEXT = {
 
 
 def error_responses(*statuses: str) -> dict[str, Any]:
+    """Every data-plane route can answer 400 (hints), 403 (an origin the release refuses), 404
+    (tenant, release), 429 and 503 (admission, `docs/api.md`), besides `statuses`."""
     return {
         status: {"$ref": f"#/components/responses/Error{status}"}
-        for status in sorted({"400", "404", "429", "503", *statuses})
+        for status in sorted({"400", "403", "404", "429", "503", *statuses})
     }
 
 
@@ -187,7 +180,7 @@ def _auth_paths(release: Release) -> dict[str, Any]:
                     "required": True,
                     "content": {"application/json": {"schema": {"$ref": REF + body}}},
                 },
-                "responses": responses | error_responses(*errors),
+                "responses": responses | error_responses("413", "415", *errors),
             }
         }
 
@@ -347,8 +340,8 @@ class _Builder:
                 ]
                 data = _object({c.name: _write(c) for c in writable}, minProperties=1)
                 params = _object(
-                    {"data": data, "values": data, "where": self.where(filterable, required=True)},
-                    ["where"],
+                    {"data": data, "where": self.where(filterable, required=True)},
+                    ["data", "where"],
                 )
                 self.add(
                     f"db/{table.name}/update", f"Update rows of {table.name}", params, affected
@@ -418,7 +411,7 @@ class _Builder:
             and (c.name != table.id_column or table.id_generate == "client")
         ]
         data = _object({c.name: _write(c) for c in writable}, required)
-        params = _object({"data": data, "values": data})
+        params = _object({"data": data}, ["data"])
         shown = [c for c in table.columns.values() if c.name == table.id_column or c in readable]
         result = _object(
             {c.name: _read(c) for c in shown},
@@ -606,7 +599,7 @@ def _call_path(routes: dict[str, RouteDoc]) -> dict[str, Any]:
                 "content": {"application/json": {"schema": {"oneOf": requests}}},
             },
             "responses": {"200": _json_body(_object({"data": data}, ["data"]))}
-            | error_responses("401", "403", "409", "413", "504"),
+            | error_responses("401", "409", "413", "415", "504"),
             "x-santokit-routes": {
                 path: {"summary": route.summary, "params": route.params, "result": route.result}
                 for path, route in routes.items()

@@ -27,9 +27,11 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 REGISTRY_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 KV_SCHEMES = ("memory://", "file://", "redis://", "rediss://", "s3://")
 REDIS_SCHEMES = ("redis://", "rediss://")
-# STK_* names that are not server settings: the admin CLI's (`docs/operations.md`) and the
-# test suite's (`STK_TEST_*`, `STK_REQUIRE_SERVICES`).
-CLIENT_VARIABLES = frozenset({"STK_ADMIN_URL", "STK_ADMIN_TOKEN", "STK_ADMIN_TOKEN_FILE"})
+# STK_* names that are not server settings: the admin CLI's and `stk-bridge types`'
+# (`docs/operations.md`) and the test suite's (`STK_TEST_*`, `STK_REQUIRE_SERVICES`).
+CLIENT_VARIABLES = frozenset(
+    {"STK_ADMIN_URL", "STK_ADMIN_TOKEN", "STK_ADMIN_TOKEN_FILE", "STK_URL", "STK_API_KEY"}
+)
 TEST_VARIABLES = ("STK_TEST_", "STK_REQUIRE_SERVICES")
 # Settings that may hold a password, with the `_FILE` form that reads them from a file.
 FILE_FORMS = {

@@ -16,4 +16,5 @@ pytest_plugins = [
     "support.crud",
     "support.pools",
     "support.browser",
+    "support.poolers",
 ]

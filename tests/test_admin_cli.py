@@ -96,9 +96,12 @@ def test_a_tenant_from_the_terminal(server: Server, tmp_path: Path) -> None:
     # The URL goes through stdin, never the command line.
     url = seeded_sqlite(tmp_path / "alpha.db")
     connect = ["connections", "set", "alpha", "prod", "main", "--from-file", "-"]
+    pooled = admin(server, tmp_path, *connect, "--pooler", "session", stdin=url + "\n")
+    assert pooled.returncode == 1  # a pooler is for PostgreSQL (docs/poolers.md)
+    assert "A pooler applies to PostgreSQL connections only" in pooled.stderr
     assert admin(server, tmp_path, *connect, stdin=url + "\n").returncode == 0
     connections = admin(server, tmp_path, "connections", "list", "alpha", "prod", "--json")
-    assert [c["alias"] for c in json.loads(connections.stdout)] == ["main"]
+    assert [(c["alias"], c["pooler"]) for c in json.loads(connections.stdout)] == [("main", "none")]
     assert url not in connections.stdout
 
     # A scoped token for alpha's CI, from a file: it deploys alpha and nothing else.

@@ -73,6 +73,7 @@ def test_full_front_matter_compiles() -> None:
             "WHERE owner_id = ?1 AND tenant = ?2 AND ?3 IS NOT NULL\nORDER BY id LIMIT ?4",
         },
         "binds": ["owner_id", "auth.sub", "on", "limit"],
+        "readOnly": True,
     }
 
 

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from tenancy.releases.compile.logic_sql import scan_sql
+from tenancy.releases.compile.logic_sql import is_read_only, scan_sql
 
 
 def names(sql: str) -> list[str]:
@@ -119,3 +119,33 @@ def test_rendered_sqlite_statement_runs_with_repeated_numbers() -> None:
     with sqlite3.connect(":memory:") as conn:
         row = conn.execute(sql["sqlite"], ["x", "y"]).fetchone()
     assert row == ("x", "y", "x-y", ":a")
+
+
+@pytest.mark.parametrize(
+    ("sql", "read_only"),
+    [
+        ("SELECT id, title FROM notes WHERE owner_id = :owner ORDER BY id", True),
+        ("select count(*) as n, max(created_at) from notes group by owner_id", True),
+        ("WITH recent AS (SELECT * FROM notes) SELECT coalesce(title, 'x') FROM recent", True),
+        ("SELECT n.id FROM notes n JOIN (SELECT id FROM notebooks) nb ON nb.id = n.id", True),
+        ("SELECT id FROM notes WHERE id IN (SELECT id FROM notes) AND EXISTS (SELECT 1)", True),
+        ("SELECT 'DELETE FROM notes' AS text, \"update\" FROM t -- insert\n", True),
+        ("SELECT $$ drop table x $$ AS s /* update */", True),
+        ("VALUES (1), (2)", True),
+        ("UPDATE counter SET n = n + 1", False),
+        ("INSERT INTO notes (id) VALUES (:id)", False),
+        ("WITH gone AS (DELETE FROM notes RETURNING id) SELECT count(*) FROM gone", False),
+        ("SELECT * FROM notes FOR UPDATE", False),
+        ("SELECT * INTO copy FROM notes", False),
+        ("SELECT 1 AS n FROM pg_sleep(1)", False),
+        ("SELECT nextval('seq')", False),
+        ("SELECT set_config('x', 'y', false)", False),
+        ("SELECT public.my_function(1)", False),
+        ('SELECT "lower"(title) FROM notes', False),
+        ("SELECT mine(:x)", False),
+        ("DELETE FROM notes", False),
+        ("SELECT 1; SELECT 2", False),
+    ],
+)
+def test_a_logic_is_read_only_only_when_provably_so(sql: str, read_only: bool) -> None:
+    assert is_read_only(sql, scan_sql(sql)) is read_only

@@ -75,7 +75,7 @@ def test_document_is_valid_and_complete(server: Server, document: dict[str, Any]
         for method, operation in item.items():
             answers = operation["responses"]
             assert "422" not in answers, (method, path)
-            assert {"400", "401", "404", "503"} <= set(answers), (method, path)
+            assert {"400", "401", "403", "404", "503"} <= set(answers), (method, path)
     publish = document["paths"]["/admin/v1/projects/{project}/envs/{env}/releases"]["post"]
     assert "409" in publish["responses"]
     created = publish["responses"]["201"]["content"]["application/json"]["schema"]

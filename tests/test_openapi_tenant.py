@@ -222,3 +222,13 @@ async def test_committed_examples_are_current(world: World) -> None:
             EXAMPLES.mkdir(exist_ok=True)
             (EXAMPLES / name).write_text(text)
         assert (EXAMPLES / name).read_text() == text, f"docs/openapi/{name} is out of date"
+
+
+async def test_path_based_base_url_serves_the_same_document(world: World) -> None:
+    by_host = await fetch(world)
+    for path in ("/p/demo/openapi.json", "/p/demo/prod/openapi.json"):
+        r = await world.client.get(path, headers={"Host": "api.example.com"})
+        assert r.status_code == 200, r.text
+        assert r.content == by_host.content and r.headers["etag"] == by_host.headers["etag"]
+    r = await world.client.get("/p/closed/openapi.json", headers=host("demo"))
+    assert r.status_code == 400  # the path and the Host name two projects

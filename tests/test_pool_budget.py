@@ -17,6 +17,7 @@ import pytest
 from tenancy.errors import ServiceUnavailable
 from tenancy.pools import PoolKey, PoolManager
 
+from support.bridge import running_bridge
 from support.faults import Mode, TcpProxy
 from support.pools import SLEEP_PG, MakeManager, backends, eventually, sqlite_db
 
@@ -82,8 +83,21 @@ async def test_the_budget_counts_open_connections_not_pool_sizes(
 async def test_many_tenants_shrink_to_one_connection_rather_than_reconnect(
     tmp_path: Path, make_manager: MakeManager
 ) -> None:
+    manager = make_manager(max_per_tenant=5, max_total=300)
+    await serve_300_tenants_without_reconnecting(tmp_path, manager)
+
+
+async def test_the_default_settings_serve_300_active_tenants_without_reconnecting(
+    tmp_path: Path,
+) -> None:
+    """The pool manager a Bridge builds from its defaults (`docs/tenancy.md`, connection budget
+    arithmetic): 300 active tenants each keep a connection."""
+    async with running_bridge(tmp_path) as bridge:
+        await serve_300_tenants_without_reconnecting(tmp_path, bridge.rt.pools)
+
+
+async def serve_300_tenants_without_reconnecting(tmp_path: Path, manager: PoolManager) -> None:
     tenants = 300
-    manager = make_manager(max_per_tenant=5, max_total=tenants)
     urls = [sqlite_db(tmp_path, f"t{n}.db") for n in range(tenants)]
     peak = 0
 
@@ -103,7 +117,7 @@ async def test_many_tenants_shrink_to_one_connection_rather_than_reconnect(
     for _ in range(3):
         await round_()
     assert manager.connects - warm <= 5  # no reconnect per request (thrashing: ~1,800)
-    assert peak <= tenants and manager.open_connections <= tenants
+    assert peak <= manager.max_total and manager.open_connections <= manager.max_total
     assert manager.open_pools == tenants
 
 

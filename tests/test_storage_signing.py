@@ -95,6 +95,34 @@ def test_the_crt_signature_is_botocores(monkeypatch: pytest.MonkeyPatch, path_st
     assert ours.url.split("?")[0] == request.url.split("?")[0]
 
 
+def test_signing_configs_are_reused_within_their_second_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The signer builds a config once per second for each keys, region and lifetime: a URL
+    never carries another lifetime's expiry, another region's scope or another second's date."""
+    now = [1_800_000_000.25]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    keys = parse_credentials(b'{"accessKeyId": "AKIDMEMO", "secretAccessKey": "memo-secret"}')
+
+    def signed(expires_in: int, bucket: Bucket | None = None) -> dict[str, list[str]]:
+        url = presign(bucket or _bucket(), keys, "GET", "k", expires_in)
+        return {**parse_qs(urlsplit(url.url).query), "expiresAt": [url.expires_at]}
+
+    first, short = signed(300), signed(60)
+    assert first["X-Amz-Date"] == short["X-Amz-Date"] == ["20270115T080000Z"]
+    assert first["X-Amz-Expires"] == ["300"] and short["X-Amz-Expires"] == ["60"]
+    assert first["expiresAt"] == ["2027-01-15T08:05:00Z"]
+    assert short["expiresAt"] == ["2027-01-15T08:01:00Z"]
+    other = Bucket.from_compiled("m", {"bucket": "b", "region": "us-west-2", "credentials": "S3"})
+    assert "/us-west-2/s3/" in signed(300, other)["X-Amz-Credential"][0]
+    assert signed(300) == first  # same second: the same signature
+    now[0] += 1
+    later = signed(300)
+    assert later["X-Amz-Date"] == ["20270115T080001Z"]
+    assert later["expiresAt"] == ["2027-01-15T08:05:01Z"]
+    assert later["X-Amz-Signature"] != first["X-Amz-Signature"]
+
+
 def test_part_url_and_session_token() -> None:
     keys = parse_credentials(
         '{"accessKeyId": "ASIA1", "secretAccessKey": "s", "sessionToken": "tok/en+"}'

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from bridge.cli import main
+from tenancy.settings import unknown_variables
 
 from support.bridge import ADMIN_TOKEN
 from support.processes import Server, master_keys, serving, stk_env
@@ -100,6 +101,7 @@ import type { Client } from "./santokit";
 
 export async function main(client: Client): Promise<void> {
   await client.call("logics/notes/pin", { note_id: 42 });
+  await client.call("db/notes/select", { where: { pinned: "yes" } });
 }
 """
 
@@ -133,11 +135,11 @@ def test_typescript_declarations_compile_and_catch_a_wrong_param(
     samples = {
         "sample.ts": TS_SAMPLE,
         "wrong.ts": TS_WRONG,
-        "right.ts": TS_WRONG.replace("note_id: 42", 'note_id: "42"'),
+        "right.ts": TS_WRONG.replace("note_id: 42", 'note_id: "42"').replace('"yes"', "true"),
     }
     errors = check(tmp_path, command, samples)
     assert errors["sample.ts"] == "" and errors["right.ts"] == "", errors
-    assert "No overload matches this call" in errors["wrong.ts"], errors
+    assert errors["wrong.ts"].count("No overload matches this call") == 2, errors  # both lines
 
 
 PY_SAMPLE = """
@@ -161,6 +163,7 @@ from santokit_client import Client
 
 async def main(client: Client) -> None:
     await client.call("logics/notes/pin", {"note_id": 42})
+    await client.call("db/notes/select", {"where": {"pinned": "yes"}})
 """
 
 
@@ -172,11 +175,12 @@ def test_python_module_type_checks_and_its_client_works(demo: Demo, tmp_path: Pa
     samples = {
         "sample.py": PY_SAMPLE,
         "wrong.py": PY_WRONG,
-        "right.py": PY_WRONG.replace('"note_id": 42', '"note_id": "42"'),
+        "right.py": PY_WRONG.replace('"note_id": 42', '"note_id": "42"').replace('"yes"', "True"),
     }
     errors = check(tmp_path, command, samples)
     assert errors["sample.py"] == "" and errors["right.py"] == "", errors
     assert '"dict[str, int]"' in errors["wrong.py"], errors
+    assert errors["wrong.py"].count("No overload variant") == 2, errors  # both lines
 
     spec = importlib.util.spec_from_file_location("santokit_client", module)
     assert spec is not None and spec.loader is not None
@@ -217,3 +221,8 @@ def test_admin_token_and_roles_and_missing_credentials(demo: Demo) -> None:
     assert code == 2 and "STK_API_KEY or STK_ADMIN_TOKEN" in err
     code, _, err = demo.types("python", api_key="stk_nope")
     assert code == 2 and "401" in err
+
+
+def test_its_variables_do_not_stop_a_server() -> None:
+    """A shell that exported them for `types` can still start `serve` (unknown STK_* stop it)."""
+    assert unknown_variables(["STK_URL", "STK_API_KEY", "STK_ADMIN_TOKEN"]) == []

@@ -29,8 +29,9 @@ def serve(doc: Document, if_none_match: str | None) -> Response:
     """The document, or 304 when the client's copy is current (RFC 9110 weak comparison)."""
     headers = {
         "ETag": doc.etag,
-        "Cache-Control": "no-cache",
-        "Vary": "Authorization, X-Santokit-API-Key",
+        # Per caller (its roles), so never shared; revalidated on every use.
+        "Cache-Control": "private, no-cache",
+        "Vary": "Authorization, X-Santokit-API-Key, X-Santokit-Project, X-Santokit-Env",
     }
     if if_none_match is not None:
         tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]

@@ -16,6 +16,7 @@ Error mapping follows `tenancy.engines`; SQLSTATE classes are named from the Pos
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import socket
@@ -126,14 +127,19 @@ class PgConnection:
                 reason = UNREACHABLE
             raise _connect_error(reason, checking) from None
         try:
-            for name in ("json", "jsonb"):
-                await conn.set_type_codec(
-                    name, schema="pg_catalog", encoder=pg_json, decoder=orjson.loads
-                )
-            if pooler == "session":
-                await conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
+            # Bounded like the connect: a pooler in session mode with every server connection
+            # taken makes a new client wait for its first statement.
+            async with asyncio.timeout(connect_timeout_s):
+                for name in ("json", "jsonb"):
+                    await conn.set_type_codec(
+                        name, schema="pg_catalog", encoder=pg_json, decoder=orjson.loads
+                    )
+                if pooler == "session":
+                    await conn.execute(f"SET statement_timeout = {int(statement_timeout_ms)}")
         except BaseException as exc:
             conn.terminate()
+            if isinstance(exc, TimeoutError):
+                raise _connect_error("setup timed out", checking) from None
             if isinstance(exc, Exception):
                 raise _connect_error("setup failed", checking) from None
             raise

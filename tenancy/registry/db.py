@@ -73,6 +73,9 @@ def create_registry_engine(url: str, timeouts: RegistryTimeouts | None = None) -
                 dbapi_connection.driver_connection.fetchval("SELECT 1", timeout=ping_timeout)
             )
         except Exception as exc:  # any failure: the pool replaces this connection
+            # Closed at once: the pool's own close waits up to 2 s for a goodbye that a
+            # blackholed peer never sends.
+            dbapi_connection.driver_connection.terminate()
             raise DisconnectionError(f"registry ping failed: {type(exc).__name__}") from exc
 
     return engine
@@ -93,6 +96,9 @@ def _name_the_failure(context: ExceptionContext) -> Exception | None:
     if isinstance(original, OSError) and not isinstance(
         original, context.dialect.loaded_dbapi.Error
     ):
+        driver = context.connection.connection.driver_connection if context.connection else None
+        if driver is not None:  # closed at once, as in `_ping`
+            driver.terminate()
         return RegistryUnreachable(f"registry statement failed: {type(original).__name__}")
     return None
 

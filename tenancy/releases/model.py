@@ -109,6 +109,7 @@ class Logic:
     sql: Mapping[str, str]  # engine → statement with $N / ?N
     binds: tuple[str, ...]  # bind names by number
     description: str | None = None
+    read_only: bool = False  # the compiler proved it (releases before it say nothing: False)
     _plan: tuple[tuple[int, str], ...] = field(default=(), repr=False, compare=False)
 
     def check_access(self, principal: Principal) -> None:
@@ -302,5 +303,6 @@ def _logic(name: str, doc: dict[str, Any]) -> Logic:
         sql=dict(doc["sql"]),
         binds=tuple(doc["binds"]),
         description=doc["description"],
+        read_only=doc.get("readOnly", False),
         _plan=plan,
     )

@@ -8,6 +8,7 @@ with an operator's secret is for the operator's log, never for an API answer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from awscrt.auth import AwsCredentialsProvider
@@ -32,6 +33,10 @@ class StoreCredentials:
     session_token: str | None = field(default=None, repr=False)
     # What the signer takes (`tenancy.storage.signer`), built once per secret version.
     signing: AwsCredentialsProvider = field(init=False, repr=False, compare=False)
+    # The signer's memo: signing configs of the current second, by (region, lifetime).
+    configs: dict[tuple[str, int], Any] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         provider = AwsCredentialsProvider.new_static(

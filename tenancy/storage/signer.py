@@ -10,9 +10,10 @@ Content-Type and Content-Length.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 from awscrt.auth import (
@@ -26,6 +27,9 @@ from awscrt.http import HttpHeaders, HttpRequest
 
 from tenancy.storage.credentials import StoreCredentials
 from tenancy.storage.model import Bucket
+
+# Distinct (region, lifetime) configs kept per set of keys before the memo starts over.
+_MEMO_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,20 +68,37 @@ def presign(
     request = HttpRequest(
         method, path, HttpHeaders([("Host", bucket.host), *signed_headers.items()])
     )
-    now = datetime.now(UTC).replace(microsecond=0)  # SigV4 dates are whole seconds
+    config, expires_at = _config(credentials, bucket.region, expires_in)
+    # Static credentials: the signing completes inside the call, the future is already done.
+    aws_sign_request(request, config).result()
+    return SignedUrl(bucket.origin + request.path, method, expires_at, signed_headers)
+
+
+def _config(
+    credentials: StoreCredentials, region: str, expires_in: int
+) -> tuple[AwsSigningConfig, str]:
+    """The signing config and expiry of this second (SigV4 dates are whole seconds), built once
+    per second for each (keys, region, lifetime): every URL signed within that second shares
+    them (docs/decisions.md, storage)."""
+    now = int(time.time())
+    memo = credentials.configs
+    found = memo.get((region, expires_in))
+    if found is not None and found[0] == now:
+        return found[1], found[2]
     config = AwsSigningConfig(
         algorithm=AwsSigningAlgorithm.V4,
         signature_type=AwsSignatureType.HTTP_REQUEST_QUERY_PARAMS,
         credentials_provider=credentials.signing,
-        region=bucket.region,
+        region=region,
         service="s3",
-        date=now,
+        date=datetime.fromtimestamp(now, UTC),
         use_double_uri_encode=False,  # S3's rules: the path is encoded once, not normalized
         should_normalize_uri_path=False,
         signed_body_value=AwsSignedBodyValue.UNSIGNED_PAYLOAD,
         expiration_in_seconds=expires_in,
     )
-    # Static credentials: the signing completes inside the call, the future is already done.
-    aws_sign_request(request, config).result()
-    expires_at = (now + timedelta(seconds=expires_in)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return SignedUrl(bucket.origin + request.path, method, expires_at, signed_headers)
+    expires_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + expires_in))
+    if len(memo) >= _MEMO_MAX:
+        memo.clear()
+    memo[region, expires_in] = (now, config, expires_at)
+    return config, expires_at

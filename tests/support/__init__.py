@@ -11,6 +11,8 @@ plain helpers from here (`from support.bridge import running_bridge`), never fro
   releases, API keys) and calls against them; `auth` and `crud` are the scenarios built with it.
 - `processes`: real `stk-bridge` processes (free ports, bounded waits, always stopped); tests
   that start them are marked `slow`.
+- `poolers`: Debian's PgBouncer in front of the test PostgreSQL, per test, in session or
+  transaction mode (`make poolers` installs it).
 
 A new kind of helper gets its own module here (a fault injector such as a controllable TCP proxy
 belongs in `faults.py`); a module with fixtures is added to `pytest_plugins` in `conftest.py`.

@@ -34,6 +34,19 @@ class TcpProxy:
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
+
+    async def restore(self) -> None:
+        """Back to `pass` without delay, listening again; connections that lost data to a
+        blackhole are cut (their peers reconnect), as after a network fault."""
+        if self.mode == "blackhole":
+            self.cut()
+        self.mode, self.delay = "pass", 0.0
+        if not self.listening:
+            await self.accept()
+
     async def refuse(self) -> None:
         """Close the port and drop every connection: connects are refused from now on."""
         if self._server is not None:

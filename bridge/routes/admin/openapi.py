@@ -4,7 +4,8 @@ from the admin routes themselves (`docs/admin.md` "OpenAPI").
 FastAPI derives the paths, parameters and bodies from the routes and the answers from their
 `responses=` models; what it cannot know is added here: the admin token scheme, and the error
 envelope under the statuses the routes really answer (our 400 where FastAPI would say 422, 401
-without the token, 404 for an unknown project or env, 409 where a change can conflict, 413 for a
+without the token, 403 for a scoped token without the scope or for another project, 404 for an
+unknown project or env, 409 where a change can conflict, 413 for a
 body past the limit, 503 when the registry or KV store is down).
 
 Also `GET /admin/v1/projects/{p}/envs/{e}/openapi.json`: a tenant's document for a role set.
@@ -30,7 +31,8 @@ from tenancy.openapi import ERROR_SCHEMA, ERROR_TEXT
 router = APIRouter(route_class=AdminRoute)
 PREFIX = "/admin/v1"
 
-# (method, path below the prefix) → statuses beyond every route's 400, 401, 404 and 503.
+# (method, path below the prefix) → statuses beyond every route's 400, 401, 403 (a scoped token
+# without the scope or for another project), 404 and 503.
 CONFLICTS = {
     ("post", "/projects"),
     ("patch", "/projects/{project}"),
@@ -41,6 +43,12 @@ CONFLICTS = {
     ("post", "/projects/{project}/promote"),
 }
 TIMEOUTS = {("post", "/projects/{project}/envs/{env}/releases")}  # the schema apply's DDL
+ADMIN_TEXT = {
+    "401": "Admin token missing, unknown or revoked",
+    "403": "A scoped admin token without this call's scope, or bound to another project",
+    "404": "Unknown project, env or resource (everywhere when no admin token is configured)",
+    "409": "Taken id or host, the default env, a non-additive schema change, a busy manifest",
+}
 
 
 @router.get("/openapi.json")
@@ -86,16 +94,17 @@ def document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
     schemas["Error"] = ERROR_SCHEMA
     components["responses"] = {
         f"Error{status}": {
-            "description": ERROR_TEXT.get(status, "Admin token missing or wrong"),
+            "description": ADMIN_TEXT.get(status, ERROR_TEXT[status]),
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
         }
-        for status in ("400", "401", "404", "409", "413", "503", "504")
+        for status in ("400", "401", "403", "404", "409", "413", "503", "504")
     }
     components["securitySchemes"] = {
         "adminToken": {
             "type": "http",
             "scheme": "bearer",
-            "description": "One of STK_ADMIN_TOKENS (docs/security.md)",
+            "description": "A global admin token (STK_ADMIN_TOKENS) or a scoped one "
+            "(POST /admin/v1/tokens); docs/security.md",
         }
     }
     doc["security"] = [{"adminToken": []}]
@@ -103,7 +112,7 @@ def document(routes: Sequence[BaseRoute]) -> dict[str, Any]:
         for method, operation in item.items():
             answers = operation["responses"]
             answers.pop("422", None)
-            statuses = {"400", "401", "404", "503"}
+            statuses = {"400", "401", "403", "404", "503"}
             key = (method, path.removeprefix(PREFIX))
             if key in CONFLICTS:
                 statuses.add("409")

@@ -6,7 +6,16 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from bridge import responses
-from bridge.routes.admin.common import ActorDep, AdminRoute, Body, PagingDep, RuntimeDep
+from bridge.routes.admin.common import (
+    ActorDep,
+    AdminRoute,
+    Answer,
+    Body,
+    Page,
+    PagingDep,
+    RuntimeDep,
+    answers,
+)
 from tenancy.control import admintokens
 
 router = APIRouter(prefix="/tokens", route_class=AdminRoute)
@@ -18,13 +27,31 @@ class NewToken(Body):
     scopes: list[str]
 
 
-@router.post("", status_code=201)
+class Token(Answer):
+    tokenId: str
+    name: str
+    project: str | None
+    scopes: list[str]
+    createdBy: str
+    createdAt: str
+    revokedAt: str | None
+
+
+class NewTokenAnswer(Token):
+    token: str  # shown only here
+
+
+class Tokens(Page):
+    items: list[Token]
+
+
+@router.post("", status_code=201, responses=answers(NewTokenAnswer, 201))
 async def create_admin_token(body: NewToken, actor: ActorDep, rt: RuntimeDep) -> Response:
     answer = await admintokens.create(rt, actor, body.name, body.project, body.scopes)
     return responses.json(answer, 201)
 
 
-@router.get("")
+@router.get("", responses=answers(Tokens))
 async def list_admin_tokens(
     rt: RuntimeDep, _: ActorDep, paging: PagingDep, project: str | None = None
 ) -> Response:

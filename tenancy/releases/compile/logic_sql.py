@@ -39,6 +39,25 @@ class ScannedSql:
     problems: list[tuple[int, str]] = field(default_factory=list)
     start: int = 0
     end: int = 0
+    # Spans that are not SQL words (comments, literals, quoted identifiers) and what stands for
+    # each in `skeleton`: a literal is a value, a quoted identifier a name.
+    opaque: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def skeleton(self, text: str) -> str:
+        """The statement with comments, literals and bindings replaced: only SQL words remain."""
+        spans = sorted(
+            [*self.opaque, *((b.start, b.end, " 0 ") for b in self.bindings)],
+            key=lambda span: span[0],
+        )
+        out: list[str] = []
+        pos = self.start
+        for start, end, stand_in in spans:
+            if start < pos or start >= self.end:
+                continue
+            out += (text[pos:start], stand_in)
+            pos = end
+        out.append(text[pos : self.end])
+        return "".join(out)
 
     def render(self, text: str) -> tuple[dict[str, str], tuple[str, ...]]:
         """SQL per engine (`$N` for PostgreSQL, `?N` for SQLite) and bind names by number."""
@@ -84,10 +103,14 @@ class _Scanner:
                 continue
             if char == "-" and nxt == "-":
                 newline = text.find("\n", pos)
-                pos = n if newline < 0 else newline
+                end = n if newline < 0 else newline
+                self.out.opaque.append((pos, end, " "))
+                pos = end
                 continue
             if char == "/" and nxt == "*":
-                pos = self._block_comment(pos)
+                end = self._block_comment(pos)
+                self.out.opaque.append((pos, end, " "))
+                pos = end
                 continue
             if semicolon is not None and char != ";":
                 self.problem(pos, "a logic must contain exactly one SQL statement")
@@ -100,10 +123,14 @@ class _Scanner:
             if char == "'":
                 escapes = pos > 0 and text[pos - 1] in "eE" and not _prev_is_ident(text, pos - 1)
                 pos = self._quoted(pos, "'", "string literal", backslash=escapes)
+                self.out.opaque.append((token_start, pos, " 0 "))
             elif char in '"`':
                 pos = self._quoted(pos, char, "quoted identifier", backslash=False)
+                self.out.opaque.append((token_start, pos, " quoted_name "))
             elif char == "$":
                 pos = self._dollar(pos)
+                if pos - token_start > 1:  # a dollar-quoted string, not a lone `$`
+                    self.out.opaque.append((token_start, pos, " 0 "))
             elif char == ":":
                 pos = self._colon(pos)
             else:
@@ -187,3 +214,67 @@ def _prev_is_ident(text: str, pos: int) -> bool:
 def scan_sql(text: str, *, first_line: int = 1) -> ScannedSql:
     """Scan a logic body; `first_line` is the file line where `text` starts."""
     return _Scanner(text, first_line).scan()
+
+
+# --- read-only classification (`docs/logics.md`, "Read-only logics") ------------------------------
+
+_WORD = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+# Words that may stand before "(" without being a call.
+_NOT_CALLS = _words(
+    """select from where and or not in exists any all some values as on using join lateral
+    over filter within group by order having limit offset case when then else end is like ilike
+    between union intersect except distinct array row cast extract interval with recursive
+    asc desc nulls first last true false null"""
+)
+# Functions without side effects in PostgreSQL and SQLite: aggregates, window functions,
+# arithmetic, strings, dates, JSON. Anything else (pg_sleep, nextval, set_config, a user
+# function) may write or wait, so a logic calling it is not read-only.
+_HARMLESS_CALLS = _words(
+    """count sum avg min max total group_concat string_agg array_agg json_agg jsonb_agg
+    json_object_agg jsonb_object_agg json_group_array json_group_object bool_and bool_or every
+    row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value
+    nth_value coalesce nullif greatest least ifnull iif abs round floor ceil ceiling trunc mod
+    power sqrt sign lower upper length char_length octet_length substr substring trim btrim
+    ltrim rtrim replace concat concat_ws left right position strpos split_part instr printf
+    format lpad rpad reverse initcap md5 now date_trunc date_part to_char to_date to_timestamp
+    age make_date date time datetime julianday strftime unixepoch json_build_object
+    jsonb_build_object json_build_array jsonb_build_array to_json to_jsonb row_to_json
+    json_extract json_array_length jsonb_array_length json_array json_object json_type
+    json_valid jsonb_typeof json_typeof typeof array_length cardinality unnest
+    generate_series"""
+)
+# Words that make any statement a write, a lock or a side effect (`SELECT ... INTO`,
+# `FOR UPDATE`, a data-modifying CTE, ...).
+_WRITES = _words(
+    """insert update delete merge into for lock call do copy set reset
+    truncate create drop alter grant revoke notify listen vacuum refresh execute prepare
+    returning"""
+)
+
+
+def is_read_only(text: str, scanned: ScannedSql) -> bool:
+    """Whether a logic's statement provably only reads: a `SELECT` (or `WITH ... SELECT`,
+    `VALUES`) with no data-modifying CTE, no locking clause, and no call but the harmless
+    functions above. Conservative: anything unknown answers False (the statement then is never
+    retried after a broken connection; `docs/tenancy.md`, failover)."""
+    if scanned.problems:
+        return False
+    skeleton = scanned.skeleton(text).lower()
+    words = list(_WORD.finditer(skeleton))
+    if not words or words[0].group() not in ("select", "with", "values"):
+        return False
+    for match in words:
+        word, start, end = match.group(), match.start(), match.end()
+        if word in _WRITES:
+            return False
+        qualified = start > 0 and skeleton[start - 1] in ".$"  # schema.function(
+        known = not qualified and (word in _NOT_CALLS or word in _HARMLESS_CALLS)
+        if not known and skeleton[end:].lstrip().startswith("("):
+            return False
+    return True

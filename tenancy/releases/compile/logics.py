@@ -11,7 +11,7 @@ from typing import Any
 
 from tenancy import ids
 from tenancy.releases.compile.conditions import classify
-from tenancy.releases.compile.logic_sql import SYSTEM_VARIABLES, scan_sql
+from tenancy.releases.compile.logic_sql import SYSTEM_VARIABLES, is_read_only, scan_sql
 from tenancy.releases.compile.permissions import compile_roles
 from tenancy.releases.compile.sources import Problems, YamlMap, check_keys, load_yaml
 from tenancy.types import PARAM_CHECKS, PARAM_TYPES
@@ -73,6 +73,8 @@ def compile_logic(
         return None
     logic["sql"], binds = scanned.render(body)
     logic["binds"] = list(binds)
+    # Retried once after a broken connection only when provably read-only (docs/logics.md).
+    logic["readOnly"] = is_read_only(body, scanned)
     return logic
 
 
