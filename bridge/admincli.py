@@ -693,6 +693,24 @@ def audit(project: str | None, action: str | None, since: str | None, limit: int
     emit(answer["items"], ["ts", "actor", "action", "project", "env", "detail"])
 
 
+@admin.command(context_settings=CONTEXT)
+@project_arg
+@click.option("--from", "start", help="First day, YYYY-MM-DD (default: 29 days before --to).")
+@click.option("--to", "end", help="Last day, YYYY-MM-DD (default: today, UTC).")
+@click.option("--env", help="Only this env.")
+@json_option
+def usage(project: str, start: str | None, end: str | None, env: str | None) -> None:
+    """Daily usage of PROJECT, summed over replicas: requests, rows, bytes, logins."""
+    params = {"from": start, "to": end, "env": env}
+    answer = client().call("GET", f"/projects/{project}/usage", params=params)
+    if _wants_json():
+        emit(answer)
+        return
+    rows = [{"day": i["day"], "env": i["env"], **i["counters"]} for i in answer["items"]]
+    metrics = sorted({name for item in answer["items"] for name in item["counters"]})
+    emit(rows, ["day", "env", *metrics])
+
+
 @admin.group("keys", context_settings=CONTEXT)
 def keys_group() -> None:
     """The server's master keyring and project data keys."""

@@ -17,16 +17,18 @@ from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import errors, logs
+from bridge.context import info
 from bridge.cors import Cors, CorsMiddleware
 from bridge.guard import HeaderLimits
-from bridge.metrics import Metrics
+from bridge.metrics import Metrics, route_kind
 from bridge.metrics import router as metrics_router
 from bridge.middleware import RequestMiddleware
 from bridge.routes import auth, health, openapi
-from bridge.routes.admin import keys, projects, releases, secrets, signing, tokens
+from bridge.routes.admin import keys, projects, releases, secrets, signing, tokens, usage
 from bridge.routes.admin import openapi as admin_openapi
 from bridge.routes.call import CallEndpoint
 from bridge.state import AppState
+from tenancy.calls import RequestState
 from tenancy.keyring import Keyring
 from tenancy.runtime import Runtime
 from tenancy.settings import Settings
@@ -46,7 +48,31 @@ class PathSwitch:
             await self.other(scope, receive, send)
 
 
+class InternalGate:
+    """With `STK_INTERNAL_PORT` (`docs/operations.md`), `/metrics` and `/readyz` answer only on
+    that listener, and it answers nothing else but `/healthz`: the public port no longer exposes
+    them. Which listener a request came in on is the ASGI `server` of its socket."""
+
+    INTERNAL = frozenset({"/metrics", "/readyz"})
+
+    def __init__(self, app: ASGIApp, internal_port: int) -> None:
+        self.app = app
+        self.internal_port = internal_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            server = scope.get("server")
+            internal = server is not None and server[1] == self.internal_port
+            path = scope["path"]
+            if (path in self.INTERNAL) != internal and path != "/healthz":
+                request_id = info(scope).request_id
+                await errors.envelope(404, "Not found", request_id)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+Observer = Callable[[RequestState, str, int, float, int, int], None]
 
 
 class App:
@@ -72,9 +98,27 @@ class App:
 
 def admin_router() -> APIRouter:
     router = APIRouter(prefix="/admin/v1")
-    for module in (projects, secrets, releases, keys, signing, tokens, admin_openapi):
+    for module in (projects, secrets, releases, keys, signing, tokens, usage, admin_openapi):
         router.include_router(module.router)
     return router
+
+
+def _observer(metrics: Metrics, state: AppState) -> Observer:
+    """After each answer: the metrics, and the usage of the tenant it was admitted for (requests
+    refused before a tenant is resolved are nobody's usage: anyone could send them)."""
+
+    def observe(
+        req: RequestState, path: str, status: int, seconds: float, received: int, sent: int
+    ) -> None:
+        metrics.observe(req, path, status, seconds)
+        if req.resolved is not None:
+            tenant = req.resolved.tenant
+            usage = state.rt.usage
+            usage.request(tenant, route_kind(req, path), status, received, sent)
+            if status == 200 and path == "/auth/login":
+                usage.add(tenant, "logins")
+
+    return observe
 
 
 def create_app(
@@ -93,7 +137,8 @@ def create_app(
         run_migrations = settings.auto_migrate if migrate is None else migrate
         state.rt = await Runtime.start(settings, keyring, migrate_schema=run_migrations)
         try:
-            yield
+            async with metrics.running(state.rt):
+                yield
         finally:
             await state.rt.close()
             logs.flush()  # the batched access lines (`docs/operations.md`)
@@ -118,12 +163,15 @@ def create_app(
     state.admin_routes = admin.routes
     api.include_router(admin)
     cors = Cors(state)
+    inner: ASGIApp = CorsMiddleware(PathSwitch(CallEndpoint(state), api), cors)
+    if settings.internal_port is not None:
+        inner = InternalGate(inner, settings.internal_port)
     stack = RequestMiddleware(
-        CorsMiddleware(PathSwitch(CallEndpoint(state), api), cors),
+        inner,
         max_body_bytes=settings.max_body_bytes,
         limits=HeaderLimits.of(settings),
         body_timeout=settings.body_timeout_seconds,
         cors=cors,
-        observe=metrics.observe,
+        observe=_observer(metrics, state),
     )
     return App(stack, api, state, lifespan)

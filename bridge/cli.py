@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 import orjson
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from bridge.admincli import admin
 from bridge.guard import server_options
@@ -103,7 +107,9 @@ def serve(host: str, port: int, workers: int) -> None:
     """Production server (uvicorn); refuses to start without a valid configuration and keyring."""
     settings = _settings()
     _keyring(settings)  # refuse to start, before binding, without a usable keyring
-    uvicorn.run(
+    if settings.internal_port == port:
+        _fail(["STK_INTERNAL_PORT: must differ from --port"])
+    config = uvicorn.Config(
         "bridge.asgi:create",
         factory=True,
         host=host,
@@ -114,6 +120,40 @@ def serve(host: str, port: int, workers: int) -> None:
         proxy_headers=False,
         **server_options(),
     )
+    # What `uvicorn.run` does, with the internal listener's socket next to the public one: every
+    # worker serves both (`bridge.app.InternalGate` tells them apart).
+    sockets = [config.bind_socket()]
+    if settings.internal_port is not None:
+        internal = uvicorn.Config(config.app, host=host, port=settings.internal_port)
+        sockets.append(internal.bind_socket())
+    with _metrics_directory(workers):
+        if workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+        else:
+            uvicorn.Server(config).run(sockets=sockets)
+
+
+@contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """Several workers share their metrics through files (`bridge/metrics.py`): a directory the
+    workers inherit, emptied first (series of an earlier run would add up) and, when made here,
+    removed at exit. An operator's own PROMETHEUS_MULTIPROC_DIR is used as given."""
+    from bridge.metrics import MULTIPROC_DIR  # not for `admin`: it would import the server
+
+    given = os.environ.get(MULTIPROC_DIR)
+    if workers == 1 and not given:
+        yield
+        return
+    directory = Path(given or tempfile.mkdtemp(prefix="stk-metrics-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_DIR] = str(directory)
+    try:
+        yield
+    finally:
+        if not given:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _with_runtime(work: Callable[[Any], Awaitable[None]]) -> None:

@@ -243,8 +243,9 @@ def banner(base: str, token: str, tenants: list[DemoTenant], data_dir: Path) -> 
         "Admin API:",
         f"  curl -s {base}/admin/v1/projects -H {shlex.quote(f'Authorization: Bearer {token}')}",
         "",
-        "Admin CLI (stk-bridge admin --help):",
+        "Admin CLI (stk-bridge admin --help): the projects, and what acme used today",
         f"  {admin_cli_command(base, token, data_dir)} admin projects list",
+        f"  {admin_cli_command(base, token, data_dir)} admin usage acme",
         "",
     ]
     return "\n".join(lines)

@@ -52,7 +52,7 @@ class RequestMiddleware:
         limits: HeaderLimits,
         body_timeout: float,
         cors: Cors,
-        observe: Callable[[RequestState, str, int, float], None] | None = None,
+        observe: Callable[[RequestState, str, int, float, int, int], None] | None = None,
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
@@ -78,11 +78,12 @@ class RequestMiddleware:
         response_started = False
         rid_header = (b"x-request-id", request_id.encode())
         refusal = screen(scope["headers"], self.limits)
+        received = sent = 0  # body bytes, for usage metering (`tenancy/usage.py`)
 
         async def send_wrapper(message: Message) -> None:
             """Every answer, whichever layer wrote it, gets the request id and its CORS headers
             (judged only for headers that passed the screen)."""
-            nonlocal status, response_started
+            nonlocal status, response_started, sent
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
@@ -90,6 +91,8 @@ class RequestMiddleware:
                 message["headers"] = [*message.get("headers", []), rid_header, *cors]
                 if req.rate is not None:
                     message["headers"].extend(rate_headers(req.rate))
+            else:
+                sent += len(message.get("body", b""))
             await send(message)
 
         try:
@@ -104,7 +107,6 @@ class RequestMiddleware:
                 message = "Request body too large" if status == 413 else "Invalid Content-Length"
                 await envelope(status, message, request_id)(scope, receive, send_wrapper)
                 return
-            received = 0
             body_done = False
             deadline = asyncio.get_running_loop().time() + self.body_timeout
 
@@ -148,7 +150,7 @@ class RequestMiddleware:
             elapsed = time.perf_counter() - started
             _log(req, scope, status, elapsed)
             if self.observe is not None:
-                self.observe(req, scope.get("path", ""), status, elapsed)
+                self.observe(req, scope.get("path", ""), status, elapsed, received, sent)
             current_request.reset(context)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -174,7 +175,9 @@ async def call(
     tenant = admission.tenant
     try:
         with rt.limits.slot(tenant, admission.project.limits):
+            began = time.perf_counter()
             data = await KINDS[route.kind].run(rt, admission, route, params, client_ip)
+            rt.usage.call(tenant, route.kind, route.op, data, time.perf_counter() - began)
     except StkError as exc:
         if exc.status >= 500:
             # The envelope's message is already safe to show; operators need it in the log.

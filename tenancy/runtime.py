@@ -33,6 +33,7 @@ from tenancy.settings import Settings
 from tenancy.storage.service import StorageService
 from tenancy.storage.sessions import MultipartSessions
 from tenancy.storage.store import TenantStores
+from tenancy.usage import Usage
 from tenancy.vault import Vault
 
 log = logging.getLogger("stk.runtime")
@@ -62,6 +63,7 @@ class Runtime:
     last_errors: LastErrors
     limits: Limiters
     storage: StorageService
+    usage: Usage
     outbox: Outbox
     _background: tuple[asyncio.Task[None], ...] = ()
 
@@ -141,6 +143,7 @@ class Runtime:
                 stores=TenantStores(timeout=settings.storage_timeout_seconds),
                 sessions=MultipartSessions(kv),
             ),
+            usage=Usage(sessions, settings.usage_flush_seconds),
             outbox=Outbox(sessions, releases, bus),
         )
         rt.bus.subscribe(rt._on_invalidation)
@@ -148,6 +151,7 @@ class Runtime:
         rt._background = (
             asyncio.create_task(rt.pools.run_janitor(min(30.0, settings.pool_idle_seconds))),
             asyncio.create_task(rt._prune_audit_periodically()),
+            asyncio.create_task(rt.usage.run()),
             # Pointer moves a process left unaudited or unannounced (`tenancy/outbox.py`).
             asyncio.create_task(rt.outbox.drain_periodically()),
         )
@@ -213,6 +217,7 @@ class Runtime:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.usage.flush()  # what this process counted since the last flush (SIGTERM)
         await self.bus.close()
         await self.limits.close()
         await self.pools.close_all()

@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     auto_migrate: bool = True
     audit_retention_days: int = Field(default=365, ge=1)
     metrics_tenant_label: bool = False
+    usage_flush_seconds: float = Field(default=10, gt=0)
+    internal_port: int | None = Field(default=None, ge=1, le=65535)
     # Abuse resistance (issue 9; README "Configuration", docs/security.md).
     tenant_data_dir: Path | None = None
     password_hash_threads: int = Field(default=4, ge=1)

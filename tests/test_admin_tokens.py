@@ -55,6 +55,7 @@ NEEDS: dict[str, frozenset[str]] = {
     "list_admin_tokens": GLOBAL,
     "revoke_admin_token": GLOBAL,
     "audit_log": frozenset({"read"}),
+    "usage": frozenset({"read"}),
     "admin_openapi": frozenset(SCOPES),
     "tenant_openapi": frozenset(SCOPES),
 }
@@ -263,7 +264,7 @@ def test_revocation_reaches_another_replica_within_a_second(
     servers: list[Server] = [start(["serve"], env, tmp_path, free_port()) for _ in range(2)]
     try:
         for server in servers:
-            wait_ready(server)
+            wait_ready(server, timeout=120)  # a busy machine imports slowly
         one, two = servers
         assert one.admin("POST", "/projects", json={"id": "alpha"}).status_code == 201
         created = one.admin(

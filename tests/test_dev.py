@@ -10,7 +10,7 @@ import json
 import signal
 import stat
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -25,16 +25,16 @@ pytestmark = pytest.mark.slow  # a real `stk-bridge dev` process
 class Banner:
     admin_token: str
     commands: list[tuple[str, str]]  # (heading it is printed under, command)
-    cli: str = ""  # the admin CLI command
+    cli: list[str] = field(default_factory=list)  # the admin CLI commands
 
 
 def parse_banner(stdout: str) -> Banner:
-    token, heading, commands, cli = "", "", [], ""
+    token, heading, commands, cli = "", "", [], []
     for line in (raw.strip() for raw in stdout.splitlines()):
         if line.startswith("admin token:"):
             token = line.removeprefix("admin token:").strip()
         elif line.startswith("STK_ADMIN_URL="):
-            cli = line
+            cli.append(line)
         elif line.startswith(("curl ", "TOKEN=$(curl ")):
             commands.append((heading, line))
         elif line:
@@ -79,7 +79,7 @@ def tenant_answers(answers: dict[str, str], project: str) -> list[str]:
 def dev(data_dir: Path, cwd: Path) -> Server:
     server = start(["dev"], stk_env(data_dir=str(data_dir)), cwd, free_port())
     try:
-        wait_ready(server)
+        wait_ready(server, timeout=120)  # bootstrap + imports, on a busy machine
     except BaseException:
         stop(server)
         raise
@@ -148,16 +148,24 @@ def test_dev_prints_commands_that_work_and_keeps_its_data(tmp_path: Path) -> Non
                 assert answers[command] == first[before]
         admin_listing = next(body for c, body in answers.items() if "/admin/" in c)
         assert '"initech"' in admin_listing
-        # The admin CLI line works as printed, from another directory, without the token in it.
-        assert banner.admin_token not in second.cli
-        listed = subprocess.run(
-            ["bash", "-c", second.cli], env=stk_env(), cwd=tmp_path / "curl", capture_output=True,
-            text=True, timeout=30,
+        # The admin CLI lines work as printed, from another directory, without the token in them.
+        listed, used = (
+            subprocess.run(
+                ["bash", "-c", line], env=stk_env(), cwd=tmp_path / "curl", capture_output=True,
+                text=True, timeout=30,
+            )
+            for line in second.cli
         )  # fmt: skip
+        assert all(banner.admin_token not in line for line in second.cli)
         assert listed.returncode == 0, listed.stderr
         assert [row.split()[0] for row in listed.stdout.splitlines()[1:]] == [
             "acme", "globex", "initech",
         ]  # fmt: skip
+        # acme's usage of the first run (flushed when it stopped) and of this one so far.
+        assert used.returncode == 0, used.stderr
+        header, *days = used.stdout.splitlines()
+        assert "requests.logics.2xx" in header.split() and "logins" in header.split(), header
+        assert days and days[-1].split()[1] == "dev", used.stdout
     finally:
         second_exit = stop(again)
     # uvicorn re-raises SIGTERM after its graceful shutdown, so the status reflects it.

@@ -41,6 +41,8 @@ def examples() -> list[tuple[Message, Message]]:
 def matches(expected: Any, actual: Any) -> bool:
     if expected == ANY:
         return True
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return expected is actual  # `false` is not `0`
     if isinstance(expected, dict):
         return (
             isinstance(actual, dict)

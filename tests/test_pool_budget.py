@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from tenancy.engines.postgresql import PgConnection
 from tenancy.errors import ServiceUnavailable
 from tenancy.pools import PoolKey, PoolManager
 
@@ -365,3 +366,23 @@ async def test_a_cancelled_statement_retires_only_its_own_connection(
     assert manager.stats("db")[0]["size"] == 1 and manager.connects == 2
     await manager.query(key("db"), pg_url, "SELECT 1", [])
     assert manager.connects == 2
+
+
+async def test_a_statement_right_after_its_backend_was_terminated_is_a_lost_connection(
+    pg_url: str,
+) -> None:
+    """Sent before asyncpg has read the server's goodbye, the statement meets a protocol in an
+    impossible state (`InternalClientError`): still "connection lost", a 503, never a 500."""
+    conn = await PgConnection.open(pg_url, statement_timeout_ms=5000, connect_timeout_s=5)
+    try:
+        await conn.run("SELECT 1 AS n", [])
+        admin = await asyncpg.connect(pg_url)
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", conn._conn.get_server_pid())
+        finally:
+            await admin.close()
+        with pytest.raises(ServiceUnavailable, match="connection lost"):
+            await conn.run("SELECT 2 AS n", [])
+        assert conn.broken
+    finally:
+        await conn.close()

@@ -160,7 +160,10 @@ class PgConnection:
         except TimeoutError:
             self.broken = True
             raise Timeout(timeout_message(self._timeout_ms)) from None
-        except (OSError, asyncpg.InterfaceError):
+        except (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError):
+            # InternalClientError: the server ended the session (a failover, a terminated
+            # backend) while asyncpg thought the connection idle; its next statement finds the
+            # protocol in an impossible state ("cannot switch to state ...").
             self.broken = True
             raise ServiceUnavailable("Tenant database unavailable: connection lost") from None
         except BaseException:

@@ -6,12 +6,14 @@ under the project's data key; the data key itself only wrapped by a master key.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
@@ -193,6 +195,19 @@ class AdminToken(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class UsageCounter(Base):
+    """Usage totals per (project, env, UTC day, metric), added to by every replica's flushes
+    (`tenancy/usage.py`). No foreign key: like the audit log, usage outlives its project."""
+
+    __tablename__ = "usage"
+
+    project: Mapped[str] = mapped_column(String(63), primary_key=True)
+    env: Mapped[str] = mapped_column(String(31), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(48), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class AuditEntry(Base):

@@ -83,6 +83,7 @@ RULES: dict[str, Rule] = {
     "revoke_admin_token": GLOBAL,
     # read-only views
     "audit_log": _rule("read", project="query"),
+    "usage": _rule("read"),
     # the admin API's own description: no project's data, any admin caller may read it
     "admin_openapi": _rule(*ANY, project="none"),
     # a tenant's API as some roles see it (`stk-bridge types`): the project's, for its tokens
