@@ -76,4 +76,4 @@ bench-poolers: $(STAMP) bench-tools poolers
 	$(BIN)/python -m bench.poolers $(if $(QUICK),--quick)
 
 clean:
-	rm -rf $(VENV) $(S3_VENV) $(TS_DIR)/node_modules .stk-bridge .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(S3_VENV) $(TS_DIR)/node_modules .stk-bridge .pytest_cache .mypy_cache .ruff_cache .hypothesis

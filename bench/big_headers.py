@@ -146,6 +146,7 @@ def main() -> None:
             (workdir / label).mkdir()
             values = {
                 "data_dir": str(workdir / label / "data"),
+                "tenant_data_dir": str(workdir),
                 "master_keys": _master_key(),
                 "admin_tokens": ADMIN,
                 "host_suffix": "localhost",

@@ -106,7 +106,7 @@ def _seed_database(path: Path, project: str) -> None:
 async def _demo_user(rt: Runtime, tenant: Tenant) -> str:
     """The tenant's demo end user (signed up once); its id owns the notes it will see."""
     auth = (await rt.directory.release(tenant)).auth
-    accounts = Accounts(rt.sessions, rt.directory.signing)
+    accounts = Accounts(rt.sessions, rt.directory.signing, rt.limits.hashing)
     with contextlib.suppress(Conflict):
         await accounts.signup(tenant, auth, demo_email(tenant.project), DEMO_PASSWORD)
     login = await accounts.login(tenant, auth, demo_email(tenant.project), DEMO_PASSWORD)

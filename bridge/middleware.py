@@ -25,6 +25,7 @@ from bridge.state import split_base
 from tenancy.calls import RequestState
 from tenancy.errors import as_unavailable
 from tenancy.ids import REQUEST_ID, new_ulid
+from tenancy.limits import WINDOW_SECONDS, RateState
 
 log = logging.getLogger("stk.errors")
 
@@ -88,6 +89,8 @@ class RequestMiddleware:
                 status = message["status"]
                 cors = await self.cors.headers(scope, judge=refusal is None)
                 message["headers"] = [*message.get("headers", []), rid_header, *cors]
+                if req.rate is not None:
+                    message["headers"].extend(rate_headers(req.rate))
             else:
                 sent += len(message.get("body", b""))
             await send(message)
@@ -149,6 +152,14 @@ class RequestMiddleware:
             if self.observe is not None:
                 self.observe(req, scope.get("path", ""), status, elapsed, received, sent)
             current_request.reset(context)
+
+
+def rate_headers(rate: RateState) -> list[tuple[bytes, bytes]]:
+    """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers): one item per
+    limit that counted this request (`docs/api.md`)."""
+    policy = ", ".join(f'"{r.name}";q={r.quota};w={WINDOW_SECONDS}' for r in rate.results)
+    current = ", ".join(f'"{r.name}";r={r.remaining};t={r.reset}' for r in rate.results)
+    return [(b"ratelimit-policy", policy.encode()), (b"ratelimit", current.encode())]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

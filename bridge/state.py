@@ -4,6 +4,7 @@ paths with their path-based base URL (`/p/<project>[/<env>]/...`, `docs/tenancy.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from collections.abc import Mapping, Sequence
 
 from fastapi import Request
@@ -12,7 +13,9 @@ from starlette.types import Scope
 
 from tenancy.resolution import BasePath, Hints
 from tenancy.runtime import Runtime
-from tenancy.settings import Settings
+from tenancy.settings import IPNetwork, Settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # The data plane: resolved per tenant, CORS-enabled, reachable under a path-based base URL.
 DATA_PLANE = ("/call", "/openapi.json", "/.well-known/jwks.json")
@@ -54,6 +57,26 @@ class AppState:
         # The admin API's OpenAPI document, encoded at its first request (a process constant).
         self.admin_openapi: bytes | None = None
         self.admin_routes: Sequence[BaseRoute] = ()
+        self.proxies = settings.trusted_networks()
+
+    def client_address(self, scope: Scope) -> str:
+        """The caller's address: the peer's, or behind a trusted proxy (`STK_TRUSTED_PROXIES`)
+        the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy. Every
+        `X-Forwarded-For` line counts, in order, since proxies may add a line of their own."""
+        client = scope.get("client")
+        peer = client[0] if client else ""
+        if not self.proxies or not _within(peer, self.proxies):
+            return peer
+        hops = [
+            hop.strip()
+            for name, value in scope["headers"]
+            if name == b"x-forwarded-for"
+            for hop in value.decode("latin-1").split(",")
+        ]
+        for hop in reversed(hops):
+            if not _within(hop, self.proxies):
+                return hop if _address(hop) is not None else peer
+        return hops[0] if hops and _address(hops[0]) is not None else peer
 
     def hints(self, headers: Mapping[str, str]) -> Hints:
         """`headers` with lower-case names (Starlette's `Headers` or `raw_headers(scope)`)."""
@@ -82,6 +105,18 @@ class AppState:
             if hmac.compare_digest(given, token):
                 found = token.decode()
         return found
+
+
+def _address(text: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _within(text: str, networks: tuple[IPNetwork, ...]) -> bool:
+    address = _address(text)
+    return address is not None and any(address in network for network in networks)
 
 
 def raw_headers(scope: Scope) -> dict[str, str]:

@@ -18,7 +18,8 @@ from typing import Any
 
 from tenancy.crud import Statement, execute, plan_call
 from tenancy.engines import QueryResult
-from tenancy.errors import BadRequest, Forbidden, NotFound, StkError
+from tenancy.errors import BadRequest, Forbidden, NotFound, StkError, TooManyRequests
+from tenancy.limits import RateState
 from tenancy.pools import PoolKey
 from tenancy.principal import Principal, Tenant
 from tenancy.registry.records import ProjectRecord
@@ -74,6 +75,7 @@ class RequestState:
     located: Located | None = None
     resolved: Resolved | None = None
     release: Release | None = None
+    rate: RateState | None = None  # the rate limits' verdict: the RateLimit headers
 
     # The access log's fields (`docs/operations.md`).
     @property
@@ -101,9 +103,10 @@ class Admission:
     principal: Principal
     project: ProjectRecord
     release: Release
+    address: str  # the client's, through trusted proxies only (`bridge.state`)
 
 
-async def admit(rt: Runtime, hints: Hints, state: RequestState) -> Admission:
+async def admit(rt: Runtime, hints: Hints, state: RequestState, address: str) -> Admission:
     """Tenant (400/401/403/404) → release (404/503) → origin (403) → rate limits (429).
 
     A browser's request from an origin the tenant's release does not allow is refused before it
@@ -114,8 +117,15 @@ async def admit(rt: Runtime, hints: Hints, state: RequestState) -> Admission:
     state.release = release = await directory.release(resolved.tenant)
     if hints.origin is not None and not origin_allowed(release.cors_origins, hints.origin):
         raise Forbidden("Origin not allowed")
-    await rt.limits.admit(resolved.tenant, resolved.project.limits)
-    return Admission(resolved.tenant, resolved.principal, resolved.project, release)
+    tenant, principal = resolved.tenant, resolved.principal
+    rate = await rt.limits.admit(
+        tenant, resolved.project.limits, release.limits, principal, address
+    )
+    if rate is not None:
+        state.rate = rate
+        if not rate.allowed:
+            raise TooManyRequests("Rate limit exceeded", retry_after=rate.retry_after)
+    return Admission(tenant, principal, resolved.project, release, address)
 
 
 def origin_allowed(origins: frozenset[str], origin: str) -> bool:

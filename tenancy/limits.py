@@ -7,22 +7,30 @@ One home on purpose: a new limit (per API key, user or address; a CPU bulkhead) 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import logging
+import math
+import os
+import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 
 from tenancy.breaker import Breaker
 from tenancy.errors import BadRequest, ServiceUnavailable, TooManyRequests
-from tenancy.principal import Tenant
+from tenancy.principal import Principal, Tenant
 from tenancy.redis_url import RedisOptions, connect
 
 log = logging.getLogger("stk.limits")
 
+T = TypeVar("T")
 LIMIT_MAX = 1_000_000
 WINDOW_SECONDS = 60
 
@@ -61,41 +69,138 @@ _FIELDS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class CallerLimits:
+    """Limits beyond the tenant, per release (`config/limits.yaml`, `docs/project-files.md`);
+    `None` means unset (the process-wide setting applies), 0 turns one off.
+
+    Rates are requests per minute per API key, per end user and per client address, each within
+    the tenant env; the auth numbers are the failed attempts per email and per address after
+    which `/auth/login` and `/auth/signup` back off.
+    """
+
+    per_api_key: int | None = None
+    per_user: int | None = None
+    per_address: int | None = None
+    free_failures_per_email: int | None = None
+    free_failures_per_address: int | None = None
+
+    @classmethod
+    def from_compiled(cls, doc: Mapping[str, Any] | None) -> CallerLimits:
+        doc = doc or {}
+        rates, auth = doc.get("requestsPerMinute", {}), doc.get("auth", {})
+        return cls(
+            rates.get("perApiKey"),
+            rates.get("perUser"),
+            rates.get("perAddress"),
+            auth.get("freeFailuresPerEmail"),
+            auth.get("freeFailuresPerAddress"),
+        )
+
+    def over(self, defaults: CallerLimits) -> CallerLimits:
+        """These values, each unset one taken from `defaults` (the settings)."""
+        return CallerLimits(
+            *(
+                mine if mine is not None else default
+                for mine, default in zip(_values(self), _values(defaults), strict=True)
+            )
+        )
+
+
+def _values(limits: CallerLimits) -> tuple[int | None, ...]:
+    return (
+        limits.per_api_key,
+        limits.per_user,
+        limits.per_address,
+        limits.free_failures_per_email,
+        limits.free_failures_per_address,
+    )
+
+
 class Limiters:
     """Every limiter, owned by the `Runtime`: `admit` counts a request once it is admitted to a
-    tenant (429), `slot` is held while it works (503)."""
+    tenant (429), `slot` is held while it works (503), `hashing` bounds password hashes,
+    `auth_guard` throttles failed sign-ins."""
 
     def __init__(
         self,
         redis_url: str | None,
         max_concurrency: int,
+        hashing: HashBulkhead | None = None,
+        defaults: CallerLimits | None = None,
+        backoff_max_seconds: int = 900,
+        failure_window_seconds: int = 900,
         *,
         redis: RedisOptions | None = None,
         breaker: Breaker | None = None,
     ) -> None:
-        self.rate = RateLimiter(redis_url, options=redis, breaker=breaker)
+        self.store = SharedStore(redis_url, options=redis, breaker=breaker)
+        self.rate = RateLimiter(self.store)
+        self.auth = AuthThrottle(self.store, backoff_max_seconds, failure_window_seconds)
         self.concurrency = ConcurrencyLimiter()
+        self.hashing = hashing or HashBulkhead()
+        self.defaults = (defaults or CallerLimits()).over(
+            CallerLimits(0, 0, 0, DEFAULT_FREE_PER_EMAIL, DEFAULT_FREE_PER_ADDRESS)
+        )
         self._max_concurrency = max_concurrency
 
-    async def admit(self, tenant: Tenant, limits: Limits) -> None:
-        if limits.requests_per_minute:  # tenants without a limit pay nothing
-            await self.rate.hit(tenant, limits.requests_per_minute)
+    async def admit(
+        self,
+        tenant: Tenant,
+        limits: Limits,
+        caller: CallerLimits,
+        principal: Principal,
+        address: str,
+    ) -> RateState | None:
+        """Every rate that applies to this request, checked in one step (one Redis call); None
+        when none applies, so unlimited tenants pay nothing."""
+        rates = []
+        scope = f"{tenant.project}:{tenant.env}"
+        if limits.requests_per_minute:
+            rates.append(Rate("tenant", f"t:{scope}", limits.requests_per_minute))
+        mine = caller.over(self.defaults) if caller != _UNSET else self.defaults
+        if mine.per_api_key and principal.type == "api_key":
+            rates.append(Rate("key", f"k:{scope}:{principal.sub}", mine.per_api_key))
+        if mine.per_user and principal.type == "user":
+            rates.append(Rate("user", f"u:{scope}:{principal.sub}", mine.per_user))
+        if mine.per_address and address:
+            rates.append(Rate("address", f"a:{scope}:{address}", mine.per_address))
+        if not rates:
+            return None
+        return await self.rate.check(rates)
+
+    def auth_guard(self, tenant: Tenant, caller: CallerLimits, address: str) -> AuthGuard:
+        mine = caller.over(self.defaults)
+        return AuthGuard(
+            self.auth,
+            f"{tenant.project}:{tenant.env}",
+            address,
+            mine.free_failures_per_email or 0,
+            mine.free_failures_per_address or 0,
+        )
 
     def slot(self, tenant: Tenant, limits: Limits) -> Slot:
         return self.concurrency.slot(tenant, limits.max_concurrency or self._max_concurrency)
 
     async def close(self) -> None:
-        await self.rate.close()
+        await self.store.close()
+        self.hashing.close()
 
 
-class RateLimiter:
-    """Fixed one-minute windows per (project, env).
+_UNSET = CallerLimits()
+DEFAULT_FREE_PER_EMAIL = 5
+DEFAULT_FREE_PER_ADDRESS = 20
 
-    With Redis configured the count is shared by every replica (one pipelined INCR + EXPIRE per
-    limited request); without it, or while Redis does not answer, each process counts on its own —
-    a rate limit degrades to per-replica rather than refusing or admitting every request.
-    Redis is behind a circuit breaker: once it failed `threshold` times in a row, requests count
-    locally at once for the breaker's window instead of each paying Redis's timeout.
+
+class SharedStore:
+    """The Redis the limiters share across replicas (`STK_REDIS_URL`), or none. Each call falls
+    back to this process's own count when Redis does not answer: a limit degrades to
+    per-replica rather than refusing or admitting everything (`docs/tenancy.md`).
+
+    The client is built by `tenancy.redis_url.connect` (timeouts, retry, health checks) and
+    Redis is behind a circuit breaker: once it failed `threshold` times in a row, every limiter
+    counts in this process at once for the breaker's window instead of each call paying Redis's
+    timeout; the fallback is logged when the breaker opens, not per request.
     """
 
     def __init__(
@@ -105,56 +210,275 @@ class RateLimiter:
         options: RedisOptions | None = None,
         breaker: Breaker | None = None,
     ) -> None:
-        self._redis: aioredis.Redis | None = None
-        self._prefix = ""
+        self.redis: aioredis.Redis | None = None
+        self.prefix = ""
         if redis_url:
-            redis = connect(redis_url, options or RedisOptions())
-            self._redis, self._prefix = redis.client, redis.prefix
+            client = connect(redis_url, options or RedisOptions())
+            self.redis, self.prefix = client.client, client.prefix
         self.breaker = breaker or Breaker.for_dependency()
-        self._window = 0
-        self._local: dict[Tenant, int] = {}
 
-    async def hit(self, tenant: Tenant, per_minute: int) -> None:
-        """Count one request of `tenant`; raise 429 past `per_minute` in this window."""
-        now = time.time()
-        window = int(now // WINDOW_SECONDS)
-        shared = self._redis is not None and self.breaker.allow()
-        count = await self._shared(tenant, window) if shared else None
-        if count is None:
-            count = self._count_locally(tenant, window)
-        if count > per_minute:
-            retry_after = max(1, WINDOW_SECONDS - int(now % WINDOW_SECONDS))
-            raise TooManyRequests("Rate limit exceeded", retry_after=retry_after)
+    def script(self, source: str) -> Any:
+        return self.redis.register_script(source) if self.redis is not None else None
 
-    async def _shared(self, tenant: Tenant, window: int) -> int | None:
-        assert self._redis is not None
-        key = f"{self._prefix}stk:rl:{tenant.project}:{tenant.env}:{window}"
+    async def run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """The script's answer, or None when Redis is absent, unreachable or its breaker open."""
+        if script is None or not self.breaker.allow():
+            return None
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, 2 * WINDOW_SECONDS)
-                count, _ = await pipe.execute()
-        except BaseException as exc:
+            answer = await script(keys=[self.prefix + k for k in keys], args=args)
+        except BaseException as exc:  # a cancelled call counts as a failure (`Breaker`)
             trips = self.breaker.trips
             self.breaker.failure()
             if not isinstance(exc, OSError | aioredis.RedisError):
                 raise
-            if self.breaker.trips != trips:  # once per window, not per request
-                log.warning("rate-limit store unreachable; counting in this process")
+            if self.breaker.trips != trips:  # once per opening, not per request
+                log.warning("limit store unreachable; counting in this process")
             return None
         self.breaker.success()
-        return int(count)
-
-    def _count_locally(self, tenant: Tenant, window: int) -> int:
-        if window != self._window:
-            self._window, self._local = window, {}
-        count = self._local.get(tenant, 0) + 1
-        self._local[tenant] = count
-        return count
+        return answer
 
     async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """One limit on one request: `per_minute` for bucket `key` (policy `name` in headers)."""
+
+    name: str
+    key: str
+    per_minute: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateResult:
+    name: str
+    quota: int
+    remaining: int
+    reset: int  # seconds until the whole quota is available again
+
+
+@dataclass(frozen=True, slots=True)
+class RateState:
+    """What the rates said about one request: the `RateLimit-Policy` / `RateLimit` headers
+    (`docs/api.md`) and, when refused, how long to wait."""
+
+    results: tuple[RateResult, ...]
+    retry_after: int = 0  # 0 when admitted
+
+    @property
+    def allowed(self) -> bool:
+        return self.retry_after == 0
+
+
+# GCRA over every bucket of a request at once, on Redis's clock: all admitted (and recorded)
+# or none. A bucket holds its theoretical arrival time (TAT); a request is admitted when the new
+# TAT is at most one period ahead of now, which allows a burst of `per_minute` and then one
+# request every 60/per_minute seconds.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local period = tonumber(ARGV[#KEYS + 1])
+local tats = {}
+local allowed = 1
+for i, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key)) or now
+  if tat < now then tat = now end
+  tats[i] = tat + tonumber(ARGV[i])
+  if tats[i] - period > now then allowed = 0 end
+end
+local out = {allowed, string.format('%.6f', now)}
+for i, key in ipairs(KEYS) do
+  if allowed == 1 then
+    local ttl = math.ceil((tats[i] - now) * 1000)
+    redis.call('SET', key, string.format('%.6f', tats[i]), 'PX', ttl)
+  end
+  out[#out + 1] = string.format('%.6f', tats[i])
+end
+return out
+"""
+_LOCAL_MAX = 100_000
+
+
+class RateLimiter:
+    """GCRA per bucket (smooth: no window edge lets twice the rate through), shared by every
+    replica through one Lua script call per limited request, or counted in this process when
+    Redis is absent or down."""
+
+    def __init__(self, store: SharedStore) -> None:
+        self._store = store
+        self._script = store.script(_GCRA)
+        self._local: dict[str, float] = {}
+
+    async def check(self, rates: list[Rate]) -> RateState:
+        intervals = [WINDOW_SECONDS / rate.per_minute for rate in rates]
+        keys = [f"stk:rl:{rate.key}" for rate in rates]
+        answer = await self._store.run(self._script, keys, [*intervals, WINDOW_SECONDS])
+        if answer is not None:
+            allowed, now = bool(int(answer[0])), float(answer[1])
+            tats = [float(t) for t in answer[2:]]
+        else:
+            allowed, now, tats = self._check_locally(keys, intervals)
+        return _state(rates, intervals, allowed, now, tats)
+
+    def _check_locally(
+        self, keys: list[str], intervals: list[float]
+    ) -> tuple[bool, float, list[float]]:
+        now = time.time()
+        if len(self._local) > _LOCAL_MAX:
+            self._local = {k: tat for k, tat in self._local.items() if tat > now}
+        tats = [max(self._local.get(k, now), now) + i for k, i in zip(keys, intervals, strict=True)]
+        allowed = all(tat - WINDOW_SECONDS <= now for tat in tats)
+        if allowed:
+            self._local.update(zip(keys, tats, strict=True))
+        return allowed, now, tats
+
+
+def _state(
+    rates: list[Rate], intervals: list[float], allowed: bool, now: float, tats: list[float]
+) -> RateState:
+    results = []
+    wait = 0.0
+    for rate, interval, tat in zip(rates, intervals, tats, strict=True):
+        ahead = tat - now
+        if allowed:
+            remaining = int((WINDOW_SECONDS - ahead) // interval)
+            reset = math.ceil(ahead)
+        else:
+            remaining = max(0, int((WINDOW_SECONDS - ahead + interval) // interval))
+            reset = math.ceil(ahead - interval)
+            if ahead > WINDOW_SECONDS:
+                wait = max(wait, ahead - WINDOW_SECONDS)
+        results.append(RateResult(rate.name, rate.per_minute, remaining, reset))
+    return RateState(tuple(results), 0 if allowed else max(1, math.ceil(wait)))
+
+
+# Failed sign-ins per bucket: a count and a blocked-until time, both forgotten a window after
+# the last failure. 'fail' adds one to each bucket and, past its free count, blocks it for
+# 2^(n - free - 1) seconds (capped); 'check' answers the longest wait; 'clear' forgets.
+_BACKOFF = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local mode = ARGV[1]
+if mode == 'clear' then
+  redis.call('DEL', unpack(KEYS))
+  return '0'
+end
+local window, cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+local wait = 0
+for i, key in ipairs(KEYS) do
+  if mode == 'fail' then
+    local n = redis.call('HINCRBY', key, 'n', 1)
+    local free = tonumber(ARGV[3 + i])
+    if n > free then
+      local delay = math.min(cap, 2 ^ (n - free - 1))
+      redis.call('HSET', key, 'until', string.format('%.6f', now + delay))
+    end
+    redis.call('EXPIRE', key, window + cap)
+  end
+  local blocked = tonumber(redis.call('HGET', key, 'until')) or 0
+  if blocked - now > wait then wait = blocked - now end
+end
+return string.format('%.6f', wait)
+"""
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int = 0
+    blocked_until: float = 0.0
+    forget_at: float = 0.0
+
+
+class AuthThrottle:
+    """Growing back-off after failed sign-ins, per bucket ((tenant, email), (tenant, address)),
+    shared through Redis like the rates (`docs/security.md`, passwords)."""
+
+    def __init__(self, store: SharedStore, cap_seconds: int, window_seconds: int) -> None:
+        self._store = store
+        self._script = store.script(_BACKOFF)
+        self._cap = cap_seconds
+        self._window = window_seconds
+        self._local: dict[str, _Failures] = {}
+
+    async def wait(self, keys: list[str]) -> float:
+        """Seconds before these buckets may try again (0: now)."""
+        answer = await self._store.run(self._script, keys, ["check", self._window, self._cap])
+        if answer is not None:
+            return float(answer)
+        return self._locally(keys, [], time.time())
+
+    async def failed(self, keys: list[str], free: list[int]) -> None:
+        args = ["fail", self._window, self._cap, *free]
+        if await self._store.run(self._script, keys, args) is None:
+            self._locally(keys, free, time.time())
+
+    async def clear(self, keys: list[str]) -> None:
+        if await self._store.run(self._script, keys, ["clear"]) is None:
+            for key in keys:
+                self._local.pop(key, None)
+
+    def _locally(self, keys: list[str], free: list[int], now: float) -> float:
+        """`free` given: record a failure (the 'fail' mode); empty: only look."""
+        if len(self._local) > _LOCAL_MAX:
+            self._local = {k: f for k, f in self._local.items() if f.forget_at > now}
+        wait = 0.0
+        for i, key in enumerate(keys):
+            entry = self._local.get(key)
+            if entry is not None and entry.forget_at <= now:
+                entry = self._local[key] = _Failures()
+            if free:
+                entry = entry or self._local.setdefault(key, _Failures())
+                entry.count += 1
+                if entry.count > free[i]:
+                    delay = min(self._cap, 2 ** (entry.count - free[i] - 1))
+                    entry.blocked_until = now + delay
+                entry.forget_at = now + self._window + self._cap
+            if entry is not None:
+                wait = max(wait, entry.blocked_until - now)
+        return wait
+
+
+@dataclass(frozen=True, slots=True)
+class AuthGuard:
+    """The back-off of one sign-in attempt: its tenant, address and free counts."""
+
+    throttle: AuthThrottle
+    scope: str
+    address: str
+    free_per_email: int
+    free_per_address: int
+
+    def _buckets(self, email: str) -> tuple[list[str], list[int]]:
+        keys, free = [], []
+        if self.free_per_email:
+            digest = hashlib.sha256(email.lower().encode()).hexdigest()[:32]
+            keys.append(f"stk:af:{self.scope}:e:{digest}")
+            free.append(self.free_per_email)
+        if self.free_per_address and self.address:
+            keys.append(f"stk:af:{self.scope}:a:{self.address}")
+            free.append(self.free_per_address)
+        return keys, free
+
+    async def check(self, email: str) -> None:
+        """429 with `Retry-After` while the email or the address is backing off."""
+        keys, _ = self._buckets(email)
+        wait = await self.throttle.wait(keys) if keys else 0.0
+        if wait > 0:
+            raise TooManyRequests(
+                "Too many failed attempts; try again later", retry_after=math.ceil(wait)
+            )
+
+    async def failed(self, email: str) -> None:
+        keys, free = self._buckets(email)
+        if keys:
+            await self.throttle.failed(keys, free)
+
+    async def succeeded(self, email: str) -> None:
+        """A right password forgets the email's failures (not the address's)."""
+        if self.free_per_email:
+            await self.throttle.clear(self._buckets(email)[0][:1])
 
 
 class ConcurrencyLimiter:
@@ -199,3 +523,65 @@ class Slot:
             self._active[self._tenant] = remaining
         else:
             del self._active[self._tenant]
+
+
+def _lowest_priority() -> None:
+    """Nice 19 for this thread only (Linux sets priorities per thread): a hash takes the CPU
+    the event loop leaves, not the other way round."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+@dataclass(slots=True)
+class _TenantHashes:
+    running: asyncio.Semaphore
+    holders: int = 0  # running + queued
+
+
+@dataclass(slots=True)
+class HashBulkhead:
+    """Password hashing (argon2, CPU- and memory-heavy) as a per-tenant bulkhead
+    (`docs/security.md` passwords; issue 9 row 2).
+
+    Hashes run on a pool of their own threads, so they never wait behind other blocking work,
+    at the lowest CPU priority, so the event loop (every tenant's requests) goes first on a busy
+    CPU. Each tenant holds at most `per_tenant` places at once and queues at most `queue` more;
+    a tenant past both is refused at once (429 with `Retry-After`) instead of queueing, so a
+    login flood on one tenant fills its own queue, not the pool: another tenant's hash waits for
+    at most `per_tenant` of each busy tenant's hashes, not for the flood. A place is taken
+    before the sign-in reads the registry (`slot`), so the flood's excess costs no query either.
+    """
+
+    threads: int = 4
+    per_tenant: int = 2
+    queue: int = 8
+    _tenants: dict[Tenant, _TenantHashes] = field(default_factory=dict)
+    _executor: ThreadPoolExecutor | None = None
+
+    @contextlib.asynccontextmanager
+    async def slot(self, tenant: Tenant) -> AsyncIterator[None]:
+        """One of `tenant`'s places, waited for in its queue; 429 when the queue is full."""
+        entry = self._tenants.get(tenant)
+        if entry is None:
+            entry = self._tenants[tenant] = _TenantHashes(asyncio.Semaphore(self.per_tenant))
+        if entry.holders >= self.per_tenant + self.queue:
+            raise TooManyRequests("Too many password checks in progress for this project")
+        entry.holders += 1
+        try:
+            async with entry.running:
+                yield
+        finally:
+            entry.holders -= 1
+            if not entry.holders:
+                del self._tenants[tenant]
+
+    async def compute(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)` on a hash thread (call it holding a `slot`)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.threads, "stk-hash", _lowest_priority)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None

@@ -22,7 +22,7 @@ from tenancy.keyring import Keyring
 from tenancy.keyusage import KeyUsage
 from tenancy.kv import KVStore, open_kv
 from tenancy.lasterrors import LastErrors
-from tenancy.limits import Limiters
+from tenancy.limits import CallerLimits, HashBulkhead, Limiters
 from tenancy.openapi import DOCUMENTS
 from tenancy.outbox import Outbox
 from tenancy.pools import PoolManager
@@ -121,6 +121,20 @@ class Runtime:
             limits=Limiters(
                 settings.shared_redis,
                 settings.tenant_max_concurrency,
+                HashBulkhead(
+                    settings.password_hash_threads,
+                    settings.password_hash_per_tenant,
+                    settings.password_hash_queue,
+                ),
+                CallerLimits(
+                    settings.rate_per_api_key,
+                    settings.rate_per_user,
+                    settings.rate_per_address,
+                    settings.auth_free_failures_per_email,
+                    settings.auth_free_failures_per_address,
+                ),
+                settings.auth_backoff_max_seconds,
+                settings.auth_failure_window_seconds,
                 redis=settings.redis_options(),
                 breaker=settings.dependency_breaker(),
             ),

@@ -7,6 +7,7 @@ deployment should not have to restart it once per typo.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from tenancy.registry.db import RegistryTimeouts
     from tenancy.storage.credentials import StoreCredentials
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 REGISTRY_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 KV_SCHEMES = ("memory://", "file://", "redis://", "rediss://", "s3://")
 REDIS_SCHEMES = ("redis://", "rediss://")
@@ -105,6 +107,20 @@ class Settings(BaseSettings):
     metrics_tenant_label: bool = False
     usage_flush_seconds: float = Field(default=10, gt=0)
     internal_port: int | None = Field(default=None, ge=1, le=65535)
+    # Abuse resistance (issue 9; README "Configuration", docs/security.md).
+    tenant_data_dir: Path | None = None
+    password_hash_threads: int = Field(default=4, ge=1)
+    password_hash_per_tenant: int = Field(default=2, ge=1)
+    password_hash_queue: int = Field(default=8, ge=0)
+    rate_per_api_key: int = Field(default=0, ge=0)
+    rate_per_user: int = Field(default=0, ge=0)
+    rate_per_address: int = Field(default=0, ge=0)
+    auth_free_failures_per_email: int = Field(default=5, ge=0)
+    auth_free_failures_per_address: int = Field(default=20, ge=0)
+    auth_backoff_max_seconds: int = Field(default=900, ge=1)
+    auth_failure_window_seconds: int = Field(default=900, ge=1)
+    trusted_proxies: str | None = None
+    tenant_db_allow: str | None = None
 
     @field_validator("kv_url")
     @classmethod
@@ -120,6 +136,23 @@ class Settings(BaseSettings):
     @classmethod
     def _registry_scheme(cls, value: str | None) -> str | None:
         return _require_scheme(value, REGISTRY_SCHEMES)
+
+    @field_validator("tenant_db_allow")
+    @classmethod
+    def _allow_list(cls, value: str | None) -> str | None:
+        from tenancy.engines.policy import parse_allow
+
+        parse_allow(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str | None) -> str | None:
+        networks(value)
+        return value
+
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        return networks(self.trusted_proxies)
 
     @field_validator(
         "registry_url_file",
@@ -163,6 +196,11 @@ class Settings(BaseSettings):
         return self.registry_url or f"sqlite+aiosqlite:///{self.data_dir.resolve()}/registry.db"
 
     @property
+    def tenant_data(self) -> Path:
+        """Where tenant SQLite files may live (`docs/security.md`, connection URLs)."""
+        return self.tenant_data_dir or self.data_dir / "tenants"
+
+    @property
     def kv(self) -> str:
         return self.kv_url or f"file://{self.data_dir.resolve()}/kv"
 
@@ -203,6 +241,18 @@ class Settings(BaseSettings):
     def admin_token_list(self) -> list[str]:
         text = _read_secret(self.admin_tokens, self.admin_tokens_file) or ""
         return [t.strip() for t in text.replace("\n", ",").split(",") if t.strip()]
+
+
+def networks(text: str | None) -> tuple[IPNetwork, ...]:
+    """Comma-separated CIDRs or addresses (`STK_TRUSTED_PROXIES`)."""
+    found = []
+    for entry in (e.strip() for e in (text or "").split(",")):
+        if entry:
+            try:
+                found.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or CIDR") from None
+    return tuple(found)
 
 
 def _require_scheme(value: str | None, schemes: tuple[str, ...]) -> str | None:

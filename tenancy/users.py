@@ -7,7 +7,6 @@ a consumed one revokes the family, so a stolen token is useful at most until its
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import hashlib
 import re
@@ -24,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tenancy.errors import BadRequest, Conflict, Forbidden, Unauthorized
 from tenancy.ids import new_ulid
+from tenancy.limits import AuthGuard, HashBulkhead
 from tenancy.principal import Principal, Tenant
 from tenancy.registry.models import EndUser, RefreshToken, utcnow
 from tenancy.releases.model import AuthSettings
@@ -73,20 +73,36 @@ class User:
 
 
 class Accounts:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], signing: SigningKeys) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        signing: SigningKeys,
+        hashing: HashBulkhead,
+    ) -> None:
         self._sessions = sessions
         self._signing = signing
+        self._hashing = hashing
 
     async def signup(
-        self, tenant: Tenant, auth: AuthSettings, email: str, password: str
+        self,
+        tenant: Tenant,
+        auth: AuthSettings,
+        email: str,
+        password: str,
+        guard: AuthGuard | None = None,
     ) -> dict[str, Any]:
+        """`guard` (absent for `dev`'s own bootstrap) backs off an email and an address that
+        keep hitting taken emails (`docs/security.md`)."""
+        if guard is not None:
+            await guard.check(email)
         if not auth.signup_enabled:
             raise Forbidden("Signup is disabled for this environment")
         if len(email) > EMAIL_MAX or not _EMAIL.fullmatch(email):
             raise BadRequest("Invalid email")
         if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
             raise BadRequest(f"Password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
-        hashed = await asyncio.to_thread(_HASHER.hash, password)
+        async with self._hashing.slot(tenant):
+            hashed = await self._hashing.compute(_HASHER.hash, password)
         row = EndUser(
             id=new_ulid(),
             project=tenant.project,
@@ -100,29 +116,44 @@ class Accounts:
             async with self._sessions() as session, session.begin():
                 session.add(row)
         except IntegrityError:
+            if guard is not None:
+                await guard.failed(email)
             raise Conflict("Email already registered") from None
         return {"user": User.of(row).json()}
 
     async def login(
-        self, tenant: Tenant, auth: AuthSettings, email: str, password: str
+        self,
+        tenant: Tenant,
+        auth: AuthSettings,
+        email: str,
+        password: str,
+        guard: AuthGuard | None = None,
     ) -> dict[str, Any]:
-        """One answer for an unknown email and a wrong password, at the same cost."""
+        """One answer for an unknown email and a wrong password, at the same cost; failures
+        back off the email and the address (`guard`), before any hash is spent on them."""
+        if guard is not None:
+            await guard.check(email)
         row = None
-        if len(email) <= EMAIL_MAX:
-            async with self._sessions() as session:
-                row = await session.scalar(
-                    select(EndUser).where(
-                        EndUser.project == tenant.project,
-                        EndUser.env == tenant.env,
-                        EndUser.email_lower == email.lower(),
+        async with self._hashing.slot(tenant):  # before the query: excess costs nothing
+            if len(email) <= EMAIL_MAX:
+                async with self._sessions() as session:
+                    row = await session.scalar(
+                        select(EndUser).where(
+                            EndUser.project == tenant.project,
+                            EndUser.env == tenant.env,
+                            EndUser.email_lower == email.lower(),
+                        )
                     )
-                )
-        stored = row.password_hash if row is not None else None
-        ok = len(password) <= PASSWORD_MAX and await asyncio.to_thread(
-            _password_matches, stored, password
-        )
+            stored = row.password_hash if row is not None else None
+            ok = len(password) <= PASSWORD_MAX and await self._hashing.compute(
+                _password_matches, stored, password
+            )
         if row is None or not ok:
+            if guard is not None:
+                await guard.failed(email)
             raise Unauthorized(LOGIN_FAILED)
+        if guard is not None:
+            await guard.succeeded(email)
         user = User.of(row)
         access = await self._signing.issue(tenant, user.id, user.roles, auth.access_ttl_seconds)
         async with self._sessions() as session, session.begin():

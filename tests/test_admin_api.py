@@ -353,7 +353,7 @@ async def test_connections_verify_and_stay_write_only(
             wrong_password = f"postgresql://{role}:{password}@127.0.0.1:{port}/{dbname}"
             failures = {
                 "authentication failed": wrong_password,
-                "connection refused": f"postgresql://{role}:{password}@127.0.0.1:1/{dbname}",
+                "could not be reached": f"postgresql://{role}:{password}@127.0.0.1:1/{dbname}",
                 "database does not exist": (
                     f"postgresql://{role}:{password}@{server}/stk_missing_{uuid.uuid4().hex[:8]}"
                 ),

@@ -45,7 +45,12 @@ def test_every_command_and_option_has_help() -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("admin-cli")
-    env = stk_env(data_dir=str(tmp / "data"), master_keys=master_keys(), admin_tokens=ADMIN_TOKEN)
+    env = stk_env(
+        data_dir=str(tmp / "data"),
+        master_keys=master_keys(),
+        admin_tokens=ADMIN_TOKEN,
+        tenant_data_dir=str(tmp_path_factory.getbasetemp()),  # each test's tenant files
+    )
     with serving(["serve"], env, tmp) as running:
         yield running
 

@@ -325,3 +325,22 @@ async def test_deleting_a_project_removes_its_users_sessions_and_keys(world: Wor
         assert await rows(model) == 0, model
     r = await world.client.get("/auth/me", headers=bearer(login["access_token"]))
     assert r.status_code == 401
+
+
+async def test_a_login_flood_on_one_tenant_is_shed_and_another_tenant_logs_in(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Issue 9 row 2: password hashing is a per-tenant bulkhead. One tenant's excess is refused
+    at once (429, `Retry-After`); another tenant's login goes through meanwhile."""
+    settings = {"password_hash_threads": 2, "password_hash_per_tenant": 1, "password_hash_queue": 2}
+    async with auth_world(tmp_path_factory.mktemp("bulkhead"), **settings) as w:
+        email = new_email()
+        assert (await w.signup(email, project="beta")).status_code == 201
+        flood = [w.login(new_email(), "wrong-password", project="alpha") for _ in range(12)]
+        answers = await asyncio.gather(w.login(email, project="beta"), *flood)
+    assert answers[0].status_code == 200, answers[0].text
+    statuses = [r.status_code for r in answers[1:]]
+    assert set(statuses) == {401, 429} and statuses.count(401) >= 3
+    shed = next(r for r in answers[1:] if r.status_code == 429)
+    assert shed.headers["Retry-After"] == "1"
+    assert shed.json()["error"]["code"] == "TOO_MANY_REQUESTS"

@@ -106,7 +106,9 @@ def _publish(server: Server, directory: Path, cwd: Path) -> subprocess.Completed
 
 
 def test_publish_against_a_running_server(tmp_path: Path) -> None:
-    env = stk_env(data_dir=str(tmp_path / "data"), master_keys=master_keys())
+    env = stk_env(
+        data_dir=str(tmp_path / "data"), master_keys=master_keys(), tenant_data_dir=str(tmp_path)
+    )
     env["STK_ADMIN_TOKENS"] = ADMIN_TOKEN
     with serving(["serve"], env, tmp_path) as server:
         assert server.admin("POST", "/projects", json={"id": "alpha", "envs": ["prod"]}).is_success
@@ -156,7 +158,13 @@ def test_migrate_then_keys_status_and_rewrap_rotate_the_master_key(tmp_path: Pat
     assert migrated.returncode == 0, migrated.stderr
     assert (tmp_path / "data" / "registry.db").is_file()
 
-    env = stk_env(data_dir=data, master_keys=old, admin_tokens=ADMIN_TOKEN, auto_migrate="false")
+    env = stk_env(
+        data_dir=data,
+        master_keys=old,
+        admin_tokens=ADMIN_TOKEN,
+        auto_migrate="false",
+        tenant_data_dir=str(tmp_path),
+    )
     with serving(["serve"], env, tmp_path) as server:
         for project in ("alpha", "beta"):
             assert server.admin("POST", "/projects", json={"id": project}).status_code == 201
@@ -170,7 +178,7 @@ def test_migrate_then_keys_status_and_rewrap_rotate_the_master_key(tmp_path: Pat
     assert "active kid: old" in status.stdout
     assert "old: wraps 2 data key(s)" in status.stdout
 
-    rotated = stk_env(data_dir=data, master_keys=f"{new},{old}")
+    rotated = stk_env(data_dir=data, master_keys=f"{new},{old}", tenant_data_dir=str(tmp_path))
     rewrap = run(["keys", "rewrap"], rotated, tmp_path)
     assert rewrap.returncode == 0, rewrap.stderr
     assert "re-wrapped 2 data key(s)" in rewrap.stdout

@@ -812,3 +812,10 @@ def test_auth_problems(text: str, fragment: str, line: int) -> None:
 def test_refresh_shorter_than_access_is_a_problem() -> None:
     text = "tokens: {accessTtlSeconds: 3600, refreshTtlSeconds: 600}\n"
     assert find(problems(project(config__auth_yaml=text)), "must not be shorter")
+
+
+def test_control_characters_are_a_problem_not_a_crash() -> None:
+    """Found by the fuzz pass (tests/test_properties.py): PyYAML refuses them as it starts."""
+    with pytest.raises(PublishError) as caught:
+        compile_release({"schema/app.yaml": "\x1f"}, connections=None)
+    assert caught.value.details[0]["message"].startswith("invalid YAML")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from tenancy.errors import BadRequest, ServiceUnavailable
-from tenancy.limits import Limiters, Limits
-from tenancy.principal import Tenant
+from tenancy.limits import CallerLimits, Limiters, Limits
+from tenancy.principal import Principal, Tenant
 
 SHOP = Tenant("shop", "prod")
+USER = Principal("user", "u1")
 
 
 def test_the_json_form_round_trips_with_only_set_limits() -> None:
@@ -71,9 +72,12 @@ async def test_admit_counts_only_tenants_with_a_rate_limit() -> None:
     limiters = Limiters(None, max_concurrency=2)
     try:
         for _ in range(5):
-            await limiters.admit(SHOP, Limits())
+            assert await limiters.admit(SHOP, Limits(), CallerLimits(), USER, "203.0.113.7") is None
         assert limiters.rate._local == {}
-        await limiters.admit(SHOP, Limits(requests_per_minute=1))
-        assert limiters.rate._local == {SHOP: 1}
+        state = await limiters.admit(
+            SHOP, Limits(requests_per_minute=1), CallerLimits(), USER, "203.0.113.7"
+        )
+        assert state is not None and state.allowed
+        assert list(limiters.rate._local) == ["stk:rl:t:shop:prod"]
     finally:
         await limiters.close()

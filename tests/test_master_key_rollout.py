@@ -108,6 +108,7 @@ def test_a_master_key_rollout_as_documented_fails_no_request(
         host_suffix="api.localhost",
         cache_ttl_seconds="0.2",  # connections are decrypted (data keys unwrapped) all along
         data_dir=str(tmp_path / "unused"),
+        tenant_data_dir=str(tmp_path),
     )
     fleet = Fleet(env, tmp_path)
     stopping = threading.Event()

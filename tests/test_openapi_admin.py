@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("admin-openapi")
-    env = stk_env(data_dir=str(tmp / "data"), master_keys=master_keys())
+    env = stk_env(data_dir=str(tmp / "data"), master_keys=master_keys(), tenant_data_dir=str(tmp))
     env["STK_ADMIN_TOKENS"] = ADMIN_TOKEN
     with serving(["serve"], env, tmp) as server:
         # One real tenant, so generated calls also meet existing projects and envs.

@@ -61,6 +61,7 @@ def test_a_replica_killed_while_publishing_leaves_no_live_release_unaudited_or_u
         admin_tokens=ADMIN_TOKEN,
         host_suffix="api.localhost",
         data_dir=str(tmp_path / "unused"),
+        tenant_data_dir=str(tmp_path),
     )
     one, two = (start(["serve"], env, tmp_path, free_port()) for _ in range(2))
     try:

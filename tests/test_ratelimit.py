@@ -3,13 +3,13 @@ tenant, never across tenants, shared by replicas through Redis, and covering /au
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tenancy.breaker import Breaker
-from tenancy.errors import TooManyRequests
 from tenancy.keyring import Keyring
-from tenancy.limits import RateLimiter
-from tenancy.principal import Tenant
+from tenancy.limits import Rate, RateLimiter, SharedStore
 
 from support.bridge import running_bridge
 from support.world import World, host
@@ -73,26 +73,35 @@ async def test_replicas_share_the_count_through_redis(tmp_path, redis_url) -> No
 
 
 async def test_an_unreachable_redis_degrades_to_counting_in_process() -> None:
-    limiter = RateLimiter("redis://127.0.0.1:1/0")
-    tenant = Tenant("shop", "prod")
+    store = SharedStore("redis://127.0.0.1:1/0")
+    limiter = RateLimiter(store)
+    rates = [Rate("tenant", "t:shop:prod", 2)]
     try:
-        await limiter.hit(tenant, 2)
-        await limiter.hit(tenant, 2)
-        with pytest.raises(TooManyRequests):
-            await limiter.hit(tenant, 2)
+        assert (await limiter.check(rates)).allowed
+        assert (await limiter.check(rates)).allowed
+        refused = await limiter.check(rates)
+        assert not refused.allowed and refused.retry_after == 30  # GCRA: one every 60/2 s
     finally:
-        await limiter.close()
+        await store.close()
 
 
-async def test_an_unreachable_redis_is_not_asked_again_within_the_breaker_window() -> None:
+async def test_an_unreachable_redis_is_not_asked_again_within_the_breaker_window(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """After `threshold` failures in a row the count is local at once, not one timeout per
-    request (issue 8: a hung Redis cost every request its socket timeout)."""
-    limiter = RateLimiter("redis://127.0.0.1:1/0", breaker=Breaker(2, 60))
-    tenant = Tenant("shop", "prod")
+    request (issue 8: a hung Redis cost every request its socket timeout); the fallback is
+    logged once, when the breaker opens, not per request."""
+    store = SharedStore("redis://127.0.0.1:1/0", breaker=Breaker(2, 60))
+    limiter = RateLimiter(store)
+    rates = [Rate("tenant", "t:shop:prod", 100)]
     try:
-        for _ in range(5):
-            await limiter.hit(tenant, 100)
-        assert limiter.breaker.state == "open"
-        assert (limiter.breaker.failures, limiter.breaker.rejections) == (2, 3)
+        with caplog.at_level(logging.WARNING, logger="stk.limits"):
+            for _ in range(5):
+                assert (await limiter.check(rates)).allowed
+        assert store.breaker.state == "open"
+        assert (store.breaker.failures, store.breaker.rejections) == (2, 3)
+        assert [r.getMessage() for r in caplog.records if r.name == "stk.limits"] == [
+            "limit store unreachable; counting in this process"
+        ]
     finally:
-        await limiter.close()
+        await store.close()

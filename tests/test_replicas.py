@@ -52,6 +52,7 @@ def replicas(pg_url: str, redis_url: str, tmp_path: Path) -> Iterator[tuple[Serv
         admin_tokens=ADMIN_TOKEN,
         host_suffix="api.localhost",
         data_dir=str(tmp_path / "unused"),
+        tenant_data_dir=str(tmp_path),
     )
     # Both at once, as compose starts them: they upgrade the fresh registry concurrently.
     servers = [start(["serve"], env, tmp_path, free_port()) for _ in range(2)]

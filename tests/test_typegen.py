@@ -63,7 +63,7 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     tmp = tmp_path_factory.mktemp("typegen")
-    env = stk_env(data_dir=str(tmp / "data"), master_keys=master_keys())
+    env = stk_env(data_dir=str(tmp / "data"), master_keys=master_keys(), tenant_data_dir=str(tmp))
     env["STK_ADMIN_TOKENS"] = ADMIN_TOKEN
     with serving(["serve"], env, tmp) as server:
         assert server.admin("POST", "/projects", json={"id": "demo"}).status_code == 201

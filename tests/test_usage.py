@@ -114,7 +114,12 @@ async def test_replicas_add_up_in_the_registry(pg_url: str, tmp_path: Path) -> N
 @pytest.mark.slow
 def test_sigterm_loses_nothing(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    env = stk_env(data_dir=str(data), master_keys=master_keys(), admin_tokens=ADMIN_TOKEN)
+    env = stk_env(
+        data_dir=str(data),
+        master_keys=master_keys(),
+        admin_tokens=ADMIN_TOKEN,
+        tenant_data_dir=str(tmp_path),
+    )
     env["STK_USAGE_FLUSH_SECONDS"] = "3600"  # only the shutdown flush can save the counts
     server = start(["serve"], env, tmp_path, free_port())
     try:

@@ -10,7 +10,7 @@ from bridge import responses
 from bridge.context import info
 from bridge.state import AppState, state_of
 from tenancy.calls import Admission, admit
-from tenancy.limits import Slot
+from tenancy.limits import AuthGuard, Slot
 from tenancy.users import Accounts
 
 router = APIRouter()
@@ -32,11 +32,17 @@ class RefreshBody(Body):
 async def _admit(request: Request) -> tuple[AppState, Admission]:
     """The same admission and rate budget as `/call`: it also bounds password guessing."""
     state = state_of(request)
-    return state, await admit(state.rt, state.hints(request.headers), info(request.scope))
+    address = state.client_address(request.scope)
+    return state, await admit(state.rt, state.hints(request.headers), info(request.scope), address)
 
 
 def _accounts(state: AppState) -> Accounts:
-    return Accounts(state.rt.sessions, state.rt.directory.signing)
+    return Accounts(state.rt.sessions, state.rt.directory.signing, state.rt.limits.hashing)
+
+
+def _guard(state: AppState, admission: Admission) -> AuthGuard:
+    """Failed sign-ins back off per (tenant, email) and per address (`docs/security.md`)."""
+    return state.rt.limits.auth_guard(admission.tenant, admission.release.limits, admission.address)
 
 
 def _slot(state: AppState, admission: Admission) -> Slot:
@@ -49,7 +55,11 @@ async def signup(request: Request, body: Credentials) -> Response:
     state, admission = await _admit(request)
     with _slot(state, admission):
         answer = await _accounts(state).signup(
-            admission.tenant, admission.release.auth, body.email, body.password
+            admission.tenant,
+            admission.release.auth,
+            body.email,
+            body.password,
+            _guard(state, admission),
         )
     return responses.json(answer, 201)
 
@@ -59,7 +69,11 @@ async def login(request: Request, body: Credentials) -> Response:
     state, admission = await _admit(request)
     with _slot(state, admission):
         answer = await _accounts(state).login(
-            admission.tenant, admission.release.auth, body.email, body.password
+            admission.tenant,
+            admission.release.auth,
+            body.email,
+            body.password,
+            _guard(state, admission),
         )
     return responses.json(answer)
 

@@ -38,9 +38,9 @@ class CallEndpoint:
             path, params = parse_body(body)
             req.route = route = parse_route(path)
             rt = self.state.rt
-            admission = await admit(rt, self.state.hints(raw_headers(scope)), req)
-            client = scope.get("client")
-            data = await call(rt, admission, route, params, client[0] if client else "")
+            address = self.state.client_address(scope)
+            admission = await admit(rt, self.state.hints(raw_headers(scope)), req, address)
+            data = await call(rt, admission, route, params, address)
             answer = dumps({"data": data})
         except StkError as exc:
             await from_stk(exc, req.request_id)(scope, receive, send)

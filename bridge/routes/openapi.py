@@ -17,7 +17,8 @@ router = APIRouter()
 @router.get("/openapi.json")
 async def tenant_openapi(request: Request) -> Response:
     state = state_of(request)
-    admission = await admit(state.rt, state.hints(request.headers), info(request.scope))
+    address = state.client_address(request.scope)
+    admission = await admit(state.rt, state.hints(request.headers), info(request.scope), address)
     doc = document(
         admission.release, admission.principal.roles, max_rows=state.settings.select_max_rows
     )

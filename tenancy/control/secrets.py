@@ -9,6 +9,7 @@ from sqlalchemy import delete, select
 from tenancy import audit
 from tenancy.audit import Actor
 from tenancy.control.projects import require_env, require_project
+from tenancy.engines.policy import UrlPolicy, parse_allow
 from tenancy.errors import BadRequest, NotFound
 from tenancy.ids import is_alias, is_secret_name
 from tenancy.pools import Pooler, engine_of, verify_url
@@ -48,8 +49,9 @@ async def set_connection(
     engine = engine_of(url)
     if engine != "postgresql" and pooler != "none":
         raise BadRequest("A pooler applies to PostgreSQL connections only")
+    await url_policy(rt).check(url, engine)
     if verify:
-        await verify_url(url, pooler=pooler)
+        await verify_url(url, rt.settings.tenant_connect_timeout_ms / 1000, pooler)
     meta: dict[str, object] = {"engine": engine, "pooler": pooler}
     async with rt.transaction() as session:
         row = await rt.vault.put(session, project, env, "connection", alias, url.encode(), meta)
@@ -65,6 +67,12 @@ async def set_connection(
         )
     await rt.bus.publish("connection.set", project, env)
     return connection_json(row)
+
+
+def url_policy(rt: Runtime) -> UrlPolicy:
+    settings = rt.settings
+    networks, names = parse_allow(settings.tenant_db_allow)
+    return UrlPolicy(settings.registry, settings.tenant_data, networks, names)
 
 
 async def list_kind(rt: Runtime, project: str, env: str, kind: str) -> list[Secret]:

@@ -17,6 +17,7 @@ Error mapping follows `tenancy.engines`; SQLSTATE classes are named from the Pos
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 from collections import OrderedDict
@@ -32,7 +33,9 @@ from tenancy.engines.base import Pooler, QueryResult, quoted, timeout_message
 from tenancy.errors import BadRequest, Conflict, ServiceUnavailable, StkError, Timeout
 from tenancy.types import pg_json
 
+log = logging.getLogger("stk.engines")
 APPLICATION_NAME = "stk-bridge"
+UNREACHABLE = "the database server could not be reached"
 # Prepared statements kept per PostgreSQL connection (asyncpg's own cache default is 100).
 _STATEMENT_CACHE_SIZE = 100
 # The server enforces the statement timeout; this client-side margin only catches a server that
@@ -117,6 +120,11 @@ class PgConnection:
             )
         except Exception as exc:
             reason = _connect_reason(exc, url if checking else None, pooler)
+            if checking and not isinstance(exc, asyncpg.PostgresError | ValueError):
+                # Refused, timed out, no such host: one answer, so the check is no port scanner
+                # (issue 9); the operator's log keeps which it was.
+                log.warning("connection check failed: %s", reason)
+                reason = UNREACHABLE
             raise _connect_error(reason, checking) from None
         try:
             # Bounded like the connect: a pooler in session mode with every server connection

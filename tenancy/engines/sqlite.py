@@ -6,6 +6,7 @@ Error mapping follows `tenancy.engines`; SQLite names its errors (`SQLITE_CONSTR
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import sqlite3
@@ -19,6 +20,7 @@ import aiosqlite
 from tenancy.engines.base import QueryResult, quoted, timeout_message
 from tenancy.errors import BadRequest, Conflict, ServiceUnavailable, StkError, Timeout
 
+log = logging.getLogger("stk.engines")
 PREFIX = "sqlite:///"
 
 
@@ -93,8 +95,10 @@ async def verify(path: str) -> None:
         async with aiosqlite.connect(_rw_uri(path), uri=True) as conn:
             await conn.execute_fetchall("SELECT 1 FROM sqlite_master LIMIT 1")
     except sqlite3.Error as exc:
-        reason = _open_reason(exc, path)
-        raise BadRequest(f"Connection check failed: {reason}") from None
+        # Missing, not a database, unreadable: one answer, so the check tells nobody which files
+        # exist (issue 9); the operator's log keeps which it was.
+        log.warning("connection check failed: %s", _open_reason(exc, path))
+        raise BadRequest("Connection check failed: cannot open a SQLite database there") from None
 
 
 def path_of(url: str) -> str:

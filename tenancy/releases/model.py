@@ -14,6 +14,7 @@ from typing import Any, Literal
 import orjson
 
 from tenancy.errors import BadRequest, Forbidden, Unauthorized
+from tenancy.limits import CallerLimits
 from tenancy.principal import Principal
 from tenancy.releases.gates import Gate
 from tenancy.storage.model import StorageModel
@@ -195,6 +196,7 @@ class Release:
     auth: AuthSettings
     cors_origins: frozenset[str]
     storage: StorageModel  # empty when the project has no config/storage.yaml
+    limits: CallerLimits  # all unset when the project has no config/limits.yaml
 
     @classmethod
     def load(cls, body: bytes) -> Release:
@@ -219,6 +221,7 @@ class Release:
             ),
             cors_origins=frozenset(auth["cors"]["origins"]),
             storage=StorageModel.from_compiled(doc.get("storage")),
+            limits=CallerLimits.from_compiled(doc.get("limits")),
         )
 
     def rule_for(self, table: str, op: str, roles: frozenset[str]) -> Rule | None:

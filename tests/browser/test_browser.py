@@ -62,6 +62,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     cwd = tmp_path_factory.mktemp("browser")
     env = stk_env(
         data_dir=str(cwd / "data"),
+        tenant_data_dir=str(cwd),
         master_keys=master_keys(),
         admin_tokens=ADMIN_TOKEN,
         host_suffix="localhost",

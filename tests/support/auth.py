@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -57,11 +58,14 @@ async def whoami(world: World, headers: dict[str, str]) -> httpx.Response:
 
 
 @asynccontextmanager
-async def auth_world(data_dir: Path, registry: str = "sqlite") -> AsyncIterator[World]:
-    """The three tenants on a Bridge whose registry is SQLite or PostgreSQL."""
+async def auth_world(
+    data_dir: Path, registry: str = "sqlite", **settings: Any
+) -> AsyncIterator[World]:
+    """The three tenants on a Bridge whose registry is SQLite or PostgreSQL (`settings` as
+    `STK_*` overrides)."""
     async with (
         registry_database(registry) as url,
-        running_bridge(data_dir, url) as bridge,
+        running_bridge(data_dir, url, **settings) as bridge,
     ):
         world = World(bridge, home="alpha")
         for project, envs in (("alpha", ["prod", "dev"]), ("beta", ["prod"]), ("gamma", ["prod"])):

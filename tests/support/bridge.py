@@ -75,6 +75,7 @@ async def running_bridge(
     from tenancy.keyring import Keyring
     from tenancy.settings import load_settings
 
+    overrides.setdefault("tenant_data_dir", data_dir.parent)  # tests keep tenant files around it
     settings = load_settings(
         data_dir=data_dir,
         registry_url=registry_url or f"sqlite+aiosqlite:///{data_dir}/registry.db",

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from tenancy.errors import PublishError
+from tenancy.releases.compile.limits import LIMITS_FILE, compile_limits
 from tenancy.releases.compile.logics import compile_logic, logic_name
 from tenancy.releases.compile.permissions import ROLE, compile_permissions
 from tenancy.releases.compile.schema import compile_schema
@@ -30,7 +31,8 @@ PERMISSIONS_FILE = "config/permissions.yaml"
 AUTH_FILE = "config/auth.yaml"
 MAX_FILE_BYTES = 1_048_576
 ALLOWED = (
-    "schema/*.yaml, config/permissions.yaml, config/auth.yaml, config/storage.yaml, logics/**/*.sql"
+    "schema/*.yaml, config/permissions.yaml, config/auth.yaml, config/storage.yaml, "
+    "config/limits.yaml, logics/**/*.sql"
 )
 _SCHEMA_FILE = re.compile(r"^schema/[^/]+\.yaml$")
 _LOGIC_FILE = re.compile(r"^logics/(?:[^/]+/)*[^/]+\.sql$")
@@ -69,6 +71,7 @@ def compile_release(
     permissions_text: str | None = None
     auth_text: str | None = None
     storage_text: str | None = None
+    limits_text: str | None = None
     for path, content in files.items():
         kind = _file_kind(path, content, problems)
         if kind == "schema":
@@ -81,12 +84,15 @@ def compile_release(
             auth_text = content
         elif kind == "storage":
             storage_text = content
+        elif kind == "limits":
+            limits_text = content
     if not files:
         problems.add(".", f"no project files (expected {ALLOWED})")
     schema = compile_schema(schema_files, problems, connections)
     permissions = compile_permissions(PERMISSIONS_FILE, permissions_text, schema, problems)
     auth = compile_auth(auth_text, problems)
     storage = compile_storage(STORAGE_FILE, storage_text, problems)
+    limits = compile_limits(limits_text, problems)
     logics: dict[str, Any] = {}
     for path, text in sorted(logic_files):
         name = logic_name(path)
@@ -106,6 +112,8 @@ def compile_release(
     }
     if storage is not None:  # absent without the file, so releases without storage keep their id
         doc["storage"] = storage
+    if limits is not None:  # the same for config/limits.yaml
+        doc["limits"] = limits
     body = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
     return CompiledRelease(hashlib.sha256(body).hexdigest(), body, orjson.loads(body))
 
@@ -129,6 +137,8 @@ def _file_kind(path: object, content: object, problems: Problems) -> str | None:
         kind = "auth"
     elif path == STORAGE_FILE:
         kind = "storage"
+    elif path == LIMITS_FILE:
+        kind = "limits"
     elif _SCHEMA_FILE.fullmatch(path):
         kind = "schema"
     elif _LOGIC_FILE.fullmatch(path):
@@ -229,7 +239,7 @@ def load_project_dir(path: Path) -> dict[str, str]:
     root = path.resolve()
     if not root.is_dir():
         raise PublishError([{"file": str(path), "message": "not a directory"}])
-    candidates = [root / name for name in (PERMISSIONS_FILE, AUTH_FILE, STORAGE_FILE)]
+    candidates = [root / name for name in (PERMISSIONS_FILE, AUTH_FILE, STORAGE_FILE, LIMITS_FILE)]
     candidates += sorted((root / "schema").glob("*.yaml"))
     candidates += sorted((root / "logics").rglob("*.sql"))
     files: dict[str, str] = {}
