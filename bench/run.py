@@ -350,7 +350,7 @@ def _notes(data: dict[str, Any]) -> list[str]:
     extra = ", ".join(f"{k}={v}" for k, v in extra_settings().items())
     notes = [
         f"Bridge settings: STK_POOL_MAX_TOTAL={POOL_MAX_TOTAL} (S4's 100 warm pools x 5 "
-        "connections do not fit the default budget of 200)"
+        "connections do not fit the default budget of 400)"
         + (f", and from BENCH_STK_*: {extra}" if extra else "")
         + "; everything else default. Its JSON access log goes to a file.",
         "The floor runs the Bridge's SQL: for S1/S4 taken from the compiled release, for S2/S3 "
