@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     metrics_tenant_label: bool = False
     usage_flush_seconds: float = Field(default=10, gt=0)
     internal_port: int | None = Field(default=None, ge=1, le=65535)
+    # One server span per request (`bridge/tracing.py`; the `[tracing]` extra); the OTLP exporter
+    # reads the standard `OTEL_EXPORTER_OTLP_*` variables itself (docs/operations.md "Tracing").
+    tracing: Literal["off", "otlp", "console"] = "off"
     # Abuse resistance (issue 9; README "Configuration", docs/security.md).
     tenant_data_dir: Path | None = None
     password_hash_threads: int = Field(default=4, ge=1)
