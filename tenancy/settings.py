@@ -7,6 +7,7 @@ deployment should not have to restart it once per typo.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import ipaddress
 import os
 from collections.abc import Iterable
@@ -328,9 +329,24 @@ def load_settings(*, strict_environment: bool = False, **overrides: object) -> S
                 setattr(settings, field, _require_scheme(path.read_text().strip(), schemes))
             except ValueError as exc:
                 problems.append(f"STK_{field.upper()}_FILE: {exc}")
+    if settings.tracing != "off" and not _tracing_installed():
+        problems.append(
+            "STK_TRACING: needs the OpenTelemetry SDK: pip install 'santokit-bridge[tracing]'"
+        )
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def _tracing_installed() -> bool:
+    """Whether the `[tracing]` extra is there, found without importing it (`bridge/tracing.py`)."""
+    for module in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"):
+        try:
+            if importlib.util.find_spec(module) is None:
+                return False
+        except ModuleNotFoundError:  # a parent package is missing
+            return False
+    return True
 
 
 SECRET_FIELDS = frozenset(

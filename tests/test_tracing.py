@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -109,3 +110,15 @@ def test_off_by_default_then_the_request_path_imports_no_tracing(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_tracing_without_the_extra_stops_start_up(tmp_path, monkeypatch):
+    from tenancy.settings import ConfigError, load_settings
+
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk", None)  # as if not installed
+    with pytest.raises(ConfigError) as refused:
+        load_settings(data_dir=tmp_path, tracing="otlp")
+    assert refused.value.problems == [
+        "STK_TRACING: needs the OpenTelemetry SDK: pip install 'santokit-bridge[tracing]'"
+    ]
+    assert load_settings(data_dir=tmp_path, tracing="off").tracing == "off"
