@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -32,6 +33,11 @@ from tenancy.calls import RequestState
 from tenancy.keyring import Keyring
 from tenancy.runtime import Runtime
 from tenancy.settings import Settings
+
+if TYPE_CHECKING:  # the SDK is imported only when tracing is on (`_tracer`)
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from bridge.tracing import RequestTracer
 
 
 class PathSwitch:
@@ -121,15 +127,27 @@ def _observer(metrics: Metrics, state: AppState) -> Observer:
     return observe
 
 
+def _tracer(settings: Settings, exporter: SpanExporter | None) -> RequestTracer | None:
+    """None when tracing is off: then the SDK is never imported (`docs/operations.md`)."""
+    if settings.tracing == "off":
+        return None
+    from bridge.tracing import RequestTracer, tracer_provider
+
+    return RequestTracer(tracer_provider(settings.tracing, exporter))
+
+
 def create_app(
     settings: Settings,
     keyring: Keyring,
     admin_tokens: list[str],
     *,
     migrate: bool | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> App:
-    """`migrate` defaults to `settings.auto_migrate` (tests and `dev` always migrate)."""
+    """`migrate` defaults to `settings.auto_migrate` (tests and `dev` always migrate);
+    `span_exporter`, with `STK_TRACING` on, replaces the mode's exporter (`bridge/tracing.py`)."""
     metrics = Metrics(settings.metrics_tenant_label)
+    tracer = _tracer(settings, span_exporter)
     state = AppState(settings, tuple(t.encode() for t in admin_tokens))
 
     @asynccontextmanager
@@ -141,6 +159,8 @@ def create_app(
                 yield
         finally:
             await state.rt.close()
+            if tracer is not None:
+                tracer.shutdown()
             logs.flush()  # the batched access lines (`docs/operations.md`)
 
     api = FastAPI(
@@ -173,5 +193,6 @@ def create_app(
         body_timeout=settings.body_timeout_seconds,
         cors=cors,
         observe=_observer(metrics, state),
+        tracer=tracer,
     )
     return App(stack, api, state, lifespan)

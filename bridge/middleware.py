@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +26,9 @@ from tenancy.calls import RequestState
 from tenancy.errors import as_unavailable
 from tenancy.ids import REQUEST_ID, new_ulid
 from tenancy.limits import WINDOW_SECONDS, RateState
+
+if TYPE_CHECKING:  # loaded only when tracing is on (`bridge/tracing.py`)
+    from bridge.tracing import RequestTracer
 
 log = logging.getLogger("stk.errors")
 
@@ -53,6 +56,7 @@ class RequestMiddleware:
         body_timeout: float,
         cors: Cors,
         observe: Callable[[RequestState, str, int, float, int, int], None] | None = None,
+        tracer: RequestTracer | None = None,
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
@@ -60,12 +64,14 @@ class RequestMiddleware:
         self.body_timeout = body_timeout
         self.cors = cors
         self.observe = observe
+        self.tracer = tracer  # None: tracing off, no work per request (`docs/operations.md`)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        span = self.tracer.start(scope) if self.tracer is not None else None
         incoming = _header(scope, b"x-request-id")
         request_id = incoming if incoming and REQUEST_ID.fullmatch(incoming) else new_ulid()
         req = RequestState(request_id)
@@ -149,6 +155,8 @@ class RequestMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             _log(req, scope, status, elapsed)
+            if span is not None:
+                span.end(_route(req, scope), status, req.project, req.env, request_id)
             if self.observe is not None:
                 self.observe(req, scope.get("path", ""), status, elapsed, received, sent)
             current_request.reset(context)
@@ -169,13 +177,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def _route(req: RequestState, scope: Scope) -> str:
+    """The route template of a `/call` (`db/notes/select`), else the URL path."""
+    return req.route.template if req.route is not None else str(scope.get("path", ""))
+
+
 def _log(req: RequestState, scope: Scope, status: int, elapsed: float) -> None:
     fields: dict[str, Any] = {
         "requestId": req.request_id,
         "project": req.project,
         "env": req.env,
         "release": req.release_id,
-        "route": req.route.template if req.route is not None else scope.get("path"),
+        "route": _route(req, scope),
         "status": status,
         "durationMs": round(elapsed * 1000, 2),
         "authType": req.auth_type,

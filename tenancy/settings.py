@@ -7,6 +7,7 @@ deployment should not have to restart it once per typo.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import ipaddress
 import os
 from collections.abc import Iterable
@@ -107,6 +108,9 @@ class Settings(BaseSettings):
     metrics_tenant_label: bool = False
     usage_flush_seconds: float = Field(default=10, gt=0)
     internal_port: int | None = Field(default=None, ge=1, le=65535)
+    # One server span per request (`bridge/tracing.py`; the `[tracing]` extra); the OTLP exporter
+    # reads the standard `OTEL_EXPORTER_OTLP_*` variables itself (docs/operations.md "Tracing").
+    tracing: Literal["off", "otlp", "console"] = "off"
     # Abuse resistance (issue 9; README "Configuration", docs/security.md).
     tenant_data_dir: Path | None = None
     password_hash_threads: int = Field(default=4, ge=1)
@@ -325,9 +329,24 @@ def load_settings(*, strict_environment: bool = False, **overrides: object) -> S
                 setattr(settings, field, _require_scheme(path.read_text().strip(), schemes))
             except ValueError as exc:
                 problems.append(f"STK_{field.upper()}_FILE: {exc}")
+    if settings.tracing != "off" and not _tracing_installed():
+        problems.append(
+            "STK_TRACING: needs the OpenTelemetry SDK: pip install 'santokit-bridge[tracing]'"
+        )
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def _tracing_installed() -> bool:
+    """Whether the `[tracing]` extra is there, found without importing it (`bridge/tracing.py`)."""
+    for module in ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"):
+        try:
+            if importlib.util.find_spec(module) is None:
+                return False
+        except ModuleNotFoundError:  # a parent package is missing
+            return False
+    return True
 
 
 SECRET_FIELDS = frozenset(

@@ -68,9 +68,11 @@ async def running_bridge(
     kv_url: str = "memory://",
     master_keys: str | None = None,
     admin_tokens: Sequence[str] = (ADMIN_TOKEN,),
+    span_exporter: Any = None,
     **overrides: Any,
 ) -> AsyncIterator[Bridge]:
-    """The app with its lifespan; `master_keys` lets several instances share one registry."""
+    """The app with its lifespan; `master_keys` lets several instances share one registry;
+    `span_exporter` receives the spans when `tracing` is on (`bridge/tracing.py`)."""
     from bridge.app import create_app
     from tenancy.keyring import Keyring
     from tenancy.settings import load_settings
@@ -84,7 +86,9 @@ async def running_bridge(
         **overrides,
     )
     keyring = Keyring.parse(master_keys or Keyring.generate_entry("test"))
-    app = create_app(settings, keyring, list(admin_tokens), migrate=True)
+    app = create_app(
+        settings, keyring, list(admin_tokens), migrate=True, span_exporter=span_exporter
+    )
     async with app.lifespan():
         transport = httpx.ASGITransport(app=app, client=CLIENT_ADDRESS)
         async with httpx.AsyncClient(transport=transport, base_url="http://api.example.com") as c:
