@@ -26,8 +26,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from support.bridge import ADMIN_TOKEN
-from support.processes import Server, master_keys, serving, stk_env
-from support.world import DEMO_DIR, seeded_sqlite
+from support.processes import Server
+from support.world import DEMO_DIR, serving_demo_tenant
 
 pytestmark = pytest.mark.slow
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -36,14 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("admin-openapi")
-    env = stk_env(data_dir=str(tmp / "data"), master_keys=master_keys(), tenant_data_dir=str(tmp))
-    env["STK_ADMIN_TOKENS"] = ADMIN_TOKEN
-    with serving(["serve"], env, tmp) as server:
-        # One real tenant, so generated calls also meet existing projects and envs.
-        assert server.admin("POST", "/projects", json={"id": "demo"}).status_code == 201
-        url = {"url": seeded_sqlite(tmp / "demo.db")}
-        assert server.admin("PUT", "/projects/demo/envs/prod/connections/main", json=url).is_success
+    # One real tenant, so generated calls also meet existing projects and envs.
+    with serving_demo_tenant(tmp_path_factory.mktemp("admin-openapi")) as server:
         yield server
 
 

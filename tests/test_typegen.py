@@ -23,9 +23,9 @@ from bridge.cli import main
 from tenancy.settings import unknown_variables
 
 from support.bridge import ADMIN_TOKEN
-from support.processes import Server, master_keys, serving, stk_env
+from support.processes import Server
 from support.services import unavailable
-from support.world import PASSWORD, demo_files, new_email, seeded_sqlite
+from support.world import PASSWORD, demo_files, new_email, serving_demo_tenant
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,12 +63,7 @@ class Demo:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     tmp = tmp_path_factory.mktemp("typegen")
-    env = stk_env(data_dir=str(tmp / "data"), master_keys=master_keys(), tenant_data_dir=str(tmp))
-    env["STK_ADMIN_TOKENS"] = ADMIN_TOKEN
-    with serving(["serve"], env, tmp) as server:
-        assert server.admin("POST", "/projects", json={"id": "demo"}).status_code == 201
-        url = {"url": seeded_sqlite(tmp / "demo.db")}
-        assert server.admin("PUT", "/projects/demo/envs/prod/connections/main", json=url).is_success
+    with serving_demo_tenant(tmp) as server:
         r = server.admin("POST", "/projects/demo/envs/prod/releases", json={"files": demo_files()})
         assert r.status_code == 201, r.text
         r = server.admin(

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ import httpx
 
 from tenancy.releases.compile.compiler import load_project_dir
 
-from support.bridge import Bridge
+from support.bridge import ADMIN_TOKEN, Bridge
+from support.processes import Server, master_keys, serving, stk_env
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "examples" / "demo"
 PASSWORD = "correct horse battery"
@@ -190,3 +192,16 @@ class World:
         assert r.status_code == 200, r.text
         answer: dict[str, Any] = r.json()
         return answer
+
+
+@contextmanager
+def serving_demo_tenant(tmp: Path) -> Iterator[Server]:
+    """A real `stk-bridge serve` (admin token `ADMIN_TOKEN`) with project `demo` and its seeded
+    SQLite connection `prod/main`, no release yet: the start of every process-level demo test."""
+    env = stk_env(data_dir=str(tmp / "data"), master_keys=master_keys(), tenant_data_dir=str(tmp))
+    env["STK_ADMIN_TOKENS"] = ADMIN_TOKEN
+    with serving(["serve"], env, tmp) as server:
+        assert server.admin("POST", "/projects", json={"id": "demo"}).status_code == 201
+        url = {"url": seeded_sqlite(tmp / "demo.db")}
+        assert server.admin("PUT", "/projects/demo/envs/prod/connections/main", json=url).is_success
+        yield server
