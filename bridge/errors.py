@@ -78,8 +78,10 @@ def from_stk(exc: StkError, request_id: str) -> Response:
     """The envelope of a typed error; a shared dependency's outage also logs one line naming it
     (`docs/operations.md`, "When a dependency is down")."""
     if exc.status == 503 and (dependency := dependency_of(exc)) is not None:
+        # The cause's type only: a driver error's text can carry the statement and its
+        # parameters (key ids, e-mail addresses, sealed values), which never go to a log.
         cause = exc.__cause__
-        reason = f"{type(cause).__name__}: {cause}" if cause is not None else exc.message
+        reason = type(cause).__name__ if cause is not None else exc.message
         log.warning("%s unavailable: %s", dependency, reason)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyRequests) else None
     return envelope(

@@ -94,6 +94,7 @@ async def test_a_down_registry_answers_503_within_the_bound_and_warm_tenants_kee
         assert took < BOUND_S, (method, path, took)
         named = [rec for rec in caplog.records if "registry unavailable" in rec.getMessage()]
         assert len(named) == 1, [rec.getMessage() for rec in caplog.records]
+        assert "[SQL" not in named[0].getMessage() and "newproject" not in named[0].getMessage()
         assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
 
     # Readiness: this replica still serves its cached tenant, so it stays in the balancer.
