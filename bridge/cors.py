@@ -21,9 +21,9 @@ from __future__ import annotations
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bridge.context import info
+from bridge.context import header, info
 from bridge.errors import envelope, from_stk
-from bridge.state import AppState, data_plane, raw_headers
+from bridge.state import AppState, data_plane
 from tenancy.calls import cors_origins, origin_allowed
 from tenancy.errors import StkError
 
@@ -49,8 +49,7 @@ VARY: Header = (b"vary", b"Origin")
 
 def is_preflight(scope: Scope) -> bool:
     return (
-        scope["method"] == "OPTIONS"
-        and _header(scope, b"access-control-request-method") is not None
+        scope["method"] == "OPTIONS" and header(scope, b"access-control-request-method") is not None
     )
 
 
@@ -58,7 +57,7 @@ def json_only(scope: Scope) -> bool:
     """A `POST` body's media type is `application/json` (parameters such as `charset` allowed)."""
     if scope["method"] != "POST":
         return True
-    media = _header(scope, b"content-type")
+    media = header(scope, b"content-type")
     return media is not None and media.split(";", 1)[0].strip().lower() == "application/json"
 
 
@@ -75,7 +74,7 @@ class Cors:
         if found is None:
             state = self.state
             found = scope["stk_origins"] = await cors_origins(
-                state.rt, info(scope), lambda: state.hints(raw_headers(scope))
+                state.rt, info(scope), lambda: state.hints(scope)
             )
         return found
 
@@ -93,7 +92,7 @@ class Cors:
         alone."""
         if scope["type"] != "http" or not data_plane(scope["path"]):
             return []
-        origin = _header(scope, b"origin")
+        origin = header(scope, b"origin")
         if origin is None:
             return []
         if not judge or not await self.allowed(scope, origin):
@@ -118,7 +117,7 @@ class CorsMiddleware:
             response = envelope(415, "Content-Type must be application/json", request_id)
             await response(scope, receive, send)
             return
-        origin = _header(scope, b"origin")
+        origin = header(scope, b"origin")
         if origin is None or not is_preflight(scope):
             await self.app(scope, receive, send)
             return
@@ -134,10 +133,3 @@ class CorsMiddleware:
             else:
                 preflight = envelope(403, "Origin not allowed", request_id)
         await preflight(scope, receive, send)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None

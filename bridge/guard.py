@@ -45,6 +45,7 @@ class HeaderLimits:
     max_count: int
     max_token: int
     header_timeout: float
+    body_timeout: float
 
     @classmethod
     def of(cls, settings: Settings) -> HeaderLimits:
@@ -53,6 +54,7 @@ class HeaderLimits:
             settings.max_header_count,
             settings.max_token_bytes,
             settings.header_timeout_seconds,
+            settings.body_timeout_seconds,
         )
 
 
@@ -66,8 +68,24 @@ TOO_MANY = "Too many request headers"
 TOO_LARGE = "Request headers too large"
 
 
-def screen(headers: list[tuple[bytes, bytes]], limits: HeaderLimits) -> Refusal | None:
-    """One pass over the raw header list; the first problem found, or None."""
+def screen(
+    headers: list[tuple[bytes, bytes]],
+    index: dict[bytes, bytes],
+    limits: HeaderLimits,
+    *,
+    counted: bool = False,
+) -> Refusal | None:
+    """The first problem found, or None. `index` is `headers` by name (`bridge.context`);
+    `counted`: the server's protocol has already enforced the size and count limits.
+
+    The common request (no repeated name, under a counting server) costs two lookups; any other
+    gets one pass over the raw list."""
+    if counted and len(index) == len(headers):
+        for name in CREDENTIALS:
+            value = index.get(name)
+            if value is not None and len(value) > limits.max_token:
+                return Refusal(431, f"{name.decode('latin-1')} header too large")
+        return None
     if len(headers) > limits.max_count:
         return Refusal(431, TOO_MANY)
     total = 0
@@ -116,11 +134,17 @@ class _Refused(Exception):
 
 
 class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
-    """uvicorn's httptools protocol with header limits counted while parsing and a deadline for
-    the headers of each request (from the connection's start, then from each request's first
-    byte). A client silent since it connected is dropped without an answer; a partial request gets
-    408. The body's deadline is the ASGI layer's (`bridge.middleware`). Its writes are coalesced
-    (`bridge.http`): one write per response."""
+    """uvicorn's httptools protocol with header limits counted while parsing, and deadlines for
+    each request's head (from the connection's start, then from each request's first byte) and
+    body (from the end of its head). A client silent since it connected is dropped without an
+    answer; a partial head or body gets 408 and the connection closes. Its writes are coalesced
+    (`bridge.http`): one write per response.
+
+    The deadlines cost no timer per request (`docs/decisions.md`, hot path): each phase only
+    records when it is due, and one timer per connection, re-armed when it fires, compares.
+    The timer fires at most every `min(header, body timeout)` and never after a due time set
+    before it was armed, so a deadline is enforced on time. The scope's `stk.read_deadline`
+    extension tells the ASGI layer (`bridge.middleware`) that the body is timed here."""
 
     limits: HeaderLimits
 
@@ -130,16 +154,23 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         self._bytes = 0
         self._count = 0
         self._begun = False  # within a request's head: its first byte seen, headers not complete
+        self._in_body = False  # head complete, body not yet
         self._pending = 0  # bytes received within the head so far
         self._refusal: Refusal | None = None
-        self._deadline: asyncio.TimerHandle | None = None
+        self._due: float | None = None  # when the phase being read must be complete
+        self._mark: dict[object, object] = {}  # the request's: "late" once its body is late
+        self._timer: asyncio.TimerHandle | None = None
+        self._every = min(self.limits.header_timeout, self.limits.body_timeout)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
-        self._arm()
+        self._expect(self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._due = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -156,9 +187,11 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._mark = {}
+        self.scope["extensions"] = {"stk.read_deadline": self._mark}
         self._bytes = self._count = 0
         self._begun = True
-        self._arm()
+        self._expect(self.limits.header_timeout)
 
     def on_url(self, url: bytes) -> None:
         self._bytes += len(url)
@@ -176,9 +209,15 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._disarm()
         self._begun = False
+        self._in_body = True
+        self._expect(self.limits.body_timeout)
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        self._due = None
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
         if self._refusal is None:
@@ -192,24 +231,43 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         self._refusal = refusal
         raise _Refused(refusal.message)
 
-    def _arm(self) -> None:
-        if self._deadline is None:
-            self._deadline = self.loop.call_later(self.limits.header_timeout, self._late)
+    def _expect(self, seconds: float) -> None:
+        """The phase starting now must end within `seconds`; a timer only if none runs."""
+        now = self.loop.time()
+        self._due = now + seconds
+        if self._timer is None:
+            self._timer = self.loop.call_at(now + self._every, self._check)
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _late(self) -> None:
-        self._deadline = None
+    def _check(self) -> None:
+        self._timer = None
         if self.transport.is_closing():
             return
-        if not self._begun:
+        now = self.loop.time()
+        due = self._due
+        if due is None:  # nothing being read: look again later, in case a phase starts
+            self._timer = self.loop.call_at(now + self._every, self._check)
+        elif now < due:
+            self._timer = self.loop.call_at(min(due, now + self._every), self._check)
+        elif self._in_body:
+            self._late_body()
+        elif self._begun:
+            self._refusal = Refusal(408, "Request headers not received in time")
+            self.send_400_response("")
+        else:
+            self.transport.close()
+
+    def _late_body(self) -> None:
+        """The app answers the 408 itself (its request id, CORS headers, access line): the
+        request is marked late and its `receive` woken, which the ASGI layer turns into 408 with
+        `Connection: close`. If the app has already answered, the connection just closes: the
+        rest of the body will never be read, so it cannot be reused."""
+        cycle = self.cycle
+        if cycle.response_started:
             self.transport.close()
             return
-        self._refusal = Refusal(408, "Request headers not received in time")
-        self.send_400_response("")
+        self._in_body = False
+        self._mark["late"] = True
+        cycle.message_event.set()
 
 
 def server_options() -> dict[str, Any]:

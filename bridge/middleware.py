@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bridge.context import current_request
+from bridge.context import current_request, header, header_map
 from bridge.cors import Cors
 from bridge.errors import envelope, from_stk
 from bridge.guard import HeaderLimits, screen
@@ -71,8 +71,11 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        # Under `stk-bridge serve`, the protocol (`bridge.guard`) has counted the headers and
+        # times the body (it marks a late one); under any other server, this layer does both.
+        mark = (scope.get("extensions") or {}).get("stk.read_deadline")
         span = self.tracer.start(scope) if self.tracer is not None else None
-        incoming = _header(scope, b"x-request-id")
+        incoming = header(scope, b"x-request-id")
         request_id = incoming if incoming and REQUEST_ID.fullmatch(incoming) else new_ulid()
         req = RequestState(request_id)
         scope["stk"] = req
@@ -83,7 +86,9 @@ class RequestMiddleware:
         status = 500
         response_started = False
         rid_header = (b"x-request-id", request_id.encode())
-        refusal = screen(scope["headers"], self.limits)
+        index = header_map(scope)
+        refusal = screen(scope["headers"], index, self.limits, counted=mark is not None)
+        has_origin = b"origin" in index
         received = sent = 0  # body bytes, for usage metering (`tenancy/usage.py`)
 
         async def send_wrapper(message: Message) -> None:
@@ -93,8 +98,10 @@ class RequestMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                cors = await self.cors.headers(scope, judge=refusal is None)
-                message["headers"] = [*message.get("headers", []), rid_header, *cors]
+                headers = [*message.get("headers", []), rid_header]
+                if has_origin:  # only a browser's request gets CORS headers
+                    headers += await self.cors.headers(scope, judge=refusal is None)
+                message["headers"] = headers
                 if req.rate is not None:
                     message["headers"].extend(rate_headers(req.rate))
             else:
@@ -107,24 +114,29 @@ class RequestMiddleware:
                     scope, receive, send_wrapper
                 )
                 return
-            length = _header(scope, b"content-length")
+            length = header(scope, b"content-length")
             if length is not None and (not length.isdigit() or int(length) > self.max_body):
                 status = 413 if length.isdigit() else 400
                 message = "Request body too large" if status == 413 else "Invalid Content-Length"
                 await envelope(status, message, request_id)(scope, receive, send_wrapper)
                 return
             body_done = False
-            deadline = asyncio.get_running_loop().time() + self.body_timeout
+            deadline = None if mark is not None else self._deadline()
 
             async def limited_receive() -> Message:
                 nonlocal received, body_done
                 if body_done:  # after the body: a wait for the disconnect, never bounded
                     return await receive()
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        message = await receive()
-                except TimeoutError:
-                    raise BodyTooSlow from None
+                if deadline is None:
+                    message = await receive()
+                    if mark:
+                        raise BodyTooSlow
+                else:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            message = await receive()
+                    except TimeoutError:
+                        raise BodyTooSlow from None
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > self.max_body:
@@ -161,6 +173,9 @@ class RequestMiddleware:
                 self.observe(req, scope.get("path", ""), status, elapsed, received, sent)
             current_request.reset(context)
 
+    def _deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self.body_timeout
+
 
 def rate_headers(rate: RateState) -> list[tuple[bytes, bytes]]:
     """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers): one item per
@@ -168,13 +183,6 @@ def rate_headers(rate: RateState) -> list[tuple[bytes, bytes]]:
     policy = ", ".join(f'"{r.name}";q={r.quota};w={WINDOW_SECONDS}' for r in rate.results)
     current = ", ".join(f'"{r.name}";r={r.remaining};t={r.reset}' for r in rate.results)
     return [(b"ratelimit-policy", policy.encode()), (b"ratelimit", current.encode())]
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 def _route(req: RequestState, scope: Scope) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from fastapi import Request
 from starlette.routing import BaseRoute
 from starlette.types import Scope
 
+from bridge.context import header_map
 from tenancy.resolution import BasePath, Hints
 from tenancy.runtime import Runtime
 from tenancy.settings import IPNetwork, Settings
@@ -78,23 +79,24 @@ class AppState:
                 return hop if _address(hop) is not None else peer
         return hops[0] if hops and _address(hops[0]) is not None else peer
 
-    def hints(self, headers: Mapping[str, str]) -> Hints:
-        """`headers` with lower-case names (Starlette's `Headers` or `raw_headers(scope)`)."""
-        host = headers.get("host")
+    def hints(self, scope: Scope) -> Hints:
+        """What the request's headers say about its tenant and caller (`docs/tenancy.md`)."""
+        headers = header_map(scope)
+        host = headers.get(b"host")
         if self.settings.trust_forwarded_host:
-            host = headers.get("x-forwarded-host", host)
+            host = headers.get(b"x-forwarded-host", host)
         bearer = None
-        authorization = headers.get("authorization")
+        authorization = _text(headers.get(b"authorization"))
         if authorization is not None:
             scheme, _, token = authorization.partition(" ")
             bearer = token.strip() if scheme.lower() == "bearer" else ""
         return Hints(
-            host=host,
-            project=headers.get("x-santokit-project"),
-            env=headers.get("x-santokit-env"),
-            api_key=headers.get("x-santokit-api-key"),
+            host=_text(host),
+            project=_text(headers.get(b"x-santokit-project")),
+            env=_text(headers.get(b"x-santokit-env")),
+            api_key=_text(headers.get(b"x-santokit-api-key")),
             bearer=bearer,
-            origin=headers.get("origin"),
+            origin=_text(headers.get(b"origin")),
         )
 
     def admin_token_matches(self, presented: str) -> str | None:
@@ -119,9 +121,8 @@ def _within(text: str, networks: tuple[IPNetwork, ...]) -> bool:
     return address is not None and any(address in network for network in networks)
 
 
-def raw_headers(scope: Scope) -> dict[str, str]:
-    """The request's headers as a plain dict: cheaper than `Headers` for a few lookups."""
-    return {key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]}
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
 
 
 def state_of(request: Request) -> AppState:

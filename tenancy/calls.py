@@ -9,6 +9,7 @@ The HTTP layer only encodes what these return.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -50,8 +51,10 @@ class Route:
         return f"{self.kind}/{self.name}/{self.op}" if self.op else f"{self.kind}/{self.name}"
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_route(path: str) -> Route:
-    """404 for an unknown prefix, 400 for a malformed path: no I/O."""
+    """404 for an unknown prefix, 400 for a malformed path: no I/O. A pure function of a string
+    that a tenant's clients repeat: remembered (bounded; refusals are not)."""
     head, _, rest = path.partition("/")
     kind = KINDS.get(head)
     if kind is None:

@@ -12,6 +12,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bridge.guard import HeaderLimits, Refusal, screen
+
 from support.bridge import running_bridge
 from support.processes import master_keys, serving, stk_env
 from support.world import World
@@ -181,6 +183,8 @@ def test_a_silent_connection_is_closed(server):
 
 @pytest.mark.slow
 def test_half_sent_body_gets_408_and_the_connection_closes(server):
+    """The protocol times the body; the app answers the 408 (its request id in the header and
+    the envelope, as on every answer) and the connection closes."""
     with _connect(server) as sock:
         head = b"POST /call HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         sock.sendall(head + b"Content-Length: 100\r\n\r\n" + b'{"path": ')
@@ -190,6 +194,29 @@ def test_half_sent_body_gets_408_and_the_connection_closes(server):
     assert elapsed < 5, elapsed
     status, error = _status_and_error(answer)
     assert status == 408 and error["code"] == "REQUEST_TIMEOUT"
+    assert f"x-request-id: {error['requestId']}".lower().encode() in answer.lower()
+    assert b"connection: close" in answer.lower()
+
+
+@pytest.mark.slow
+def test_a_body_sent_slowly_within_its_deadline_is_served(server):
+    """Deadlines are per phase and per request: a head and a body each sent in pieces within
+    their own timeout (1 s each here, 1.4 s together) get a real answer, twice on one connection."""
+    body = b'{"path": "db/a/select"}'
+    head = b"POST /call HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    with _connect(server) as sock:
+        for _ in range(2):
+            sock.sendall(head)
+            time.sleep(0.7)
+            sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body[:5])
+            time.sleep(0.7)
+            sock.sendall(body[5:])
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                answer += sock.recv(65536)
+            status, error = _status_and_error(answer)
+            # The whole body was read: the request reached resolution.
+            assert (status, error["message"]) == (400, "Project could not be resolved"), error
 
 
 @pytest.mark.slow
@@ -221,3 +248,20 @@ def test_keep_alive_requests_each_get_their_own_header_deadline(server):
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHo")
         status, _ = _status_and_error(_read_all(sock, timeout=10))
     assert status == 408
+
+
+def test_the_screen_trusts_only_the_server_s_count():
+    """Under the counting protocol the screen skips sizes, never credentials or duplicates."""
+    limits = HeaderLimits(max_bytes=40, max_count=2, max_token=8, header_timeout=1, body_timeout=1)
+    many = [(b"x-a", b"1"), (b"x-b", b"2"), (b"x-c", b"3" * 40)]
+    assert screen(many, dict(many), limits, counted=True) is None
+    assert screen(many, dict(many), limits) == Refusal(431, "Too many request headers")
+    token = [(b"authorization", b"Bearer 0123456789")]
+    for counted in (True, False):
+        assert screen(token, dict(token), limits, counted=counted) == Refusal(
+            431, "authorization header too large"
+        )
+        twice = [(b"host", b"a"), (b"host", b"b")]
+        assert screen(twice, dict(twice), limits, counted=counted) == Refusal(
+            400, "Duplicate header: host"
+        )

@@ -33,7 +33,7 @@ async def _admit(request: Request) -> tuple[AppState, Admission]:
     """The same admission and rate budget as `/call`: it also bounds password guessing."""
     state = state_of(request)
     address = state.client_address(request.scope)
-    return state, await admit(state.rt, state.hints(request.headers), info(request.scope), address)
+    return state, await admit(state.rt, state.hints(request.scope), info(request.scope), address)
 
 
 def _accounts(state: AppState) -> Accounts:

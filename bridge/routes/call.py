@@ -13,13 +13,14 @@ from starlette.types import Receive, Scope, Send
 
 from bridge.context import info
 from bridge.errors import envelope, from_stk
-from bridge.state import AppState, raw_headers
+from bridge.state import AppState
 from tenancy.calls import Params, admit, call, parse_route
 from tenancy.encode import dumps
 from tenancy.errors import BadRequest, StkError
 
 JSON_TYPE = (b"content-type", b"application/json")
 MAX_DEPTH = 64
+FIELDS = frozenset({"path", "params"})
 
 
 class CallEndpoint:
@@ -39,7 +40,7 @@ class CallEndpoint:
             req.route = route = parse_route(path)
             rt = self.state.rt
             address = self.state.client_address(scope)
-            admission = await admit(rt, self.state.hints(raw_headers(scope)), req, address)
+            admission = await admit(rt, self.state.hints(scope), req, address)
             data = await call(rt, admission, route, params, address)
             answer = dumps({"data": data})
         except StkError as exc:
@@ -61,9 +62,8 @@ def parse_body(body: bytes) -> tuple[str, Params]:
     # Counting brackets is a cheap upper bound; only deep-looking bodies are walked.
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH and _depth(payload) > MAX_DEPTH:
         raise BadRequest(f"JSON nesting deeper than {MAX_DEPTH}")
-    extra = set(payload) - {"path", "params"}
-    if extra:
-        raise BadRequest(f"Unknown field: {sorted(extra)[0]}")
+    if not payload.keys() <= FIELDS:
+        raise BadRequest(f"Unknown field: {sorted(payload.keys() - FIELDS)[0]}")
     path = payload.get("path")
     if not isinstance(path, str):
         raise BadRequest("path must be a string")

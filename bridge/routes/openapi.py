@@ -18,7 +18,7 @@ router = APIRouter()
 async def tenant_openapi(request: Request) -> Response:
     state = state_of(request)
     address = state.client_address(request.scope)
-    admission = await admit(state.rt, state.hints(request.headers), info(request.scope), address)
+    admission = await admit(state.rt, state.hints(request.scope), info(request.scope), address)
     doc = document(
         admission.release, admission.principal.roles, max_rows=state.settings.select_max_rows
     )
