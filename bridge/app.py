@@ -1,11 +1,13 @@
 """App factory: composes the ASGI app and wires the core (`tenancy.runtime`) to the HTTP routes.
 
-    RequestMiddleware → CorsMiddleware → PathSwitch ─► CallEndpoint   (`POST /call`)
-                                                    └► FastAPI        (health, metrics, auth, admin)
+    RequestMiddleware ─► CallEndpoint                 (`/call`, its CORS gate inside)
+                      └► CorsMiddleware → FastAPI    (health, metrics, auth, admin, ...)
 
-Each piece is built once and they share one `AppState`. `/call` stays off FastAPI's routing:
-on the hot path, FastAPI's own layers (error middleware, routing, request objects, dependency
-solving) cost more CPU than the rest of the pipeline (`docs/decisions.md`, hot path).
+(each behind `InternalGate` when `STK_INTERNAL_PORT` is set). Each piece is built once and they
+share one `AppState`. `/call` stays off FastAPI's routing, in one layer under the request
+middleware: on the hot path, FastAPI's own layers (error middleware, routing, request objects,
+dependency solving) cost more CPU than the rest of the pipeline, and every layer a request
+passes is also passed again each time it resumes (`docs/decisions.md`, hot path).
 """
 
 from __future__ import annotations
@@ -40,20 +42,6 @@ if TYPE_CHECKING:  # the SDK is imported only when tracing is on (`_tracer`)
     from bridge.tracing import RequestTracer
 
 
-class PathSwitch:
-    """`/call` to its endpoint; everything else (lifespan included) to FastAPI."""
-
-    def __init__(self, call: ASGIApp, other: ASGIApp) -> None:
-        self.call = call
-        self.other = other
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/call":
-            await self.call(scope, receive, send)
-        else:
-            await self.other(scope, receive, send)
-
-
 class InternalGate:
     """With `STK_INTERNAL_PORT` (`docs/operations.md`), `/metrics` and `/readyz` answer only on
     that listener, and it answers nothing else but `/healthz`: the public port no longer exposes
@@ -86,13 +74,13 @@ class App:
     through FastAPI, or by hand with `async with app.lifespan()`) and the runtime it started."""
 
     def __init__(self, stack: ASGIApp, api: FastAPI, state: AppState, lifespan: Lifespan) -> None:
-        self._stack = stack
+        self.stack = stack  # what a server runs (`bridge.asgi`): one frame fewer than this object
         self._lifespan = lifespan
         self.api = api
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._stack(scope, receive, send)
+        await self.stack(scope, receive, send)
 
     def lifespan(self) -> AbstractAsyncContextManager[None]:
         return self._lifespan(self.api)
@@ -183,11 +171,14 @@ def create_app(
     state.admin_routes = admin.routes
     api.include_router(admin)
     cors = Cors(state)
-    inner: ASGIApp = CorsMiddleware(PathSwitch(CallEndpoint(state), api), cors)
+    call: ASGIApp = CallEndpoint(state, cors)
+    other: ASGIApp = CorsMiddleware(api, cors)
     if settings.internal_port is not None:
-        inner = InternalGate(inner, settings.internal_port)
+        call = InternalGate(call, settings.internal_port)
+        other = InternalGate(other, settings.internal_port)
     stack = RequestMiddleware(
-        inner,
+        other,
+        call,
         max_body_bytes=settings.max_body_bytes,
         limits=HeaderLimits.of(settings),
         body_timeout=settings.body_timeout_seconds,

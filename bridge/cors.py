@@ -3,11 +3,12 @@ release's `config/auth.yaml` `cors.origins`, none by default.
 
 Three parts, so no request a browser sends can skip the preflight and every answer is readable:
 
-- `json_only` (in `CorsMiddleware`): a data-plane `POST` must say `Content-Type: application/json`
+- `json_only` (in `Cors.gate`): a data-plane `POST` must say `Content-Type: application/json`
   (415 otherwise), which a browser never sends cross-origin without a preflight; a form or
   `text/plain` post is refused before its body is read. An actual request whose origin the
   tenant does not allow is refused (403) by admission itself (`tenancy.calls.admit`).
-- `CorsMiddleware` answers preflights (204, or 403 for an origin not allowed).
+- `Cors.gate` answers preflights (204, or 403 for an origin not allowed); `CorsMiddleware` runs
+  it for the routes on FastAPI, the `/call` endpoint itself.
 - `Cors.headers` gives the CORS headers of any answer, whichever layer wrote it (the request
   middleware asks for them on every response start: 408, 413, 500 included).
 
@@ -100,36 +101,38 @@ class Cors:
         allow: list[Header] = [VARY, (b"access-control-allow-origin", origin.encode("latin-1"))]
         return allow + PREFLIGHT if is_preflight(scope) else [*allow, EXPOSE]
 
+    async def gate(self, scope: Scope) -> ASGIApp | None:
+        """The data-plane gate, before any other work: the answer to a preflight, 415 for a
+        `POST` that is not JSON, or None to go on."""
+        if not json_only(scope):
+            request_id = info(scope).request_id
+            return envelope(415, "Content-Type must be application/json", request_id)
+        origin = header(scope, b"origin")
+        if origin is None or not is_preflight(scope):
+            return None
+        # A preflight carries no credential and no custom header values: it is decided on the
+        # project the Host or the path names, any of its envs unless the path names one.
+        request_id = info(scope).request_id
+        try:
+            origins = await self.origins(scope)
+        except StkError as exc:
+            return from_stk(exc, request_id)
+        if origin_allowed(origins, origin):
+            return Response(status_code=204)
+        return envelope(403, "Origin not allowed", request_id)
+
 
 class CorsMiddleware:
-    """The data-plane gate: preflights answered here, and no `POST` but JSON."""
+    """The data-plane gate (`Cors.gate`) for the routes on FastAPI; `/call` runs it itself."""
 
     def __init__(self, app: ASGIApp, cors: Cors) -> None:
         self.app = app
         self.cors = cors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not data_plane(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        request_id = info(scope).request_id
-        if not json_only(scope):
-            response = envelope(415, "Content-Type must be application/json", request_id)
-            await response(scope, receive, send)
-            return
-        origin = header(scope, b"origin")
-        if origin is None or not is_preflight(scope):
-            await self.app(scope, receive, send)
-            return
-        # A preflight carries no credential and no custom header values: it is decided on the
-        # project the Host or the path names, any of its envs unless the path names one.
-        try:
-            origins = await self.cors.origins(scope)
-        except StkError as exc:
-            preflight = from_stk(exc, request_id)
-        else:
-            if origin_allowed(origins, origin):
-                preflight = Response(status_code=204)
-            else:
-                preflight = envelope(403, "Origin not allowed", request_id)
-        await preflight(scope, receive, send)
+        if scope["type"] == "http" and data_plane(scope["path"]):
+            refused = await self.cors.gate(scope)
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

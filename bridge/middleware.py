@@ -51,6 +51,7 @@ class RequestMiddleware:
     def __init__(
         self,
         app: ASGIApp,
+        call: ASGIApp,
         max_body_bytes: int,
         limits: HeaderLimits,
         body_timeout: float,
@@ -59,6 +60,7 @@ class RequestMiddleware:
         tracer: RequestTracer | None = None,
     ) -> None:
         self.app = app
+        self.call = call  # `/call`, dispatched here: no layer between (`bridge.app`)
         self.max_body = max_body_bytes
         self.limits = limits
         self.body_timeout = body_timeout
@@ -144,7 +146,8 @@ class RequestMiddleware:
                     body_done = not message.get("more_body", False)
                 return message
 
-            await self.app(scope, limited_receive, send_wrapper)
+            app = self.call if scope["path"] == "/call" else self.app
+            await app(scope, limited_receive, send_wrapper)
         except (BodyTooLarge, BodyTooSlow) as exc:
             if not response_started:
                 # The rest of the body is never read: the connection cannot be reused.

@@ -12,6 +12,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from bridge.context import info
+from bridge.cors import Cors
 from bridge.errors import envelope, from_stk
 from bridge.state import AppState
 from tenancy.calls import Params, admit, call, parse_route
@@ -24,11 +25,19 @@ FIELDS = frozenset({"path", "params"})
 
 
 class CallEndpoint:
-    def __init__(self, state: AppState) -> None:
+    """The whole HTTP side of `/call` in one layer (`docs/decisions.md`, hot path): the data-plane
+    gate (`Cors.gate`: preflight, JSON only), the body, the pipeline, the answer."""
+
+    def __init__(self, state: AppState, cors: Cors) -> None:
         self.state = state
+        self.cors = cors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         req = info(scope)
+        refused = await self.cors.gate(scope)
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
         if scope["method"] != "POST":
             response = envelope(405, "Method not allowed", req.request_id)
             response.headers["allow"] = "POST"
