@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from tenancy.engines.postgresql import PgConnection
-from tenancy.errors import ServiceUnavailable
+from tenancy.errors import ServiceUnavailable, Timeout
 from tenancy.pools import PoolKey, PoolManager
 
 from support.bridge import running_bridge
@@ -241,6 +241,28 @@ async def test_a_blackholed_database_costs_one_connect_timeout_then_fails_fast(
     with pytest.raises(ServiceUnavailable, match="Tenant database unavailable"):
         await manager.query(key("hole"), url, "SELECT 1", [])
     assert time.monotonic() - started < 0.3 and proxy.accepted == 2
+
+
+async def test_a_database_that_stops_answering_mid_statement_is_a_504_after_the_backstop(
+    pg_url: str, make_manager: MakeManager, proxies: list[TcpProxy]
+) -> None:
+    """The connection's watch (`docs/decisions.md`, hot path): statements that keep a connection
+    busy for several backstop periods are never ended by it; one the server never answers is
+    a 504 after statement timeout + 1 s, and its connection is not reused."""
+    manager = make_manager(statement_timeout_ms=300)  # backstop: 1.3 s
+    proxy = await proxy_for(pg_url)
+    proxies.append(proxy)
+    url = through(pg_url, proxy)
+    until = time.monotonic() + 3
+    while time.monotonic() < until:
+        done = await manager.query(key("busy"), url, "SELECT pg_sleep(0.02), 1 AS n", [])
+        assert done.rows is not None and done.rows[0]["n"] == 1
+    proxy.mode = "blackhole"
+    started = time.monotonic()
+    with pytest.raises(Timeout, match="exceeded the 300 ms timeout"):
+        await manager.query(key("busy"), url, "SELECT 1", [])
+    assert 1.2 < time.monotonic() - started < 5
+    assert manager.open_connections == 0
 
 
 async def test_waiters_of_a_failing_database_fail_fast_once_the_breaker_opens(

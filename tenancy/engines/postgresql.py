@@ -84,9 +84,26 @@ class PgConnection:
     statement has a result set is kept beside it: `get_attributes()` builds its column
     descriptions anew on every call (`docs/decisions.md`, hot path). Behind a pooler in
     transaction mode nothing is cached: statements are unnamed (module docstring).
+
+    The backstop (a server that stopped answering) is a watch of the connection's own, not a
+    timeout per statement (`docs/decisions.md`, hot path): a statement records when it is due,
+    and one timer, re-armed when it fires while statements keep running, ends the connection of
+    one that is late, which fails it with 504. A busy connection arms a timer about once per
+    backstop period instead of arming and cancelling one per statement.
     """
 
-    __slots__ = ("_conn", "_local_timeout", "_pooler", "_statements", "_timeout_ms", "broken")
+    __slots__ = (
+        "_conn",
+        "_due",
+        "_local_timeout",
+        "_loop",
+        "_overdue",
+        "_pooler",
+        "_statements",
+        "_timeout_ms",
+        "_watch",
+        "broken",
+    )
 
     def __init__(self, conn: asyncpg.Connection, statement_timeout_ms: int, pooler: Pooler) -> None:
         self._conn = conn
@@ -94,6 +111,10 @@ class PgConnection:
         self._pooler = pooler
         self._local_timeout = f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"
         self._statements: OrderedDict[str, tuple[Any, bool]] = OrderedDict()
+        self._loop = asyncio.get_running_loop()  # looked up once (a system call on 3.11)
+        self._due: float | None = None  # when the running statement is late
+        self._watch: asyncio.TimerHandle | None = None
+        self._overdue = False
         self.broken = False
 
     @classmethod
@@ -147,28 +168,27 @@ class PgConnection:
 
     async def run(self, sql: str, args: Sequence[Any]) -> QueryResult:
         backstop = self._timeout_ms / 1000 + _BACKSTOP_S
+        self._due = due = self._loop.time() + backstop
+        if self._watch is None:
+            self._watch = self._loop.call_at(due, self._check)
         try:
             if self._pooler == "transaction":
                 statement, has_rows, records = await self._in_transaction(sql, args, backstop)
             else:
                 statement, has_rows, records = await self._cached(sql, args, backstop)
-        except asyncpg.PostgresError as exc:
-            error = _statement_error(exc, self._timeout_ms, self._pooler)
-            if isinstance(error, ServiceUnavailable):
+        except Exception as exc:
+            if self._overdue:  # ended by the watch: the server stopped answering
                 self.broken = True
+                raise Timeout(timeout_message(self._timeout_ms)) from None
+            error = self._failed(exc)
+            if error is exc:
+                raise
             raise error from None
-        except TimeoutError:
-            self.broken = True
-            raise Timeout(timeout_message(self._timeout_ms)) from None
-        except (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError):
-            # InternalClientError: the server ended the session (a failover, a terminated
-            # backend) while asyncpg thought the connection idle; its next statement finds the
-            # protocol in an impossible state ("cannot switch to state ...").
-            self.broken = True
-            raise ServiceUnavailable("Tenant database unavailable: connection lost") from None
         except BaseException:
             self.broken = True  # cancelled mid-statement: the session state is unknown
             raise
+        finally:
+            self._due = None
         status: str = statement.get_statusmsg()
         if status.partition(" ")[0] not in _SESSION_SAFE_TAGS:
             self.broken = True  # SET, LISTEN, DECLARE, BEGIN...: never reuse that session
@@ -176,16 +196,47 @@ class PgConnection:
             return QueryResult([dict(record.items()) for record in records], None)
         return QueryResult(None, _affected(status))
 
+    def _failed(self, exc: Exception) -> Exception:
+        """What a failed statement raises (`exc` itself when it is not one we map); the
+        connection is marked broken when the failure may have left it unusable."""
+        if isinstance(exc, asyncpg.PostgresError):
+            error = _statement_error(exc, self._timeout_ms, self._pooler)
+            if isinstance(error, ServiceUnavailable):
+                self.broken = True
+            return error
+        self.broken = True
+        if isinstance(exc, TimeoutError):
+            return Timeout(timeout_message(self._timeout_ms))
+        if isinstance(exc, OSError | asyncpg.InterfaceError | asyncpg.InternalClientError):
+            # InternalClientError: the server ended the session (a failover, a terminated
+            # backend) while asyncpg thought the connection idle; its next statement finds the
+            # protocol in an impossible state ("cannot switch to state ...").
+            return ServiceUnavailable("Tenant database unavailable: connection lost")
+        return exc
+
+    def _check(self) -> None:
+        """The watch (class docstring): end the connection of a late statement."""
+        self._watch = None
+        due = self._due
+        if due is None:  # idle: the next statement arms the watch again
+            return
+        if self._loop.time() < due:
+            self._watch = self._loop.call_at(due, self._check)
+            return
+        self._overdue = True
+        self._conn.terminate()
+
     async def _cached(self, sql: str, args: Sequence[Any], backstop_s: float) -> _Ran:
-        """Direct or session: the statement prepared once per connection, then reused."""
+        """Direct or session: the statement prepared once per connection, then reused (timed by
+        the watch; a prepare also by asyncpg, as it is rare)."""
         try:
             statement, has_rows = await self._prepare(sql, backstop_s)
-            return statement, has_rows, await statement.fetch(*args, timeout=backstop_s)
+            return statement, has_rows, await statement.fetch(*args)
         except (InvalidCachedStatementError, OutdatedSchemaCacheError):
             # The tenant's schema changed under a cached plan: prepare again, once.
             del self._statements[sql]
             statement, has_rows = await self._prepare(sql, backstop_s)
-            return statement, has_rows, await statement.fetch(*args, timeout=backstop_s)
+            return statement, has_rows, await statement.fetch(*args)
 
     async def _prepare(self, sql: str, backstop_s: float) -> tuple[Any, bool]:
         """The prepared statement of `sql` and whether it has a result set."""
@@ -233,13 +284,20 @@ class PgConnection:
         return statement, has_rows, await statement.fetch(*args, timeout=backstop_s)
 
     def discard(self) -> None:
+        self._unwatch()
         self._conn.terminate()
 
     async def close(self) -> None:
+        self._unwatch()
         try:
             await self._conn.close(timeout=2)
         except Exception:
             self._conn.terminate()
+
+    def _unwatch(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
 
 def _affected(status: str) -> int:
