@@ -160,7 +160,9 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         self._due: float | None = None  # when the phase being read must be complete
         self._mark: dict[object, object] = {}  # the request's: "late" once its body is late
         self._timer: asyncio.TimerHandle | None = None
-        self._every = min(self.limits.header_timeout, self.limits.body_timeout)
+        self._every = min(
+            self.limits.header_timeout, self.limits.body_timeout, self.timeout_keep_alive
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -213,6 +215,19 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
         self._in_body = True
         self._expect(self.limits.body_timeout)
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, except that the keep-alive wait is one more phase timed by `_check` (a
+        connection idle past `timeout_keep_alive` is closed) instead of a timer per response."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        elif not self._begun and not self._in_body:  # no next request under way yet
+            self._expect(self.timeout_keep_alive)
 
     def on_message_complete(self) -> None:
         self._in_body = False

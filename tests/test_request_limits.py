@@ -265,3 +265,17 @@ def test_the_screen_trusts_only_the_server_s_count():
         assert screen(twice, dict(twice), limits, counted=counted) == Refusal(
             400, "Duplicate header: host"
         )
+
+
+@pytest.mark.slow
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(server):
+    """uvicorn's keep-alive timeout (5 s), timed by the protocol's own check."""
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b'{"ok":true}'):
+            answer += sock.recv(65536)
+        began = time.monotonic()
+        rest = _read_all(sock, timeout=15)
+        idle = time.monotonic() - began
+    assert rest == b"" and 4 < idle < 12, (rest, idle)
