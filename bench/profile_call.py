@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import io
 import logging
@@ -23,6 +24,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,7 @@ import httpx
 
 from bench.setup import SEED, STORE_SECRET, USER, USER_NOTES
 from bridge import logs
-from bridge.app import create_app
+from bridge.app import App, create_app
 from tenancy.keyring import Keyring
 from tenancy.releases.compile.compiler import load_project_dir
 from tenancy.settings import load_settings
@@ -48,6 +50,13 @@ TOKEN = "profile-admin-token-0123456789abcdef"
 
 
 async def main(requests: int, call: str, profile: bool, sort: str = "cumulative") -> None:
+    async with database() as url, serving() as app:
+        await measure(app, url, requests, call, profile, sort)
+
+
+@contextlib.asynccontextmanager
+async def database() -> AsyncIterator[str]:
+    """A throwaway PostgreSQL database seeded like the bench's: its URL, dropped on exit."""
     name = f"stk_profile_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(PG)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -56,54 +65,63 @@ async def main(requests: int, call: str, profile: bool, sort: str = "cumulative"
         tenant = await asyncpg.connect(url)
         await tenant.execute(SEED.read_text())
         await tenant.close()
-        await measure(url, requests, call, profile, sort)
+        yield url
     finally:
         await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
         await admin.close()
 
 
-async def measure(url: str, requests: int, call: str, profile: bool, sort: str) -> None:
+@contextlib.asynccontextmanager
+async def serving(**overrides: object) -> AsyncIterator[App]:
+    """The real app, started, with a SQLite registry in a temp dir and an in-memory KV store;
+    `overrides` are further settings (`redis_url=...`). Access lines go to memory."""
     data = Path(tempfile.mkdtemp())
-    settings = load_settings(
-        data_dir=data, kv_url="memory://", host_suffix="api.example.com", log_format="json"
-    )
+    values: dict[str, Any] = {
+        "data_dir": data,
+        "kv_url": "memory://",
+        "host_suffix": "api.example.com",
+        "log_format": "json",
+        **overrides,
+    }
+    settings = load_settings(**values)
     logs.configure("info", "json", settings.log_flush_ms / 1000)
     handler = logging.getLogger().handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(io.StringIO())  # the production JSON path, written to memory
     app = create_app(settings, Keyring.parse(Keyring.generate_entry("p")), [TOKEN], migrate=True)
     async with app.lifespan():
-        key, key_id = await register(app, url)
-        bodies = {"s1": S1_BODY}
-        credentials = {"s1": (b"x-santokit-api-key", key.encode())}
-        if call == "upload_sign":
-            bodies[call] = (
-                b'{"path":"storage/files/upload_sign","params":{"key":"uploads/%s/p.png",'
-                b'"contentType":"image/png","contentLength":1234}}' % key_id.encode()
-            )
-            credentials[call] = credentials["s1"]
-        elif call == "s2":
-            bodies[call] = S2_BODY
-            token = await end_user(app, url)
-            credentials[call] = (b"authorization", b"Bearer " + token.encode())
+        yield app
+
+
+async def measure(app: App, url: str, requests: int, call: str, profile: bool, sort: str) -> None:
+    key, key_id = await register(app, url)
+    bodies = {"s1": S1_BODY}
+    credentials = {"s1": (b"x-santokit-api-key", key.encode())}
+    if call == "upload_sign":
+        bodies[call] = upload_sign_body(key_id)
+        credentials[call] = credentials["s1"]
+    elif call == "s2":
+        bodies[call] = S2_BODY
+        token = await end_user(app, url)
+        credentials[call] = (b"authorization", b"Bearer " + token.encode())
+    for name, body in bodies.items():
+        for _ in range(300):  # warm: pool open, statement prepared, caches filled
+            await one(app, request_headers(credentials[name], body), body)
+    spent = dict.fromkeys(bodies, 0.0)
+    profiler = cProfile.Profile() if profile else None
+    rounds = ROUNDS if len(bodies) > 1 else 1
+    for _ in range(rounds):
         for name, body in bodies.items():
-            for _ in range(300):  # warm: pool open, statement prepared, caches filled
-                await one(app, _headers(credentials[name], body), body)
-        spent = dict.fromkeys(bodies, 0.0)
-        profiler = cProfile.Profile() if profile else None
-        rounds = ROUNDS if len(bodies) > 1 else 1
-        for _ in range(rounds):
-            for name, body in bodies.items():
-                headers = _headers(credentials[name], body)
-                watch = profiler if name == call else None
-                started = time.process_time()
-                if watch is not None:
-                    watch.enable()
-                for _ in range(requests // rounds):
-                    await one(app, headers, body)
-                if watch is not None:
-                    watch.disable()
-                spent[name] += time.process_time() - started
+            headers = request_headers(credentials[name], body)
+            watch = profiler if name == call else None
+            started = time.process_time()
+            if watch is not None:
+                watch.enable()
+            for _ in range(requests // rounds):
+                await one(app, headers, body)
+            if watch is not None:
+                watch.disable()
+            spent[name] += time.process_time() - started
     for name in bodies:
         per = spent[name] / (requests // rounds * rounds) * 1e6
         print(f"{name}: {per:.1f} µs CPU per request ({requests} requests, in process)")
@@ -113,6 +131,14 @@ async def measure(url: str, requests: int, call: str, profile: bool, sort: str) 
         by_file(pstats.Stats(profiler), requests // rounds * rounds)
     elif profiler:
         pstats.Stats(profiler).sort_stats(sort).print_stats(40)
+
+
+def upload_sign_body(key_id: str) -> bytes:
+    """S8's storage call, under the key's own folder (the bench project's storage policy)."""
+    return (
+        b'{"path":"storage/files/upload_sign","params":{"key":"uploads/%s/p.png",'
+        b'"contentType":"image/png","contentLength":1234}}' % key_id.encode()
+    )
 
 
 def by_file(stats: pstats.Stats, requests: int) -> None:
@@ -131,32 +157,41 @@ def by_file(stats: pstats.Stats, requests: int) -> None:
         print(f"{share:5.1f} %  {calls[name] / requests:6.1f} calls/request  {name}")
 
 
-def _headers(credential: tuple[bytes, bytes], body: bytes) -> list[tuple[bytes, bytes]]:
+def request_headers(
+    credential: tuple[bytes, bytes], body: bytes, project: str = "shop"
+) -> list[tuple[bytes, bytes]]:
     return [
-        (b"host", b"shop.api.example.com"),
+        (b"host", f"{project}.api.example.com".encode()),
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         credential,
     ]
 
 
-async def register(app: Any, url: str) -> tuple[str, str]:
-    """The `shop` tenant with S1's logic and S8's storage (dummy store keys): (API key, key id)."""
+async def register(
+    app: Any,
+    url: str,
+    project: str = "shop",
+    files: dict[str, str] | None = None,
+    limits: dict[str, int] | None = None,
+) -> tuple[str, str]:
+    """A tenant (`shop`) with S1's logic and S8's storage (dummy store keys), its env `prod`:
+    (API key, key id). `files` are added to (or replace) the bench project's; `limits` are the
+    project's admin limits (`docs/admin.md`)."""
     transport = httpx.ASGITransport(app=app)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(transport=transport, base_url="http://x", headers=auth) as c:
         base = "/admin/v1/projects"
-        (await c.post(base, json={"id": "shop"})).raise_for_status()
-        put = await c.put(f"{base}/shop/envs/prod/connections/main", json={"url": url})
-        put.raise_for_status()
-        files = load_project_dir(PROJECT)
-        (await c.post(f"{base}/shop/envs/prod/releases", json={"files": files})).raise_for_status()
+        (await c.post(base, json={"id": project})).raise_for_status()
+        if limits:
+            (await c.patch(f"{base}/{project}", json={"limits": limits})).raise_for_status()
+        env = f"{base}/{project}/envs/prod"
+        (await c.put(f"{env}/connections/main", json={"url": url})).raise_for_status()
+        published = {**load_project_dir(PROJECT), **(files or {})}
+        (await c.post(f"{env}/releases", json={"files": published})).raise_for_status()
         secret = {"value": STORE_SECRET}
-        put = await c.put(f"{base}/shop/envs/prod/secrets/BENCH_S3", json=secret)
-        put.raise_for_status()
-        made = await c.post(
-            f"{base}/shop/envs/prod/api-keys", json={"name": "p", "roles": ["writer"]}
-        )
+        (await c.put(f"{env}/secrets/BENCH_S3", json=secret)).raise_for_status()
+        made = await c.post(f"{env}/api-keys", json={"name": "p", "roles": ["writer"]})
         answer = made.raise_for_status().json()
         return str(answer["apiKey"]), str(answer["keyId"])
 
@@ -180,8 +215,10 @@ async def end_user(app: Any, url: str) -> str:
     return str(answer["access_token"])
 
 
-async def one(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    scope = {
+async def one(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> dict[str, Any]:
+    """One `POST /call` through the app (200 or AssertionError): its scope, as the app left it
+    (`scope["stk"]` is the request's state)."""
+    scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -209,6 +246,7 @@ async def one(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> None
 
     await app(scope, receive, send)
     assert sent[0]["status"] == 200, sent
+    return scope
 
 
 if __name__ == "__main__":
