@@ -143,6 +143,7 @@ class Limiters:
             CallerLimits(0, 0, 0, DEFAULT_FREE_PER_EMAIL, DEFAULT_FREE_PER_ADDRESS)
         )
         self._max_concurrency = max_concurrency
+        self._merges: dict[int, tuple[CallerLimits, CallerLimits]] = {}
 
     async def admit(
         self,
@@ -152,13 +153,17 @@ class Limiters:
         principal: Principal,
         address: str,
     ) -> RateState | None:
-        """Every rate that applies to this request, checked in one step (one Redis call); None
-        when none applies, so unlimited tenants pay nothing."""
+        """Every rate that applies to this request, checked in one step (at most one Redis
+        call); None when none applies, so unlimited tenants pay nothing."""
+        mine = self._merged(caller)
+        if not (
+            limits.requests_per_minute or mine.per_api_key or mine.per_user or mine.per_address
+        ):
+            return None
         rates = []
         scope = f"{tenant.project}:{tenant.env}"
         if limits.requests_per_minute:
             rates.append(Rate("tenant", f"t:{scope}", limits.requests_per_minute))
-        mine = caller.over(self.defaults) if caller != _UNSET else self.defaults
         if mine.per_api_key and principal.type == "api_key":
             rates.append(Rate("key", f"k:{scope}:{principal.sub}", mine.per_api_key))
         if mine.per_user and principal.type == "user":
@@ -168,6 +173,16 @@ class Limiters:
         if not rates:
             return None
         return await self.rate.check(rates)
+
+    def _merged(self, caller: CallerLimits) -> CallerLimits:
+        """`caller` over the settings' defaults, once per release's limits (it is asked on every
+        request): kept by identity, so an equal but newer object is merged anew."""
+        found = self._merges.get(id(caller))
+        if found is None or found[0] is not caller:
+            if len(self._merges) > _MERGES_MAX:
+                self._merges.clear()
+            found = self._merges[id(caller)] = (caller, caller.over(self.defaults))
+        return found[1]
 
     def auth_guard(self, tenant: Tenant, caller: CallerLimits, address: str) -> AuthGuard:
         mine = caller.over(self.defaults)
@@ -187,7 +202,7 @@ class Limiters:
         self.hashing.close()
 
 
-_UNSET = CallerLimits()
+_MERGES_MAX = 4096  # distinct release limits kept merged (`Limiters._merged`)
 DEFAULT_FREE_PER_EMAIL = 5
 DEFAULT_FREE_PER_ADDRESS = 20
 
@@ -275,64 +290,156 @@ class RateState:
 # GCRA over every bucket of a request at once, on Redis's clock: all admitted (and recorded)
 # or none. A bucket holds its theoretical arrival time (TAT); a request is admitted when the new
 # TAT is at most one period ahead of now, which allows a burst of `per_minute` and then one
-# request every 60/per_minute seconds.
+# request every 60/per_minute seconds. ARGV: each key's interval, then the units this replica
+# asks for each (its lease, `RateLimiter`), then the period; each key is granted as many of the
+# units asked as fit (at least one, or the request is refused and nothing is recorded).
 _GCRA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local period = tonumber(ARGV[#KEYS + 1])
-local tats = {}
+local n = #KEYS
+local period = tonumber(ARGV[2 * n + 1])
+local tats, fits = {}, {}
 local allowed = 1
 for i, key in ipairs(KEYS) do
   local tat = tonumber(redis.call('GET', key)) or now
   if tat < now then tat = now end
-  tats[i] = tat + tonumber(ARGV[i])
-  if tats[i] - period > now then allowed = 0 end
+  tats[i] = tat
+  fits[i] = math.floor((now + period - tat) / tonumber(ARGV[i]) + 1e-9)
+  if fits[i] < 1 then allowed = 0 end
 end
 local out = {allowed, string.format('%.6f', now)}
 for i, key in ipairs(KEYS) do
+  local interval, granted = tonumber(ARGV[i]), 0
   if allowed == 1 then
-    local ttl = math.ceil((tats[i] - now) * 1000)
-    redis.call('SET', key, string.format('%.6f', tats[i]), 'PX', ttl)
+    granted = math.min(fits[i], tonumber(ARGV[n + i]))
+    tats[i] = tats[i] + granted * interval
+    redis.call('SET', key, string.format('%.6f', tats[i]), 'PX', math.ceil((tats[i] - now) * 1000))
+  else
+    tats[i] = tats[i] + interval
   end
   out[#out + 1] = string.format('%.6f', tats[i])
+  out[#out + 1] = granted
 end
 return out
 """
 _LOCAL_MAX = 100_000
+# How much of a bucket's rate one replica may take from Redis at once (`docs/tenancy.md`).
+LEASE_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class _Lease:
+    """Units of one bucket granted to this replica by Redis, spent here until `expires`."""
+
+    units: int  # left to spend
+    size: int  # granted
+    began: float  # this process's monotonic clock
+    expires: float
+    remaining: int  # the bucket's remaining quota once every granted unit is spent
+    reset: int
 
 
 class RateLimiter:
     """GCRA per bucket (smooth: no window edge lets twice the rate through), shared by every
-    replica through one Lua script call per limited request, or counted in this process when
-    Redis is absent or down."""
+    replica through Redis, or counted in this process when Redis is absent or down.
+
+    A Redis call costs more CPU than the rest of a request, so a busy bucket's units are leased
+    (`docs/decisions.md`, limits): one script call grants this replica up to `LEASE_SECONDS` of
+    the bucket's recent demand here (never more than the bucket has left, and one unit at a time
+    for rates under one a second), which requests then spend without asking Redis. Units not
+    spent within the lease's second are lost, so a caller is never admitted beyond its limit
+    across replicas; at most one second of its recent rate goes unused when it stops."""
 
     def __init__(self, store: SharedStore) -> None:
         self._store = store
         self._script = store.script(_GCRA)
         self._local: dict[str, float] = {}
+        self._leases: dict[str, _Lease] = {}
 
     async def check(self, rates: list[Rate]) -> RateState:
+        if self._script is None:  # no Redis: every request counts here, exactly
+            return self._locally(rates)
+        now = time.monotonic()
+        leases = self._leases
+        held = []
+        for rate in rates:
+            lease = leases.get(rate.key)
+            if lease is None or lease.units < 1 or lease.expires <= now:
+                return await self._ask(rates, now)
+            held.append(lease)
+        results = []
+        for rate, lease in zip(rates, held, strict=True):
+            lease.units -= 1
+            remaining = lease.remaining + lease.units
+            results.append(RateResult(rate.name, rate.per_minute, remaining, lease.reset))
+        return RateState(tuple(results))
+
+    async def _ask(self, rates: list[Rate], now: float) -> RateState:
+        """One script call for every bucket of the request, each asking for a lease."""
         intervals = [WINDOW_SECONDS / rate.per_minute for rate in rates]
         keys = [f"stk:rl:{rate.key}" for rate in rates]
-        answer = await self._store.run(self._script, keys, [*intervals, WINDOW_SECONDS])
-        if answer is not None:
-            allowed, now = bool(int(answer[0])), float(answer[1])
-            tats = [float(t) for t in answer[2:]]
-        else:
-            allowed, now, tats = self._check_locally(keys, intervals)
+        wants = [self._want(rate, now) for rate in rates]
+        answer = await self._store.run(self._script, keys, [*intervals, *wants, WINDOW_SECONDS])
+        if answer is None:
+            return self._locally(rates)
+        allowed, clock = bool(int(answer[0])), float(answer[1])
+        tats = [float(t) for t in answer[2::2]]
+        state = _state(rates, intervals, allowed, clock, tats)
+        if allowed:
+            if len(self._leases) > _LOCAL_MAX:
+                self._leases = {k: v for k, v in self._leases.items() if v.expires > now}
+            for rate, result, granted in zip(rates, state.results, answer[3::2], strict=True):
+                self._leases[rate.key] = _Lease(
+                    int(granted) - 1,
+                    int(granted),
+                    now,
+                    now + LEASE_SECONDS,
+                    result.remaining,
+                    result.reset,
+                )
+            state = _with_leases(state, rates, self._leases)
+        return state
+
+    def _want(self, rate: Rate, now: float) -> int:
+        """The units to ask for: the bucket's demand here over the last lease, per
+        `LEASE_SECONDS`, up to that much of its rate; one when it is slow or was idle."""
+        most = int(rate.per_minute * LEASE_SECONDS / WINDOW_SECONDS)
+        lease = self._leases.get(rate.key)
+        if most <= 1 or lease is None or now > lease.expires + LEASE_SECONDS:
+            return 1
+        used = lease.size - max(lease.units, 0)
+        elapsed = max(min(now, lease.expires) - lease.began, 0.001)
+        return max(1, min(most, math.ceil(used * LEASE_SECONDS / elapsed)))
+
+    def _locally(self, rates: list[Rate]) -> RateState:
+        """The same GCRA on this process's clock and buckets (keyed like Redis's, unprefixed)."""
+        now = time.time()
+        local = self._local
+        if len(local) > _LOCAL_MAX:
+            self._local = local = {k: tat for k, tat in local.items() if tat > now}
+        intervals, tats = [], []
+        allowed = True
+        for rate in rates:
+            interval = WINDOW_SECONDS / rate.per_minute
+            tat = local.get(rate.key, now)
+            tat = (tat if tat > now else now) + interval
+            allowed = allowed and tat - WINDOW_SECONDS <= now
+            intervals.append(interval)
+            tats.append(tat)
+        if allowed:
+            for rate, tat in zip(rates, tats, strict=True):
+                local[rate.key] = tat
         return _state(rates, intervals, allowed, now, tats)
 
-    def _check_locally(
-        self, keys: list[str], intervals: list[float]
-    ) -> tuple[bool, float, list[float]]:
-        now = time.time()
-        if len(self._local) > _LOCAL_MAX:
-            self._local = {k: tat for k, tat in self._local.items() if tat > now}
-        tats = [max(self._local.get(k, now), now) + i for k, i in zip(keys, intervals, strict=True)]
-        allowed = all(tat - WINDOW_SECONDS <= now for tat in tats)
-        if allowed:
-            self._local.update(zip(keys, tats, strict=True))
-        return allowed, now, tats
+
+def _with_leases(state: RateState, rates: list[Rate], leases: dict[str, _Lease]) -> RateState:
+    """The headers' remaining counts include the units just leased here (not spent yet)."""
+    return RateState(
+        tuple(
+            RateResult(r.name, r.quota, r.remaining + leases[rate.key].units, r.reset)
+            for rate, r in zip(rates, state.results, strict=True)
+        )
+    )
 
 
 def _state(

@@ -78,6 +78,6 @@ async def test_admit_counts_only_tenants_with_a_rate_limit() -> None:
             SHOP, Limits(requests_per_minute=1), CallerLimits(), USER, "203.0.113.7"
         )
         assert state is not None and state.allowed
-        assert list(limiters.rate._local) == ["stk:rl:t:shop:prod"]
+        assert list(limiters.rate._local) == ["t:shop:prod"]
     finally:
         await limiters.close()

@@ -4,6 +4,8 @@ tenant, never across tenants, shared by replicas through Redis, and covering /au
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 import pytest
 
@@ -105,3 +107,50 @@ async def test_an_unreachable_redis_is_not_asked_again_within_the_breaker_window
         ]
     finally:
         await store.close()
+
+
+class CountingStore(SharedStore):
+    """The real store, counting its Redis calls."""
+
+    calls = 0
+
+    async def run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        self.calls += 1
+        return await super().run(script, keys, args)
+
+
+async def test_a_busy_bucket_asks_redis_once_per_lease_not_per_request(redis_url) -> None:
+    """6,000 a minute is 100 a second: once its demand is seen, a lease covers up to 100
+    requests (`docs/decisions.md`, limits), and the headers still count down."""
+    store = CountingStore(redis_url)
+    limiter = RateLimiter(store)
+    rates = [Rate("key", "k:shop:prod:busy", 6000)]
+    began = time.monotonic()
+    try:
+        states = [await limiter.check(rates) for _ in range(1000)]
+    finally:
+        await store.close()
+    dripped = 100 * (time.monotonic() - began + 1)  # GCRA gives back 100 a second
+    assert all(state.allowed for state in states)
+    assert store.calls < 60, store.calls
+    remaining = [state.results[0].remaining for state in states]
+    # Redis's clock has microseconds: a count may round one lower.
+    assert remaining[0] in (5998, 5999) and 4999 <= remaining[-1] <= 5000 + dripped, remaining
+
+
+async def test_leases_never_admit_beyond_the_budget_across_replicas(redis_url) -> None:
+    """Two replicas spending one bucket's leases admit no more than the bucket allows (a burst
+    of 240, plus what drips in meanwhile): a lease is only ever granted out of what is left."""
+    stores = [CountingStore(redis_url), CountingStore(redis_url)]
+    limiters = [RateLimiter(store) for store in stores]
+    rates = [Rate("key", "k:shop:prod:shared", 240)]
+    try:
+        began = time.monotonic()
+        admitted = 0
+        for i in range(600):
+            admitted += (await limiters[i % 2].check(rates)).allowed
+        elapsed = time.monotonic() - began
+    finally:
+        for store in stores:
+            await store.close()
+    assert 230 <= admitted <= 240 + 4 * (elapsed + 1), (admitted, elapsed)
