@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tenancy.crud import Statement, execute, plan_call
 from tenancy.engines import QueryResult
@@ -98,8 +98,7 @@ class RequestState:
         return self.release.id if self.release is not None else None
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
+class Admission(NamedTuple):
     """A request let in: who calls, for which tenant, under which release and limits."""
 
     tenant: Tenant

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -257,8 +257,9 @@ class SharedStore:
             await self.redis.aclose()
 
 
-@dataclass(frozen=True, slots=True)
-class Rate:
+# Rates and their results are made for every limited request: named tuples, immutable and
+# several times cheaper to build than frozen dataclasses (`docs/decisions.md`, hot path).
+class Rate(NamedTuple):
     """One limit on one request: `per_minute` for bucket `key` (policy `name` in headers)."""
 
     name: str
@@ -266,16 +267,14 @@ class Rate:
     per_minute: int
 
 
-@dataclass(frozen=True, slots=True)
-class RateResult:
+class RateResult(NamedTuple):
     name: str
     quota: int
     remaining: int
     reset: int  # seconds until the whole quota is available again
 
 
-@dataclass(frozen=True, slots=True)
-class RateState:
+class RateState(NamedTuple):
     """What the rates said about one request: the `RateLimit-Policy` / `RateLimit` headers
     (`docs/api.md`) and, when refused, how long to wait."""
 

@@ -25,8 +25,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tenancy.breaker import Breaker, State
 from tenancy.engines import Connection, Pooler, QueryResult, connector, engine_of, verify_url
@@ -40,8 +39,7 @@ __all__ = ["PoolKey", "PoolManager", "Pooler", "QueryResult", "engine_of", "veri
 _Waiter = tuple[float, asyncio.Future[Connection | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class PoolKey:
+class PoolKey(NamedTuple):
     project: str
     env: str
     alias: str

@@ -8,7 +8,7 @@ for the rest of the request.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from tenancy import credentials
 from tenancy.errors import BadRequest, Forbidden, NotFound, Unauthorized
@@ -19,8 +19,7 @@ from tenancy.registry.records import ApiKeyRecord, ProjectRecord
 NOT_FOUND = "Project or environment not found"
 
 
-@dataclass(frozen=True, slots=True)
-class Hints:
+class Hints(NamedTuple):
     """What the request says about its tenant, already extracted from headers."""
 
     host: str | None = None
@@ -40,8 +39,7 @@ class BasePath:
     env: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Located:
+class Located(NamedTuple):
     """What the hints alone name, before any credential is looked at: the project (and its record,
     None when unknown) and the env. Shared by resolution and CORS, so neither looks twice."""
 
@@ -82,8 +80,7 @@ class ActiveKey:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Resolved:
+class Resolved(NamedTuple):
     tenant: Tenant
     principal: Principal
     project: ProjectRecord
