@@ -548,35 +548,44 @@ def usable_cpus() -> int:
 
 @dataclass(slots=True)
 class _Job:
+    tag: int  # the round it belongs to (`FairPool`)
+    seq: int  # queued order, for ties
     future: Future[Any]
     work: Callable[..., Any]
     args: tuple[Any, ...]
 
 
 class FairPool:
-    """Threads that take tenants' jobs in turn. A free thread runs the oldest job of the waiting
-    tenant served least recently (a tenant with nothing running or queued counts as never
-    served), skipping tenants that already run `per_tenant` jobs. So a tenant's backlog delays
-    another tenant's job by the jobs already running, never by the backlog itself. Threads start
-    with the first job and run at the lowest CPU priority (`_lowest_priority`)."""
+    """Threads that take tenants' jobs in turn: start-time fair queueing with every job one unit.
+    A job queued is tagged with the round being served or, if its tenant has jobs at or past
+    that round, the round after its tenant's last one; a free thread runs the lowest-tagged job
+    (the first queued on a tie) among the tenants not already running `per_tenant` jobs. Busy
+    tenants are so served one job each per round: a flood's backlog delays another tenant's job
+    by the jobs already running and at most one of the flood's, never by the whole backlog, and
+    the flooded tenant still gets its share. Threads start with the first job and run at the
+    lowest CPU priority (`_lowest_priority`)."""
 
     def __init__(self, threads: int, per_tenant: int, name: str) -> None:
         self._threads = threads
         self._per_tenant = per_tenant
         self._name = name
         self._lock = threading.Condition()
-        self._queued: dict[Tenant, deque[_Job]] = {}  # in the order tenants started waiting
+        self._queued: dict[Tenant, deque[_Job]] = {}
         self._running: dict[Tenant, int] = {}
-        self._served: dict[Tenant, int] = {}  # turn of each tenant's last job, while it has any
-        self._turn = 0
+        self._after: dict[Tenant, int] = {}  # the round after a tenant's last job, while ahead
+        self._round = 0  # the tag of the job started last
+        self._seq = 0
         self._workers: list[threading.Thread] = []
         self._closed = False
 
     def submit(self, tenant: Tenant, work: Callable[..., T], *args: Any) -> Future[T]:
-        job = _Job(Future(), work, args)
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self._name} pool is closed")
+            tag = max(self._round, self._after.get(tenant, 0))
+            self._after[tenant] = tag + 1
+            self._seq += 1
+            job = _Job(tag, self._seq, Future(), work, args)
             self._queued.setdefault(tenant, deque()).append(job)
             if not self._workers:
                 for i in range(self._threads):
@@ -616,31 +625,27 @@ class FairPool:
                         job.future.set_result(result)
             finally:
                 with self._lock:
-                    self._finished(tenant)
+                    left = self._running[tenant] - 1
+                    if left:
+                        self._running[tenant] = left
+                    else:
+                        del self._running[tenant]
 
     def _next(self) -> tuple[Tenant, _Job] | None:
         """The next job to run, under the lock: see the class docstring."""
         ready = [t for t in self._queued if self._running.get(t, 0) < self._per_tenant]
         if not ready:
             return None
-        tenant = min(ready, key=lambda t: self._served.get(t, 0))
+        tenant = min(ready, key=lambda t: (self._queued[t][0].tag, self._queued[t][0].seq))
         jobs = self._queued[tenant]
         job = jobs.popleft()
         if not jobs:
             del self._queued[tenant]
-        self._turn += 1
-        self._served[tenant] = self._turn
         self._running[tenant] = self._running.get(tenant, 0) + 1
+        if job.tag > self._round:  # a tenant at or behind the round needs no memory
+            self._round = job.tag
+            self._after = {t: r for t, r in self._after.items() if r > self._round}
         return tenant, job
-
-    def _finished(self, tenant: Tenant) -> None:
-        left = self._running[tenant] - 1
-        if left:
-            self._running[tenant] = left
-            return
-        del self._running[tenant]
-        if tenant not in self._queued:
-            del self._served[tenant]
 
 
 class HashBulkhead:

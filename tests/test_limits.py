@@ -127,6 +127,31 @@ def test_a_tenants_backlog_does_not_delay_another_tenants_job() -> None:
     assert gate.order == ["flood-1", "quiet-1", "flood-2", "flood-3", "flood-4"]
 
 
+def test_busy_tenants_are_served_one_job_each_per_round() -> None:
+    """A flood's backlog against two tenants that queue their next job as soon as one ends:
+    each gets one job per round, so neither side waits for the other's whole queue."""
+    pool, gate = FairPool(1, per_tenant=2, name="test-hash"), Gate()
+    others = {Tenant(n, "prod"): n for n in ("b", "c")}
+
+    def again(tenant: Tenant, round_: int) -> None:
+        later = pool.submit(tenant, gate.quick, f"{others[tenant]}-{round_}")
+        if round_ < 3:  # queued again from the worker, before it picks its next job
+            later.add_done_callback(lambda _: again(tenant, round_ + 1))
+
+    try:
+        pool.submit(FLOOD, gate.held, "flood-1")
+        assert gate.started.wait(10)
+        last = [pool.submit(FLOOD, gate.quick, f"flood-{i}") for i in (2, 3, 4)][-1]
+        for tenant in others:
+            again(tenant, 1)
+        gate.release.set()
+        assert last.result(10) == "flood-4"
+    finally:
+        pool.close()
+    rounds = [[f"flood-{r}", f"b-{r}", f"c-{r}"] for r in (1, 2, 3)]
+    assert gate.order == [name for names in rounds for name in names] + ["flood-4"]
+
+
 def test_a_tenant_runs_at_most_its_share_of_the_threads() -> None:
     """Two threads, one per tenant: the flood's second job waits although a thread is free,
     and the quiet tenant's job takes that thread while the flood's first still runs."""
