@@ -559,11 +559,10 @@ class FairPool:
     """Threads that take tenants' jobs in turn: start-time fair queueing with every job one unit.
     A job queued is tagged with the round being served or, if its tenant has jobs at or past
     that round, the round after its tenant's last one; a free thread runs the lowest-tagged job
-    (the first queued on a tie) among the tenants not already running `per_tenant` jobs. Busy
-    tenants are so served one job each per round: a flood's backlog delays another tenant's job
-    by the jobs already running and at most one of the flood's, never by the whole backlog, and
-    the flooded tenant still gets its share. Threads start with the first job and run at the
-    lowest CPU priority (`_lowest_priority`)."""
+    (`_order` on a tie) among the tenants not already running `per_tenant` jobs. Busy tenants are
+    so served one job each per round: a flood's backlog delays another tenant's job by the jobs
+    already running, never by the backlog, and the flooded tenant still gets its share. Threads
+    start with the first job and run at the lowest CPU priority (`_lowest_priority`)."""
 
     def __init__(self, threads: int, per_tenant: int, name: str) -> None:
         self._threads = threads
@@ -631,12 +630,18 @@ class FairPool:
                     else:
                         del self._running[tenant]
 
+    def _order(self, tenant: Tenant) -> tuple[int, int, int]:
+        """Lowest tag first; in a round, the tenant with the fewest jobs waiting, then the first
+        queued: a flood's job of this round runs after a quiet tenant's."""
+        jobs = self._queued[tenant]
+        return jobs[0].tag, len(jobs), jobs[0].seq
+
     def _next(self) -> tuple[Tenant, _Job] | None:
         """The next job to run, under the lock: see the class docstring."""
         ready = [t for t in self._queued if self._running.get(t, 0) < self._per_tenant]
         if not ready:
             return None
-        tenant = min(ready, key=lambda t: (self._queued[t][0].tag, self._queued[t][0].seq))
+        tenant = min(ready, key=self._order)
         jobs = self._queued[tenant]
         job = jobs.popleft()
         if not jobs:
