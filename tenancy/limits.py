@@ -15,9 +15,10 @@ import math
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
@@ -632,62 +633,177 @@ class Slot:
 
 
 def _lowest_priority() -> None:
-    """Nice 19 for this thread only (Linux sets priorities per thread): a hash takes the CPU
-    the event loop leaves, not the other way round."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    """The calling thread (Linux schedules threads, not processes) at the lowest CPU priority:
+    `SCHED_IDLE`, which a waking thread of the normal policy (the event loop, once a request
+    arrives) preempts at once, else nice 19, which it may have to wait a time slice for
+    (`docs/decisions.md`, password-hash bulkhead)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (OSError, AttributeError):
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. under `taskset` or a container's
+    cpuset), not the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @dataclass(slots=True)
-class _TenantHashes:
-    running: asyncio.Semaphore
-    holders: int = 0  # running + queued
+class _Job:
+    tag: int  # the round it belongs to (`FairPool`)
+    seq: int  # queued order, for ties
+    future: Future[Any]
+    work: Callable[..., Any]
+    args: tuple[Any, ...]
 
 
-@dataclass(slots=True)
+class FairPool:
+    """Threads that take tenants' jobs in turn: start-time fair queueing with every job one unit.
+    A job queued is tagged with the round being served or, if its tenant has jobs at or past
+    that round, the round after its tenant's last one; a free thread runs the lowest-tagged job
+    (`_order` on a tie) among the tenants not already running `per_tenant` jobs. Busy tenants are
+    so served one job each per round: a flood's backlog delays another tenant's job by the jobs
+    already running, never by the backlog, and the flooded tenant still gets its share. Threads
+    start with the first job and run at the lowest CPU priority (`_lowest_priority`)."""
+
+    def __init__(self, threads: int, per_tenant: int, name: str) -> None:
+        self._threads = threads
+        self._per_tenant = per_tenant
+        self._name = name
+        self._lock = threading.Condition()
+        self._queued: dict[Tenant, deque[_Job]] = {}
+        self._running: dict[Tenant, int] = {}
+        self._after: dict[Tenant, int] = {}  # the round after a tenant's last job, while ahead
+        self._round = 0  # the tag of the job started last
+        self._seq = 0
+        self._workers: list[threading.Thread] = []
+        self._closed = False
+
+    def submit(self, tenant: Tenant, work: Callable[..., T], *args: Any) -> Future[T]:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self._name} pool is closed")
+            tag = max(self._round, self._after.get(tenant, 0))
+            self._after[tenant] = tag + 1
+            self._seq += 1
+            job = _Job(tag, self._seq, Future(), work, args)
+            self._queued.setdefault(tenant, deque()).append(job)
+            if not self._workers:
+                for i in range(self._threads):
+                    worker = threading.Thread(target=self._work, name=f"{self._name}-{i}")
+                    worker.daemon = True  # a hash in progress never holds up the exit
+                    worker.start()
+                    self._workers.append(worker)
+            self._lock.notify()
+        return job.future
+
+    def close(self) -> None:
+        """Cancel the queued jobs; threads end once their running job is done."""
+        with self._lock:
+            self._closed = True
+            for jobs in self._queued.values():
+                for job in jobs:
+                    job.future.cancel()
+            self._queued.clear()
+            self._lock.notify_all()
+
+    def _work(self) -> None:
+        _lowest_priority()
+        while True:
+            with self._lock:
+                while (picked := self._next()) is None:
+                    if self._closed:
+                        return
+                    self._lock.wait()
+            tenant, job = picked
+            try:
+                if job.future.set_running_or_notify_cancel():
+                    try:
+                        result = job.work(*job.args)
+                    except BaseException as exc:  # the caller's to see, as in ThreadPoolExecutor
+                        job.future.set_exception(exc)
+                    else:
+                        job.future.set_result(result)
+            finally:
+                with self._lock:
+                    left = self._running[tenant] - 1
+                    if left:
+                        self._running[tenant] = left
+                    else:
+                        del self._running[tenant]
+
+    def _order(self, tenant: Tenant) -> tuple[int, int, int]:
+        """Lowest tag first; in a round, the tenant with the fewest jobs waiting, then the first
+        queued: a flood's job of this round runs after a quiet tenant's."""
+        jobs = self._queued[tenant]
+        return jobs[0].tag, len(jobs), jobs[0].seq
+
+    def _next(self) -> tuple[Tenant, _Job] | None:
+        """The next job to run, under the lock: see the class docstring."""
+        ready = [t for t in self._queued if self._running.get(t, 0) < self._per_tenant]
+        if not ready:
+            return None
+        tenant = min(ready, key=self._order)
+        jobs = self._queued[tenant]
+        job = jobs.popleft()
+        if not jobs:
+            del self._queued[tenant]
+        self._running[tenant] = self._running.get(tenant, 0) + 1
+        if job.tag > self._round:  # a tenant at or behind the round needs no memory
+            self._round = job.tag
+            self._after = {t: r for t, r in self._after.items() if r > self._round}
+        return tenant, job
+
+
 class HashBulkhead:
     """Password hashing (argon2, CPU- and memory-heavy) as a per-tenant bulkhead
     (`docs/security.md` passwords; issue 9 row 2).
 
-    Hashes run on a pool of their own threads, so they never wait behind other blocking work,
-    at the lowest CPU priority, so the event loop (every tenant's requests) goes first on a busy
-    CPU. Each tenant holds at most `per_tenant` places at once and queues at most `queue` more;
-    a tenant past both is refused at once (429 with `Retry-After`) instead of queueing, so a
-    login flood on one tenant fills its own queue, not the pool: another tenant's hash waits for
-    at most `per_tenant` of each busy tenant's hashes, not for the flood. A place is taken
-    before the sign-in reads the registry (`slot`), so the flood's excess costs no query either.
+    Each tenant holds at most `per_tenant + queue` places at once (`slot`); past that it is
+    refused at once (429 with `Retry-After`) instead of queueing. A place is taken before the
+    sign-in reads the registry, so a flood's excess costs neither a query nor a hash. The hashes
+    themselves run on a `FairPool` of their own: as many threads as CPUs this process may use
+    (`threads` 0) or `threads`, at the lowest CPU priority so the event loop (every tenant's
+    requests) goes first, at most `per_tenant` of one tenant's at once, tenants taken in turn: a
+    login flood on one tenant fills its own queue, and another tenant's hash waits for the
+    hashes already running, not for the flood.
     """
 
-    threads: int = 4
-    per_tenant: int = 2
-    queue: int = 8
-    _tenants: dict[Tenant, _TenantHashes] = field(default_factory=dict)
-    _executor: ThreadPoolExecutor | None = None
+    def __init__(self, threads: int = 0, per_tenant: int = 2, queue: int = 8) -> None:
+        self.threads = threads or usable_cpus()
+        self.per_tenant = per_tenant
+        self.queue = queue
+        self._holders: dict[Tenant, int] = {}
+        self._pool: FairPool | None = None
 
     @contextlib.asynccontextmanager
     async def slot(self, tenant: Tenant) -> AsyncIterator[None]:
-        """One of `tenant`'s places, waited for in its queue; 429 when the queue is full."""
-        entry = self._tenants.get(tenant)
-        if entry is None:
-            entry = self._tenants[tenant] = _TenantHashes(asyncio.Semaphore(self.per_tenant))
-        if entry.holders >= self.per_tenant + self.queue:
+        """One of `tenant`'s places; 429 when they are all taken."""
+        held = self._holders.get(tenant, 0)
+        if held >= self.per_tenant + self.queue:
             raise TooManyRequests("Too many password checks in progress for this project")
-        entry.holders += 1
+        self._holders[tenant] = held + 1
         try:
-            async with entry.running:
-                yield
+            yield
         finally:
-            entry.holders -= 1
-            if not entry.holders:
-                del self._tenants[tenant]
+            left = self._holders[tenant] - 1
+            if left:
+                self._holders[tenant] = left
+            else:
+                del self._holders[tenant]
 
-    async def compute(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(*args)` on a hash thread (call it holding a `slot`)."""
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.threads, "stk-hash", _lowest_priority)
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+    async def compute(self, tenant: Tenant, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)` in `tenant`'s turn on a hash thread (call it holding a `slot`). A
+        caller cancelled meanwhile drops a queued job; a running one finishes on its thread."""
+        if self._pool is None:
+            self._pool = FairPool(self.threads, self.per_tenant, "stk-hash")
+        return await asyncio.wrap_future(self._pool.submit(tenant, work, *args))
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None

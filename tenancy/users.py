@@ -102,7 +102,7 @@ class Accounts:
         if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
             raise BadRequest(f"Password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters")
         async with self._hashing.slot(tenant):
-            hashed = await self._hashing.compute(_HASHER.hash, password)
+            hashed = await self._hashing.compute(tenant, _HASHER.hash, password)
         row = EndUser(
             id=new_ulid(),
             project=tenant.project,
@@ -146,7 +146,7 @@ class Accounts:
                     )
             stored = row.password_hash if row is not None else None
             ok = len(password) <= PASSWORD_MAX and await self._hashing.compute(
-                _password_matches, stored, password
+                tenant, _password_matches, stored, password
             )
         if row is None or not ok:
             if guard is not None:

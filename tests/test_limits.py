@@ -1,12 +1,16 @@
 """The typed project `limits` (`docs/admin.md`) and the concurrency slot (`docs/tenancy.md` I7):
-parsed and checked in one place, unset limits falling back to the process-wide setting."""
+parsed and checked in one place, unset limits falling back to the process-wide setting; the
+password-hash bulkhead's places, turns and thread priority."""
 
 from __future__ import annotations
 
+import os
+import threading
+
 import pytest
 
-from tenancy.errors import BadRequest, ServiceUnavailable
-from tenancy.limits import CallerLimits, Limiters, Limits
+from tenancy.errors import BadRequest, ServiceUnavailable, TooManyRequests
+from tenancy.limits import CallerLimits, FairPool, HashBulkhead, Limiters, Limits
 from tenancy.principal import Principal, Tenant
 
 SHOP = Tenant("shop", "prod")
@@ -81,3 +85,127 @@ async def test_admit_counts_only_tenants_with_a_rate_limit() -> None:
         assert list(limiters.rate._local) == ["t:shop:prod"]
     finally:
         await limiters.close()
+
+
+# --- password-hash bulkhead (issue 9 row 2; docs/security.md, passwords) ----------------------
+
+FLOOD, QUIET = Tenant("flood", "prod"), Tenant("quiet", "prod")
+
+
+class Gate:
+    """Jobs that record their order and can be held on their thread until released."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def held(self, name: str) -> str:
+        self.order.append(name)
+        self.started.set()
+        assert self.release.wait(10), "never released"
+        return name
+
+    def quick(self, name: str) -> str:
+        self.order.append(name)
+        return name
+
+
+def test_a_tenants_backlog_does_not_delay_another_tenants_job() -> None:
+    """One thread, a flood's job running and three more queued: the quiet tenant's job, queued
+    last, runs next (FIFO would run it last)."""
+    pool, gate = FairPool(1, per_tenant=2, name="test-hash"), Gate()
+    try:
+        first = pool.submit(FLOOD, gate.held, "flood-1")
+        assert gate.started.wait(10)
+        later = [pool.submit(FLOOD, gate.quick, f"flood-{i}") for i in (2, 3, 4)]
+        quiet = pool.submit(QUIET, gate.quick, "quiet-1")
+        gate.release.set()
+        assert [f.result(10) for f in (first, *later, quiet)][-1] == "quiet-1"
+    finally:
+        pool.close()
+    assert gate.order == ["flood-1", "quiet-1", "flood-2", "flood-3", "flood-4"]
+
+
+def test_busy_tenants_are_served_one_job_each_per_round() -> None:
+    """A flood's backlog against two tenants that queue their next job as soon as one ends:
+    each gets one job per round, so neither side waits for the other's whole queue."""
+    pool, gate = FairPool(1, per_tenant=2, name="test-hash"), Gate()
+    others = {Tenant(n, "prod"): n for n in ("b", "c")}
+
+    def again(tenant: Tenant, round_: int) -> None:
+        later = pool.submit(tenant, gate.quick, f"{others[tenant]}-{round_}")
+        if round_ < 3:  # queued again from the worker, before it picks its next job
+            later.add_done_callback(lambda _: again(tenant, round_ + 1))
+
+    try:
+        pool.submit(FLOOD, gate.held, "flood-1")
+        assert gate.started.wait(10)
+        last = [pool.submit(FLOOD, gate.quick, f"flood-{i}") for i in (2, 3, 4)][-1]
+        for tenant in others:
+            again(tenant, 1)
+        gate.release.set()
+        assert last.result(10) == "flood-4"
+    finally:
+        pool.close()
+    # In each round the tenants with one job waiting go before the flood with its backlog.
+    rounds = [["b-1", "c-1"], *([f"b-{r}", f"c-{r}", f"flood-{r}"] for r in (2, 3)), ["flood-4"]]
+    assert gate.order == ["flood-1", *(name for names in rounds for name in names)]
+
+
+def test_a_tenant_runs_at_most_its_share_of_the_threads() -> None:
+    """Two threads, one per tenant: the flood's second job waits although a thread is free,
+    and the quiet tenant's job takes that thread while the flood's first still runs."""
+    pool, gate = FairPool(2, per_tenant=1, name="test-hash"), Gate()
+    try:
+        first = pool.submit(FLOOD, gate.held, "flood-1")
+        assert gate.started.wait(10)
+        second = pool.submit(FLOOD, gate.quick, "flood-2")
+        assert pool.submit(QUIET, gate.quick, "quiet-1").result(10) == "quiet-1"
+        assert not second.done()
+        gate.release.set()
+        assert (first.result(10), second.result(10)) == ("flood-1", "flood-2")
+    finally:
+        pool.close()
+    assert gate.order == ["flood-1", "quiet-1", "flood-2"]
+
+
+def test_closing_cancels_queued_jobs_and_tenants_are_forgotten() -> None:
+    pool, gate = FairPool(1, per_tenant=1, name="test-hash"), Gate()
+    first = pool.submit(FLOOD, gate.held, "flood-1")
+    assert gate.started.wait(10)
+    queued = pool.submit(QUIET, gate.quick, "quiet-1")
+    pool.close()
+    gate.release.set()
+    assert first.result(10) == "flood-1" and queued.cancelled()
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.submit(QUIET, gate.quick, "quiet-2")
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policies")
+async def test_hash_threads_run_at_the_idle_policy_and_one_per_usable_cpu() -> None:
+    """`SCHED_IDLE`: the event loop preempts a hash as soon as it wakes (a nice-19 thread may
+    keep the CPU for its slice). The event loop's own thread keeps its policy."""
+    bulkhead = HashBulkhead()
+    try:
+        assert bulkhead.threads == len(os.sched_getaffinity(0))
+        async with bulkhead.slot(SHOP):
+            thread = await bulkhead.compute(SHOP, threading.get_native_id)
+        assert os.sched_getscheduler(thread) == os.SCHED_IDLE
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    finally:
+        bulkhead.close()
+
+
+async def test_a_tenant_past_its_places_is_refused_at_once() -> None:
+    bulkhead = HashBulkhead(1, per_tenant=1, queue=1)
+    async with bulkhead.slot(SHOP), bulkhead.slot(SHOP):
+        with pytest.raises(TooManyRequests) as refused:
+            async with bulkhead.slot(SHOP):
+                pass
+        assert refused.value.retry_after == 1
+        async with bulkhead.slot(Tenant("other", "prod")):  # another tenant has its own places
+            pass
+    async with bulkhead.slot(SHOP), bulkhead.slot(SHOP):  # every place given back
+        pass
+    assert bulkhead._holders == {}
