@@ -1,7 +1,8 @@
 """App factory: composes the ASGI app and wires the core (`tenancy.runtime`) to the HTTP routes.
 
     RequestMiddleware ─► CallEndpoint                 (`/call`, its CORS gate inside)
-                      └► CorsMiddleware → FastAPI    (health, metrics, auth, admin, ...)
+                      ├► AuthEndpoint                 (`/auth/*`, JWKS, the same)
+                      └► CorsMiddleware → FastAPI    (health, metrics, openapi, admin)
 
 (each behind `InternalGate` when `STK_INTERNAL_PORT` is set). Each piece is built once and they
 share one `AppState`. `/call` stays off FastAPI's routing, in one layer under the request
@@ -29,6 +30,7 @@ from bridge.middleware import RequestMiddleware
 from bridge.routes import auth, health, openapi
 from bridge.routes.admin import keys, projects, releases, secrets, signing, tokens, usage
 from bridge.routes.admin import openapi as admin_openapi
+from bridge.routes.auth import AuthEndpoint
 from bridge.routes.call import CallEndpoint
 from bridge.state import AppState
 from tenancy.calls import RequestState
@@ -165,20 +167,22 @@ def create_app(
     errors.install(api)
     api.include_router(metrics_router(lambda: (metrics, state.rt)))
     api.include_router(health.router)
-    api.include_router(auth.router)
     api.include_router(openapi.router)
     admin = admin_router()
     state.admin_routes = admin.routes
     api.include_router(admin)
     cors = Cors(state)
-    call: ASGIApp = CallEndpoint(state, cors)
+    # The data plane's own routes are plain ASGI (`/call`, `/auth/*`, JWKS); the rest FastAPI.
+    plain: dict[str, ASGIApp] = {"/call": CallEndpoint(state, cors)}
+    plain |= dict.fromkeys(auth.ROUTES, AuthEndpoint(state, cors))
     other: ASGIApp = CorsMiddleware(api, cors)
     if settings.internal_port is not None:
-        call = InternalGate(call, settings.internal_port)
-        other = InternalGate(other, settings.internal_port)
+        port = settings.internal_port
+        plain = {path: InternalGate(app, port) for path, app in plain.items()}
+        other = InternalGate(other, port)
     stack = RequestMiddleware(
         other,
-        call,
+        plain,
         max_body_bytes=settings.max_body_bytes,
         limits=HeaderLimits.of(settings),
         body_timeout=settings.body_timeout_seconds,

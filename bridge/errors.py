@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -74,6 +75,16 @@ def envelope(
     )
 
 
+def invalid_body(errors: Sequence[Any], request_id: str) -> Response:
+    """400 "Invalid request body" with one detail per pydantic error, whichever layer validated
+    the body (FastAPI's routes or the plain-ASGI ones)."""
+    details = [
+        {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"]}
+        for err in errors
+    ]
+    return envelope(400, "Invalid request body", request_id, details=details)
+
+
 def from_stk(exc: StkError, request_id: str) -> Response:
     """The envelope of a typed error; a shared dependency's outage also logs one line naming it
     (`docs/operations.md`, "When a dependency is down")."""
@@ -96,13 +107,7 @@ def install(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        details = [
-            {"field": ".".join(str(p) for p in err["loc"] if p != "body"), "message": err["msg"]}
-            for err in exc.errors()
-        ]
-        return envelope(
-            400, "Invalid request body", info(request.scope).request_id, details=details
-        )
+        return invalid_body(exc.errors(), info(request.scope).request_id)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
@@ -51,7 +51,7 @@ class RequestMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        call: ASGIApp,
+        plain: Mapping[str, ASGIApp],
         max_body_bytes: int,
         limits: HeaderLimits,
         body_timeout: float,
@@ -60,7 +60,9 @@ class RequestMiddleware:
         tracer: RequestTracer | None = None,
     ) -> None:
         self.app = app
-        self.call = call  # `/call`, dispatched here: no layer between (`bridge.app`)
+        self.plain = (
+            plain  # `/call`, `/auth/*`...: dispatched here, no layer between (`bridge.app`)
+        )
         self.max_body = max_body_bytes
         self.limits = limits
         self.body_timeout = body_timeout
@@ -146,7 +148,7 @@ class RequestMiddleware:
                     body_done = not message.get("more_body", False)
                 return message
 
-            app = self.call if scope["path"] == "/call" else self.app
+            app = self.plain.get(scope["path"], self.app)
             await app(scope, limited_receive, send_wrapper)
         except (BodyTooLarge, BodyTooSlow) as exc:
             if not response_started:

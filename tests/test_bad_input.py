@@ -129,6 +129,20 @@ def row(name: str, method: str, url: str, status: int, code: str, body: Any, **k
     return pytest.param(Case(method, url, status, code, data, raw, **kw), id=name)
 
 
+def auth(
+    name: str,
+    body: Any,
+    status: int = 400,
+    code: str = BAD,
+    path: str = "/auth/login",
+    **kw: Any,
+) -> Any:
+    """`POST /auth/...` on acme (by Host): refused before any account is looked at."""
+    return row(
+        name, "POST", path, status, code, body, headers={"Host": HOST}, admin_auth=False, **kw
+    )
+
+
 def call(
     name: str, body: Any, status: int = 400, code: str = BAD, headers: Any = None, **kw: Any
 ) -> Any:
@@ -277,6 +291,56 @@ CASES = [
     row("route-unknown", "POST", "/calls", 404, NOT_FOUND, STATS, admin_auth=False),
     row("route-call-subpath", "POST", "/call/logics/x", 404, NOT_FOUND, None, admin_auth=False),
     row("healthz-post", "POST", "/healthz", 405, METHOD, None, admin_auth=False),
+    # /auth/* and the JWKS (plain ASGI, `docs/api.md`): bodies, methods
+    auth("auth-login-bad-json", b'{"email": "a@example.com"', word="invalid request body"),
+    auth("auth-login-array", [], word="invalid request body"),
+    auth("auth-login-empty", b"", word="invalid request body"),
+    auth("auth-login-missing-password", {"email": "a@example.com"}),
+    auth("auth-login-number", {"email": 5, "password": "correct-horse"}),
+    auth("auth-login-unknown-field", {"email": "a@b.c", "password": "p4ssword!", "x": 1}),
+    auth("auth-login-oversized", {"email": "a" * 3_000_000}, 413, TOO_LARGE),
+    auth("auth-signup-null", {"email": None, "password": "correct-horse"}, path="/auth/signup"),
+    auth("auth-refresh-missing", {}, path="/auth/refresh"),
+    row(
+        "auth-login-get",
+        "GET",
+        "/auth/login",
+        405,
+        METHOD,
+        None,
+        headers={"Host": HOST},
+        admin_auth=False,
+    ),
+    row(
+        "auth-me-post",
+        "POST",
+        "/auth/me",
+        405,
+        METHOD,
+        {},
+        headers={"Host": HOST},
+        admin_auth=False,
+    ),
+    row(
+        "jwks-post",
+        "POST",
+        "/.well-known/jwks.json",
+        405,
+        METHOD,
+        {},
+        headers={"Host": HOST},
+        admin_auth=False,
+    ),
+    row(
+        "auth-unknown-route",
+        "POST",
+        "/auth/nothing",
+        404,
+        NOT_FOUND,
+        {},
+        headers={"Host": HOST},
+        admin_auth=False,
+    ),
     # admin: body shape
     create("admin-bad-json", b'{"id": "newproj"'),
     create("admin-json-array", b'["newproj"]'),

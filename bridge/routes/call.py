@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from bridge.context import info
 from bridge.cors import Cors
 from bridge.errors import envelope, from_stk
+from bridge.routes.body import read_body
 from bridge.state import AppState
 from tenancy.calls import Params, admit, call, parse_route
 from tenancy.encode import dumps
@@ -43,7 +44,7 @@ class CallEndpoint:
             response.headers["allow"] = "POST"
             await response(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         try:
             path, params = parse_body(body)
             req.route = route = parse_route(path)
@@ -99,16 +100,3 @@ def _depth(value: Any) -> int:
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
     return deepest
-
-
-async def _read_body(receive: Receive) -> bytes:
-    """The whole body; the middleware's receive already enforces STK_MAX_BODY_BYTES."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
