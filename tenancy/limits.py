@@ -186,7 +186,7 @@ class Limiters:
         return found[1]
 
     def auth_guard(self, tenant: Tenant, caller: CallerLimits, address: str) -> AuthGuard:
-        mine = caller.over(self.defaults)
+        mine = self._merged(caller)
         return AuthGuard(
             self.auth,
             f"{tenant.project}:{tenant.env}",
