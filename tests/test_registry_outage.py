@@ -8,6 +8,7 @@ The processes-and-load version of the same faults is `tests/faults/`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import sqlite3
@@ -50,10 +51,20 @@ async def proxied(tmp_path: Path) -> AsyncIterator[tuple[World, TcpProxy]]:
         try:
             async with running_bridge(tmp_path, through, kv, keys, **TIMEOUTS) as b:
                 world = World(b)
-                assert (await world.call("logics/public/stats", project="warm")).status_code == 200
+                await warm_up(world)
                 yield world, proxy
         finally:
             await proxy.close()
+
+
+async def warm_up(world: World) -> None:
+    """Serve `warm` once, so its entries are cached. With the short timeouts above, a loaded
+    machine may miss one on the very first loads (the registry's breaker then pauses loads for
+    5 s): the warm-up waits that out instead of failing before the fault is injected."""
+    deadline = time.monotonic() + 30
+    while (status := (await world.call("logics/public/stats", project="warm")).status_code) != 200:
+        assert status == 503 and time.monotonic() < deadline, status
+        await asyncio.sleep(0.5)
 
 
 async def timed(
