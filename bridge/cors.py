@@ -8,7 +8,7 @@ Three parts, so no request a browser sends can skip the preflight and every answ
   `text/plain` post is refused before its body is read. An actual request whose origin the
   tenant does not allow is refused (403) by admission itself (`tenancy.calls.admit`).
 - `Cors.gate` answers preflights (204, or 403 for an origin not allowed); `CorsMiddleware` runs
-  it for the routes on FastAPI, the `/call` endpoint itself.
+  it for the routes on FastAPI, the plain-ASGI endpoints (`/call`, `/auth/*`, JWKS) themselves.
 - `Cors.headers` gives the CORS headers of any answer, whichever layer wrote it (the request
   middleware asks for them on every response start: 408, 413, 500 included).
 

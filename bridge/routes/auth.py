@@ -69,32 +69,29 @@ class Auth:
         return self.state.rt.limits.slot(admission.tenant, admission.project.limits)
 
 
-async def signup(auth: Auth) -> Response:
+async def _with_password(auth: Auth, signing_up: bool) -> Response:
+    """Signup and login: a password hash each, so under the tenant's slot and back-off."""
     body = Credentials.model_validate_json(auth.body)
     admission = await auth.admit()
+    accounts = auth.accounts
+    act = accounts.signup if signing_up else accounts.login
     with auth.slot(admission):
-        answer = await auth.accounts.signup(
+        answer = await act(
             admission.tenant,
             admission.release.auth,
             body.email,
             body.password,
             auth.guard(admission),
         )
-    return responses.json(answer, 201)
+    return responses.json(answer, 201 if signing_up else 200)
+
+
+async def signup(auth: Auth) -> Response:
+    return await _with_password(auth, signing_up=True)
 
 
 async def login(auth: Auth) -> Response:
-    body = Credentials.model_validate_json(auth.body)
-    admission = await auth.admit()
-    with auth.slot(admission):
-        answer = await auth.accounts.login(
-            admission.tenant,
-            admission.release.auth,
-            body.email,
-            body.password,
-            auth.guard(admission),
-        )
-    return responses.json(answer)
+    return await _with_password(auth, signing_up=False)
 
 
 async def refresh(auth: Auth) -> Response:
