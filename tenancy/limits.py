@@ -644,6 +644,17 @@ def _lowest_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
+def _prompt_priority() -> None:
+    """The calling thread at nice 19 and `SCHED_BATCH`: above `SCHED_IDLE` (weight 15 against
+    3, so a quiet tenant's hash takes most of a CPU a busy tenant's hash shares), far below the
+    event loop (1024), and, as batch, never preempting anything when it wakes. Both steps only
+    lower a priority, so no privilege is needed (`docs/decisions.md`, password-hash lanes)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on (its affinity mask, e.g. under `taskset` or a container's
     cpuset), not the machine's."""
@@ -662,22 +673,45 @@ class _Job:
 
 
 class FairPool:
-    """Threads that take tenants' jobs in turn: start-time fair queueing with every job one unit.
-    A job queued is tagged with the round being served or, if its tenant has jobs at or past
-    that round, the round after its tenant's last one; a free thread runs the lowest-tagged job
-    (`_order` on a tie) among the tenants not already running `per_tenant` jobs. Busy tenants are
-    so served one job each per round: a flood's backlog delays another tenant's job by the jobs
-    already running, never by the backlog, and the flooded tenant still gets its share. Threads
-    start with the first job and run at the lowest CPU priority (`_lowest_priority`)."""
+    """Threads that take tenants' jobs in turn, in two lanes.
 
-    def __init__(self, threads: int, per_tenant: int, name: str) -> None:
-        self._threads = threads
+    Order: start-time fair queueing with every job one unit. A job queued is tagged with the
+    round being served or, if its tenant has jobs at or past that round, the round after its
+    tenant's last one; a free thread runs the lowest-tagged job (`_order` on a tie) among the
+    tenants not already running `per_tenant` jobs. Busy tenants are so served one job each per
+    round: a flood's backlog delays another tenant's job by the jobs already running, never by
+    the backlog, and the flooded tenant still gets its share.
+
+    Lanes: a job cannot be preempted once it runs, so a quiet tenant's job would still wait for
+    the flood's running one. A tenant is busy while it has had two jobs in the pool at once
+    within `BUSY_SECONDS`; busy tenants' jobs run on the `low` threads (lowest CPU priority,
+    `_lowest_priority`), the others' on the `prompt` threads (a little higher,
+    `_prompt_priority`). A quiet tenant's job so starts at once beside a flood's running one and
+    gets most of the CPU they share, and quiet tenants among themselves are served as before:
+    in turn, one job at a time per thread. Without prompt threads (where thread priorities
+    cannot be set: the lanes would only slice one CPU) the low lane takes every tenant's jobs.
+    Threads start with the first job."""
+
+    BUSY_SECONDS = 10.0
+
+    def __init__(
+        self,
+        low: int,
+        prompt: int,
+        per_tenant: int,
+        name: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self._lanes = (False,) * low + (True,) * prompt  # a thread's lane: prompt or not
+        self._one_lane = not prompt  # then the low lane takes every tenant's jobs
         self._per_tenant = per_tenant
         self._name = name
         self._lock = threading.Condition()
         self._queued: dict[Tenant, deque[_Job]] = {}
         self._running: dict[Tenant, int] = {}
         self._after: dict[Tenant, int] = {}  # the round after a tenant's last job, while ahead
+        self._busy_until: dict[Tenant, float] = {}  # monotonic time, while in the future
         self._round = 0  # the tag of the job started last
         self._seq = 0
         self._workers: list[threading.Thread] = []
@@ -691,14 +725,19 @@ class FairPool:
             self._after[tenant] = tag + 1
             self._seq += 1
             job = _Job(tag, self._seq, Future(), work, args)
-            self._queued.setdefault(tenant, deque()).append(job)
+            jobs = self._queued.setdefault(tenant, deque())
+            jobs.append(job)
+            if len(jobs) + self._running.get(tenant, 0) > 1:
+                self._busy_until[tenant] = self._clock() + self.BUSY_SECONDS
             if not self._workers:
-                for i in range(self._threads):
-                    worker = threading.Thread(target=self._work, name=f"{self._name}-{i}")
+                for i, prompt in enumerate(self._lanes):
+                    worker = threading.Thread(
+                        target=self._work, args=(prompt,), name=f"{self._name}-{i}"
+                    )
                     worker.daemon = True  # a hash in progress never holds up the exit
                     worker.start()
                     self._workers.append(worker)
-            self._lock.notify()
+            self._lock.notify_all()  # both lanes wait on one condition
         return job.future
 
     def close(self) -> None:
@@ -711,11 +750,11 @@ class FairPool:
             self._queued.clear()
             self._lock.notify_all()
 
-    def _work(self) -> None:
-        _lowest_priority()
+    def _work(self, prompt: bool) -> None:
+        (_prompt_priority if prompt else _lowest_priority)()
         while True:
             with self._lock:
-                while (picked := self._next()) is None:
+                while (picked := self._next(prompt)) is None:
                     if self._closed:
                         return
                     self._lock.wait()
@@ -735,6 +774,8 @@ class FairPool:
                         self._running[tenant] = left
                     else:
                         del self._running[tenant]
+                    if self._queued:  # its tenant's next job may suit the other lane
+                        self._lock.notify_all()
 
     def _order(self, tenant: Tenant) -> tuple[int, int, int]:
         """Lowest tag first; in a round, the tenant with the fewest jobs waiting, then the first
@@ -742,9 +783,15 @@ class FairPool:
         jobs = self._queued[tenant]
         return jobs[0].tag, len(jobs), jobs[0].seq
 
-    def _next(self) -> tuple[Tenant, _Job] | None:
-        """The next job to run, under the lock: see the class docstring."""
-        ready = [t for t in self._queued if self._running.get(t, 0) < self._per_tenant]
+    def _next(self, prompt: bool) -> tuple[Tenant, _Job] | None:
+        """The next job for a thread of this lane, under the lock: see the class docstring."""
+        now = self._clock()
+        ready = [
+            t
+            for t in self._queued
+            if self._running.get(t, 0) < self._per_tenant
+            and (self._one_lane or (self._busy_until.get(t, 0.0) > now) != prompt)
+        ]
         if not ready:
             return None
         tenant = min(ready, key=self._order)
@@ -756,6 +803,7 @@ class FairPool:
         if job.tag > self._round:  # a tenant at or behind the round needs no memory
             self._round = job.tag
             self._after = {t: r for t, r in self._after.items() if r > self._round}
+            self._busy_until = {t: u for t, u in self._busy_until.items() if u > now}
         return tenant, job
 
 
@@ -766,11 +814,11 @@ class HashBulkhead:
     Each tenant holds at most `per_tenant + queue` places at once (`slot`); past that it is
     refused at once (429 with `Retry-After`) instead of queueing. A place is taken before the
     sign-in reads the registry, so a flood's excess costs neither a query nor a hash. The hashes
-    themselves run on a `FairPool` of their own: as many threads as CPUs this process may use
-    (`threads` 0) or `threads`, at the lowest CPU priority so the event loop (every tenant's
-    requests) goes first, at most `per_tenant` of one tenant's at once, tenants taken in turn: a
-    login flood on one tenant fills its own queue, and another tenant's hash waits for the
-    hashes already running, not for the flood.
+    themselves run on a `FairPool` of their own, two lanes of as many threads as CPUs this
+    process may use (`threads` 0) or `threads`, below the event loop's CPU priority so it
+    (every tenant's requests) goes first, at most `per_tenant` of one tenant's at once, tenants
+    taken in turn: a login flood on one tenant fills its own queue and the low lane, and another
+    tenant's hash starts at once on the prompt lane beside the flood's running one.
     """
 
     def __init__(self, threads: int = 0, per_tenant: int = 2, queue: int = 8) -> None:
@@ -800,7 +848,8 @@ class HashBulkhead:
         """`work(*args)` in `tenant`'s turn on a hash thread (call it holding a `slot`). A
         caller cancelled meanwhile drops a queued job; a running one finishes on its thread."""
         if self._pool is None:
-            self._pool = FairPool(self.threads, self.per_tenant, "stk-hash")
+            prompt = self.threads if hasattr(os, "SCHED_BATCH") else 0
+            self._pool = FairPool(self.threads, prompt, self.per_tenant, "stk-hash")
         return await asyncio.wrap_future(self._pool.submit(tenant, work, *args))
 
     def close(self) -> None:

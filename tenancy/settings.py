@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     tracing: Literal["off", "otlp", "console"] = "off"
     # Abuse resistance (issue 9; README "Configuration", docs/security.md).
     tenant_data_dir: Path | None = None
-    password_hash_threads: int = Field(default=0, ge=0)  # 0: the CPUs this process may use
+    password_hash_threads: int = Field(default=0, ge=0)  # per lane; 0: the usable CPUs
     password_hash_per_tenant: int = Field(default=2, ge=1)
     password_hash_queue: int = Field(default=8, ge=0)
     rate_per_api_key: int = Field(default=0, ge=0)

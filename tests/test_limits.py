@@ -4,6 +4,7 @@ password-hash bulkhead's places, turns and thread priority."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 
@@ -111,10 +112,23 @@ class Gate:
         return name
 
 
+def _make_busy(pool: FairPool, tenant: Tenant) -> None:
+    """Two of `tenant`'s jobs in the pool at once: busy for `BUSY_SECONDS` from now."""
+    gate = Gate()
+    first = pool.submit(tenant, gate.held, "busy-1")
+    assert gate.started.wait(10)
+    second = pool.submit(tenant, gate.quick, "busy-2")
+    gate.release.set()
+    assert (first.result(10), second.result(10)) == ("busy-1", "busy-2")
+
+
+# One lane (no prompt threads, as where thread priorities cannot be set): the order alone.
+
+
 def test_a_tenants_backlog_does_not_delay_another_tenants_job() -> None:
     """One thread, a flood's job running and three more queued: the quiet tenant's job, queued
     last, runs next (FIFO would run it last)."""
-    pool, gate = FairPool(1, per_tenant=2, name="test-hash"), Gate()
+    pool, gate = FairPool(1, 0, per_tenant=2, name="test-hash"), Gate()
     try:
         first = pool.submit(FLOOD, gate.held, "flood-1")
         assert gate.started.wait(10)
@@ -130,7 +144,7 @@ def test_a_tenants_backlog_does_not_delay_another_tenants_job() -> None:
 def test_busy_tenants_are_served_one_job_each_per_round() -> None:
     """A flood's backlog against two tenants that queue their next job as soon as one ends:
     each gets one job per round, so neither side waits for the other's whole queue."""
-    pool, gate = FairPool(1, per_tenant=2, name="test-hash"), Gate()
+    pool, gate = FairPool(1, 0, per_tenant=2, name="test-hash"), Gate()
     others = {Tenant(n, "prod"): n for n in ("b", "c")}
 
     def again(tenant: Tenant, round_: int) -> None:
@@ -156,7 +170,7 @@ def test_busy_tenants_are_served_one_job_each_per_round() -> None:
 def test_a_tenant_runs_at_most_its_share_of_the_threads() -> None:
     """Two threads, one per tenant: the flood's second job waits although a thread is free,
     and the quiet tenant's job takes that thread while the flood's first still runs."""
-    pool, gate = FairPool(2, per_tenant=1, name="test-hash"), Gate()
+    pool, gate = FairPool(2, 0, per_tenant=1, name="test-hash"), Gate()
     try:
         first = pool.submit(FLOOD, gate.held, "flood-1")
         assert gate.started.wait(10)
@@ -171,10 +185,10 @@ def test_a_tenant_runs_at_most_its_share_of_the_threads() -> None:
 
 
 def test_closing_cancels_queued_jobs_and_tenants_are_forgotten() -> None:
-    pool, gate = FairPool(1, per_tenant=1, name="test-hash"), Gate()
+    pool, gate = FairPool(1, 1, per_tenant=1, name="test-hash"), Gate()
     first = pool.submit(FLOOD, gate.held, "flood-1")
     assert gate.started.wait(10)
-    queued = pool.submit(QUIET, gate.quick, "quiet-1")
+    queued = pool.submit(FLOOD, gate.quick, "flood-2")
     pool.close()
     gate.release.set()
     assert first.result(10) == "flood-1" and queued.cancelled()
@@ -182,16 +196,64 @@ def test_closing_cancels_queued_jobs_and_tenants_are_forgotten() -> None:
         pool.submit(QUIET, gate.quick, "quiet-2")
 
 
+def test_a_quiet_tenants_job_starts_beside_a_busy_tenants_running_one() -> None:
+    """One thread per lane: the busy flood's jobs run on the low lane only, so its second job
+    waits although the prompt thread is free, and the quiet tenant's job takes that thread while
+    the flood's first still runs (one lane, as before, would make it wait for the flood's)."""
+    pool, gate = FairPool(1, 1, per_tenant=2, name="test-hash"), Gate()
+    try:
+        _make_busy(pool, FLOOD)
+        first = pool.submit(FLOOD, gate.held, "flood-1")
+        assert gate.started.wait(10)
+        second = pool.submit(FLOOD, gate.quick, "flood-2")
+        assert pool.submit(QUIET, gate.quick, "quiet-1").result(10) == "quiet-1"
+        assert not second.done()
+        gate.release.set()
+        assert (first.result(10), second.result(10)) == ("flood-1", "flood-2")
+    finally:
+        pool.close()
+    assert gate.order == ["flood-1", "quiet-1", "flood-2"]
+
+
+def test_a_busy_tenant_is_quiet_again_after_busy_seconds() -> None:
+    """Past `BUSY_SECONDS` (on the pool's clock) a tenant that was busy may take the prompt lane
+    again: its job runs while the low lane is held."""
+    now = [0.0]
+    pool, gate = FairPool(1, 1, per_tenant=2, name="test-hash", clock=lambda: now[0]), Gate()
+    try:
+        _make_busy(pool, FLOOD)
+        _make_busy(pool, QUIET)
+        flood = pool.submit(FLOOD, gate.held, "flood-1")  # busy: the low lane
+        assert gate.started.wait(10)
+        now[0] = FairPool.BUSY_SECONDS + 1
+        assert pool.submit(QUIET, gate.quick, "quiet-1").result(10) == "quiet-1"
+        gate.release.set()
+        assert flood.result(10) == "flood-1"
+    finally:
+        pool.close()
+    assert gate.order == ["flood-1", "quiet-1"]
+
+
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policies")
-async def test_hash_threads_run_at_the_idle_policy_and_one_per_usable_cpu() -> None:
-    """`SCHED_IDLE`: the event loop preempts a hash as soon as it wakes (a nice-19 thread may
-    keep the CPU for its slice). The event loop's own thread keeps its policy."""
+async def test_hash_lanes_run_below_the_event_loop_and_one_thread_per_usable_cpu() -> None:
+    """Prompt lane: nice 19 and `SCHED_BATCH`; low lane: `SCHED_IDLE`, which the event loop
+    preempts as soon as it wakes. The event loop's own thread keeps its policy."""
     bulkhead = HashBulkhead()
     try:
         assert bulkhead.threads == len(os.sched_getaffinity(0))
         async with bulkhead.slot(SHOP):
-            thread = await bulkhead.compute(SHOP, threading.get_native_id)
-        assert os.sched_getscheduler(thread) == os.SCHED_IDLE
+            prompt = await bulkhead.compute(SHOP, threading.get_native_id)
+        assert os.sched_getscheduler(prompt) == os.SCHED_BATCH
+        assert os.getpriority(os.PRIO_PROCESS, prompt) == 19
+        busy = Tenant("busy", "prod")
+        gate = Gate()
+        async with bulkhead.slot(busy), bulkhead.slot(busy):
+            first = asyncio.ensure_future(bulkhead.compute(busy, gate.held, "first"))
+            assert await asyncio.to_thread(gate.started.wait, 10)
+            low = asyncio.ensure_future(bulkhead.compute(busy, threading.get_native_id))
+            gate.release.set()
+            assert await first == "first"
+            assert os.sched_getscheduler(await low) == os.SCHED_IDLE
         assert os.sched_getscheduler(0) == os.SCHED_OTHER
     finally:
         bulkhead.close()
