@@ -24,8 +24,9 @@ what the attacker got (status counts, and answers per second: at the lowest prio
 only the CPU nothing else on the machine wants, so a busy machine shows up as a weaker attack).
 Phases last 20 s by default: each quiet route then has about 500 samples per phase, so its p99
 is not just the slowest two or three requests. Also reported: the share of the server's core
-busy before and during the attack. Back to back, the two quiet clients alone keep it about 80 %
-busy (each login is a 25 ms argon2 hash), so any work the attack adds queues them;
+busy before and during the attack, in all and by thread (event loop, prompt and low hash
+lanes). Back to back, the two quiet clients alone keep it about 80 % busy (each login is a
+25 ms argon2 hash), so any work the attack adds queues them;
 `--pace-ms 200` makes them send one `/call` + login pair every 200 ms each instead, the load of
 two tenants that are actually quiet. Written to `bench/out/abuse-<time>.json` and the
 abuse block of `bench/RESULTS.md`. Figures, never asserted: the machine is shared.
@@ -250,11 +251,33 @@ def run_bridge(workdir: Path, cpu: int, **settings: str) -> procs.Server:
     return procs.bridge(env, cpu, workdir, "abuse")
 
 
-def busy(server: procs.Server, phase: Callable[[], T]) -> tuple[T, float]:
-    """`phase()` and the share of its wall time the server spent on CPU (one core: 1.0)."""
-    cpu, wall = server.cpu_seconds(), time.monotonic()
+THREAD_KINDS = {os.SCHED_IDLE: "hashLow", os.SCHED_BATCH: "hashPrompt"}
+
+
+def thread_cpu(pid: int) -> Counter[str]:
+    """CPU seconds so far of each kind of the server's threads: the event loop (the main
+    thread), the password-hash lanes (told apart by their scheduling policy) and the rest."""
+    seconds: Counter[str] = Counter()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; field 3 is [0]
+        kind = "loop" if int(tid) == pid else THREAD_KINDS.get(int(fields[38]), "other")
+        seconds[kind] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
+def busy(server: procs.Server, phase: Callable[[], T]) -> tuple[T, dict[str, float]]:
+    """`phase()` and the share of its wall time the server spent on CPU (one core: 1.0), in
+    all and per kind of thread (`thread_cpu`)."""
+    before, started = thread_cpu(server.pid), time.monotonic()
     result = phase()
-    return result, round((server.cpu_seconds() - cpu) / (time.monotonic() - wall), 2)
+    spent = thread_cpu(server.pid) - before
+    wall = time.monotonic() - started
+    shares = {kind: round(spent[kind] / wall, 2) for kind in ("loop", *THREAD_KINDS.values())}
+    return result, {"all": round(sum(spent.values()) / wall, 2), **shares}
 
 
 def experiment(
@@ -285,6 +308,13 @@ def experiment(
     return result
 
 
+def _shares(cpu: dict[str, float]) -> str:
+    return (
+        f"{cpu['all']:.0%} (event loop {cpu['loop']:.0%}, hashes {cpu['hashPrompt']:.0%} prompt "
+        f"+ {cpu['hashLow']:.0%} low)"
+    )
+
+
 def write_results(report: dict[str, Any]) -> None:
     lines = [BEGIN, f"## Abuse (issue 9): `python -m bench.abuse` ({report['at']})", ""]
     lines += [
@@ -308,8 +338,8 @@ def write_results(report: dict[str, Any]) -> None:
         lines.append(
             f"- {name}: attacker got {result['attacker']} "
             f"({result['attackerPerSecond']} answers/s); server CPU busy "
-            f"{result['serverCpu']['baseline']:.0%} before, {result['serverCpu']['attack']:.0%} "
-            "during; quiet tenants' transport errors "
+            f"{_shares(result['serverCpu']['baseline'])} before, "
+            f"{_shares(result['serverCpu']['attack'])} during; quiet tenants' transport errors "
             f"{result['quietErrors']}"
         )
     quiet = (
