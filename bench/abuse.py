@@ -255,9 +255,10 @@ THREAD_KINDS = {os.SCHED_IDLE: "hashLow", os.SCHED_BATCH: "hashPrompt"}
 
 
 def thread_cpu(pid: int) -> Counter[str]:
-    """CPU seconds so far of each kind of the server's threads: the event loop (the main
-    thread), the password-hash lanes (told apart by their scheduling policy) and the rest."""
-    seconds: Counter[str] = Counter()
+    """CPU time so far, in clock ticks, of each kind of the server's threads: the event loop
+    (the main thread), the password-hash lanes (told apart by their scheduling policy), the
+    rest."""
+    ticks: Counter[str] = Counter()
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
@@ -265,8 +266,8 @@ def thread_cpu(pid: int) -> Counter[str]:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; field 3 is [0]
         kind = "loop" if int(tid) == pid else THREAD_KINDS.get(int(fields[38]), "other")
-        seconds[kind] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return seconds
+        ticks[kind] += int(fields[11]) + int(fields[12])
+    return ticks
 
 
 def busy(server: procs.Server, phase: Callable[[], T]) -> tuple[T, dict[str, float]]:
@@ -275,7 +276,7 @@ def busy(server: procs.Server, phase: Callable[[], T]) -> tuple[T, dict[str, flo
     before, started = thread_cpu(server.pid), time.monotonic()
     result = phase()
     spent = thread_cpu(server.pid) - before
-    wall = time.monotonic() - started
+    wall = (time.monotonic() - started) * os.sysconf("SC_CLK_TCK")
     shares = {kind: round(spent[kind] / wall, 2) for kind in ("loop", *THREAD_KINDS.values())}
     return result, {"all": round(sum(spent.values()) / wall, 2), **shares}
 
