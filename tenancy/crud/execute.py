@@ -9,7 +9,7 @@ from tenancy.crud.operations import Expand, Insert, Operation, Select
 from tenancy.crud.sql import Statement, render, render_expand
 from tenancy.engines import QueryResult
 from tenancy.releases.model import Column
-from tenancy.types import Engine, decoder
+from tenancy.types import Engine, decoders
 
 Run = Callable[[Statement], Awaitable[QueryResult]]
 
@@ -67,11 +67,11 @@ async def _expand(rows: list[dict[str, Any]], expand: Expand, engine: Engine, ru
 def _decode(rows: list[dict[str, Any]], columns: Sequence[Column], engine: Engine) -> None:
     if not rows:
         return
-    decoders = [(c.name, d) for c in columns if (d := decoder(c, engine)) is not None]
-    if not decoders:
+    needed = decoders(columns, engine)
+    if not needed:
         return
     for row in rows:
-        for name, decode in decoders:
+        for name, decode in needed:
             value = row[name]
             if value is not None:
                 row[name] = decode(value)
