@@ -27,6 +27,7 @@ import cProfile
 import math
 import os
 import pstats
+import random
 import statistics
 import time
 import uuid
@@ -391,10 +392,16 @@ async def measure(
     per_call: dict[str, list[float]] = {c.name: [] for c in calls}
     per_loop: dict[str, list[float]] = {loop.name: [] for loop in loops}
     batches = max(1, requests // rounds // BATCH)
+    shuffle = random.Random(12).shuffle  # the same orders every run
     for _ in range(rounds):
         used = dict.fromkeys(per_call, 0.0)
-        for turn in range(batches):  # interleaved, the order turning: all meet the same machine
-            for c in calls[turn % len(calls) :] + calls[: turn % len(calls)]:
+        for _ in range(batches):
+            # Interleaved, in a new order each turn: all meet the same machine, and none always
+            # follows the same call (a rotation kept S1 right after S8's storage call every
+            # turn, so what one neighbour left in the CPU's caches weighed on every difference).
+            order = calls[:]
+            shuffle(order)
+            for c in order:
                 watch = profile is not None and profile in c.name
                 began = time.process_time()
                 if watch:

@@ -185,9 +185,14 @@ class RequestMiddleware:
 def rate_headers(rate: RateState) -> list[tuple[bytes, bytes]]:
     """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers): one item per
     limit that counted this request (`docs/api.md`)."""
-    policy = ", ".join(f'"{r.name}";q={r.quota};w={WINDOW_SECONDS}' for r in rate.results)
-    current = ", ".join(f'"{r.name}";r={r.remaining};t={r.reset}' for r in rate.results)
-    return [(b"ratelimit-policy", policy.encode()), (b"ratelimit", current.encode())]
+    policy, current = [], []
+    for r in rate.results:  # one loop, no generators: on every limited request
+        policy.append(f'"{r.name}";q={r.quota};w={WINDOW_SECONDS}')
+        current.append(f'"{r.name}";r={r.remaining};t={r.reset}')
+    return [
+        (b"ratelimit-policy", ", ".join(policy).encode()),
+        (b"ratelimit", ", ".join(current).encode()),
+    ]
 
 
 def _route(req: RequestState, scope: Scope) -> str:

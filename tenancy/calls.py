@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from tenancy.crud import Statement, execute, plan_call
+from tenancy.crud import Statement, answer, execute, plan_call, render
+from tenancy.crud.operations import Select
 from tenancy.engines import QueryResult
 from tenancy.errors import BadRequest, Forbidden, NotFound, StkError, TooManyRequests
 from tenancy.limits import RateState
@@ -231,25 +232,30 @@ async def _crud(
         release, table, route.op, params, admission.principal, max_rows=rt.settings.select_max_rows
     )
     conn = await rt.directory.connection(tenant, table.connection)
-    key = PoolKey(tenant.project, tenant.env, conn.alias, conn.version)
     limits = admission.project.limits
     # A select (and its expansions) only reads: safe to retry once on a fresh connection after
     # a broken one (`docs/tenancy.md`, failover); writes never are.
     read_only = route.op == "select"
+    query = functools.partial(
+        rt.pools.query,
+        PoolKey(tenant.project, tenant.env, conn.alias, conn.version),
+        conn.url,
+        pooler=conn.pooler,
+        max_size=limits.max_pool_size,
+        statement_timeout_ms=limits.statement_timeout_ms,
+        read_only=read_only,
+    )
+    if isinstance(plan, Select) and plan.expand:
 
-    async def run(statement: Statement) -> QueryResult:
-        return await rt.pools.query(
-            key,
-            conn.url,
-            statement.sql,
-            statement.args,
-            pooler=conn.pooler,
-            max_size=limits.max_pool_size,
-            statement_timeout_ms=limits.statement_timeout_ms,
-            read_only=read_only,
-        )
+        async def run(statement: Statement) -> QueryResult:
+            return await query(statement.sql, statement.args)
 
-    data: Data = await execute(plan, conn.engine, run)
+        data: Data = await execute(plan, conn.engine, run)
+        return data
+    # One statement, awaited here rather than through `execute` and `run`: every frame between
+    # this one and the pool is passed again each time the request resumes.
+    statement = render(plan, conn.engine)
+    data = answer(plan, await query(statement.sql, statement.args), conn.engine)
     return data
 
 

@@ -412,24 +412,38 @@ class RateLimiter:
         return max(1, min(most, math.ceil(used * LEASE_SECONDS / elapsed)))
 
     def _locally(self, rates: list[Rate]) -> RateState:
-        """The same GCRA on this process's clock and buckets (keyed like Redis's, unprefixed)."""
+        """The same GCRA on this process's clock and buckets (keyed like Redis's, unprefixed).
+
+        An admitted request (nearly all) is answered in one pass over its rates, the refused
+        one through `_state` like Redis's answer: this runs on every request of a limited
+        tenant when there is no Redis (`docs/decisions.md`, limits)."""
         now = time.time()
         local = self._local
         if len(local) > _LOCAL_MAX:
             self._local = local = {k: tat for k, tat in local.items() if tat > now}
-        intervals, tats = [], []
-        allowed = True
+        results, tats = [], []
         for rate in rates:
             interval = WINDOW_SECONDS / rate.per_minute
             tat = local.get(rate.key, now)
             tat = (tat if tat > now else now) + interval
-            allowed = allowed and tat - WINDOW_SECONDS <= now
-            intervals.append(interval)
+            if tat - WINDOW_SECONDS > now:
+                return self._refused(rates, now)
+            ahead = tat - now
+            remaining = int((WINDOW_SECONDS - ahead) // interval)
+            results.append(RateResult(rate.name, rate.per_minute, remaining, math.ceil(ahead)))
             tats.append(tat)
-        if allowed:
-            for rate, tat in zip(rates, tats, strict=True):
-                local[rate.key] = tat
-        return _state(rates, intervals, allowed, now, tats)
+        for rate, tat in zip(rates, tats, strict=True):
+            local[rate.key] = tat
+        return RateState(tuple(results))
+
+    def _refused(self, rates: list[Rate], now: float) -> RateState:
+        """A request over one of its rates: nothing recorded, the wait and the headers."""
+        intervals = [WINDOW_SECONDS / rate.per_minute for rate in rates]
+        tats = [
+            max(self._local.get(rate.key, now), now) + interval
+            for rate, interval in zip(rates, intervals, strict=True)
+        ]
+        return _state(rates, intervals, False, now, tats)
 
 
 def _with_leases(state: RateState, rates: list[Rate], leases: dict[str, _Lease]) -> RateState:

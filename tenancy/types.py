@@ -17,7 +17,7 @@ import base64
 import binascii
 import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
@@ -487,12 +487,14 @@ _SQLITE_DECODERS: dict[str, Convert] = {
 }
 
 
-def decoder(column: Column, engine: Engine) -> Convert | None:
-    """How a stored value of `column` read on `engine` becomes its JSON-ready form (None: as is).
+def decoders(columns: Iterable[Column], engine: Engine) -> list[tuple[str, Convert]]:
+    """(name, decode) for each of `columns` whose stored value read on `engine` needs turning
+    into its JSON-ready form; the others are JSON-ready as read.
 
-    PostgreSQL's drivers and codecs already give JSON-ready values; SQLite gives back its storage
-    forms (0/1, JSON text, timestamp text, decimal text).
+    PostgreSQL's drivers and codecs already give JSON-ready values (none needs one, and a read
+    asks once per call, not per column); SQLite gives back its storage forms (0/1, JSON text,
+    timestamp text, decimal text).
     """
-    if engine == "sqlite":
-        return _SQLITE_DECODERS.get(column.type)
-    return None
+    if engine != "sqlite":
+        return []
+    return [(c.name, d) for c in columns if (d := _SQLITE_DECODERS.get(c.type)) is not None]

@@ -190,3 +190,22 @@ async def test_the_back_off_and_the_rates_are_shared_through_redis(redis_url: st
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_in_process_rates_answer_every_bucket_and_record_only_admitted_requests() -> None:
+    """Without Redis: each request's results name every rate it met (the headers), and a
+    request refused by one bucket is recorded in none (GCRA, `docs/api.md`)."""
+    limiter = RateLimiter(SharedStore(None))
+    # 6 a minute: one unit every 10 s, so the counts below hold however slowly the test runs.
+    rates = [Rate("tenant", "t:shop:prod", 6), Rate("key", "k:shop:prod:k1", 2)]
+    first, second, third = [await limiter.check(rates) for _ in range(3)]
+    assert first.allowed and second.allowed and not third.allowed
+    assert [(r.name, r.quota, r.remaining) for r in first.results] == [
+        ("tenant", 6, 5),
+        ("key", 2, 1),
+    ]
+    assert [r.remaining for r in second.results] == [4, 0]
+    assert third.retry_after >= 1 and [r.remaining for r in third.results] == [4, 0]
+    # The refused request took nothing from the tenant's bucket.
+    tenant_only = await limiter.check([rates[0]])
+    assert tenant_only.allowed and tenant_only.results[0].remaining == 3

@@ -13,7 +13,7 @@ import pytest
 from tenancy.errors import BadRequest, PublishError
 from tenancy.releases.compile.compiler import compile_release
 from tenancy.releases.model import Column, Release
-from tenancy.types import JsonText, default_sql, json_param, pg_json, write_value
+from tenancy.types import JsonText, decoders, default_sql, json_param, pg_json, write_value
 
 from support.crud import Lab
 
@@ -218,3 +218,25 @@ async def test_publish_over_http_refuses_what_a_call_refuses(w: Lab) -> None:
         refused = await w.fails("alice", "db/posts/insert", {"data": data}, 400)
         assert f"'{column}'" in refused
         assert refused.rpartition(": ")[2] in problem["message"]
+
+
+def test_a_read_decodes_only_what_its_engine_stores_in_another_form() -> None:
+    """SQLite gives back storage forms (0/1, JSON text, timestamp text, decimal text), each
+    decoded; PostgreSQL's values are JSON-ready, so a read there decodes nothing."""
+    columns = [
+        Column(name, kind, nullable=True, unique=False)
+        for name, kind in [
+            ("s", "string"),
+            ("b", "boolean"),
+            ("j", "json"),
+            ("t", "timestamp"),
+            ("d", "decimal"),
+            ("i", "integer"),
+        ]
+    ]
+    on_sqlite = dict(decoders(columns, "sqlite"))
+    assert list(on_sqlite) == ["b", "j", "t", "d"]
+    assert on_sqlite["b"](1) is True and on_sqlite["j"]('{"a":1}') == {"a": 1}
+    assert on_sqlite["t"]("2024-06-01T10:00:00") == dt.datetime(2024, 6, 1, 10, 0)
+    assert on_sqlite["d"](1.5) == "1.5"
+    assert decoders(columns, "postgresql") == []

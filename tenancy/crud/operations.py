@@ -1,9 +1,13 @@
-"""What one CRUD call will do, engine-neutral: checked columns and canonical values, no SQL yet."""
+"""What one CRUD call will do, engine-neutral: checked columns and canonical values, no SQL yet.
+
+Named tuples, not frozen dataclasses: each call builds several of these, and a frozen
+dataclass's `__init__` sets every field through `object.__setattr__` (twice the CPU;
+`docs/decisions.md`, hot path).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from tenancy.releases.model import Column, Table
 
@@ -14,15 +18,13 @@ CondOp = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Cond:
+class Cond(NamedTuple):
     column: Column
     op: CondOp
     value: Any = None
 
 
-@dataclass(frozen=True, slots=True)
-class Expand:
+class Expand(NamedTuple):
     """One relation to expand: the source's foreign key and the visible part of the target."""
 
     name: str
@@ -34,8 +36,7 @@ class Expand:
     filters: tuple[Cond, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Select:
+class Select(NamedTuple):
     table: Table
     columns: tuple[Column, ...]
     hidden: tuple[Column, ...]  # foreign keys fetched only to expand, dropped from the rows
@@ -47,23 +48,20 @@ class Select:
     expand: tuple[Expand, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Insert:
+class Insert(NamedTuple):
     table: Table
     values: tuple[tuple[Column, Any], ...]
     returning: tuple[Column, ...]
     returning_listing: str
 
 
-@dataclass(frozen=True, slots=True)
-class Update:
+class Update(NamedTuple):
     table: Table
     values: tuple[tuple[Column, Any], ...]
     where: tuple[Cond, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Delete:
+class Delete(NamedTuple):
     table: Table
     where: tuple[Cond, ...]
 

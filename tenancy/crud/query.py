@@ -8,8 +8,7 @@ pipeline, `docs/api.md`), so a malformed request is a 400 whoever sends it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tenancy.crud.operations import Cond, CondOp
 from tenancy.errors import BadRequest
@@ -144,8 +143,7 @@ def _scalar(column: Column, value: Any) -> Any:
 # ---- select ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SelectParams:
+class SelectParams(NamedTuple):
     columns: tuple[Column, ...] | None  # None: every column the rule allows
     where: tuple[Cond, ...]
     order: tuple[tuple[Column, bool], ...]
@@ -156,13 +154,17 @@ class SelectParams:
 
 def parse_select(table: Table, params: Mapping[str, Any], max_rows: int) -> SelectParams:
     check_params("select", params)
+    get = params.get
+    select, where, order = get("select"), get("where"), get("orderBy")
+    limit, offset, expand = get("limit"), get("offset"), get("expand")
+    # What a request leaves out is not parsed (each part is a call or more).
     return SelectParams(
-        columns=_columns(table, params.get("select")),
-        where=parse_where(table, params.get("where"), required=False),
-        order=_order(table, params.get("orderBy")),
-        limit=_count(params.get("limit"), "limit", max_rows, max_rows),
-        offset=_count(params.get("offset"), "offset", 0, INT64_MAX),
-        expand=_expand(table, params.get("expand")),
+        None if select is None else _columns(table, select),
+        () if where is None else parse_where(table, where, required=False),
+        () if order is None else _order(table, order),
+        max_rows if limit is None else _count(limit, "limit", max_rows, max_rows),
+        0 if offset is None else _count(offset, "offset", 0, INT64_MAX),
+        () if expand is None else _expand(table, expand),
     )
 
 

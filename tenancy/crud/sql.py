@@ -10,8 +10,7 @@ compared as numbers; `$like` is case-sensitive through GLOB (SQLite's LIKE ignor
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -23,8 +22,7 @@ from tenancy.types import Engine, encoder, quote
 _COMPARISONS = frozenset({"=", "<>", ">", ">=", "<", "<="})
 
 
-@dataclass(frozen=True, slots=True)
-class Statement:
+class Statement(NamedTuple):
     sql: str
     args: list[Any]
 
