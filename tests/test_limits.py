@@ -167,11 +167,26 @@ def test_busy_tenants_are_served_one_job_each_per_round() -> None:
     assert gate.order == ["flood-1", *(name for names in rounds for name in names)]
 
 
-def test_a_tenant_runs_at_most_its_share_of_the_threads() -> None:
-    """Two threads, one per tenant: the flood's second job waits although a thread is free,
-    and the quiet tenant's job takes that thread while the flood's first still runs."""
-    pool, gate = FairPool(2, 0, per_tenant=1, name="test-hash"), Gate()
+@pytest.mark.parametrize(
+    ("low", "prompt", "per_tenant"),
+    [
+        # Two threads, one per tenant: the flood's second job waits for its share.
+        (2, 0, 1),
+        # One thread per lane: the busy flood's jobs run on the low lane only (one lane, as
+        # before, would make the quiet job wait for the flood's running one).
+        (1, 1, 2),
+    ],
+    ids=["share-of-threads", "lanes"],
+)
+def test_a_quiet_tenants_job_starts_beside_a_flood_that_waits_for_a_thread(
+    low: int, prompt: int, per_tenant: int
+) -> None:
+    """The flood's second job waits although a thread is free, and the quiet tenant's job takes
+    that thread while the flood's first still runs."""
+    pool, gate = FairPool(low, prompt, per_tenant=per_tenant, name="test-hash"), Gate()
     try:
+        if prompt:
+            _make_busy(pool, FLOOD)
         first = pool.submit(FLOOD, gate.held, "flood-1")
         assert gate.started.wait(10)
         second = pool.submit(FLOOD, gate.quick, "flood-2")
@@ -194,25 +209,6 @@ def test_closing_cancels_queued_jobs_and_tenants_are_forgotten() -> None:
     assert first.result(10) == "flood-1" and queued.cancelled()
     with pytest.raises(RuntimeError, match="closed"):
         pool.submit(QUIET, gate.quick, "quiet-2")
-
-
-def test_a_quiet_tenants_job_starts_beside_a_busy_tenants_running_one() -> None:
-    """One thread per lane: the busy flood's jobs run on the low lane only, so its second job
-    waits although the prompt thread is free, and the quiet tenant's job takes that thread while
-    the flood's first still runs (one lane, as before, would make it wait for the flood's)."""
-    pool, gate = FairPool(1, 1, per_tenant=2, name="test-hash"), Gate()
-    try:
-        _make_busy(pool, FLOOD)
-        first = pool.submit(FLOOD, gate.held, "flood-1")
-        assert gate.started.wait(10)
-        second = pool.submit(FLOOD, gate.quick, "flood-2")
-        assert pool.submit(QUIET, gate.quick, "quiet-1").result(10) == "quiet-1"
-        assert not second.done()
-        gate.release.set()
-        assert (first.result(10), second.result(10)) == ("flood-1", "flood-2")
-    finally:
-        pool.close()
-    assert gate.order == ["flood-1", "quiet-1", "flood-2"]
 
 
 def test_a_busy_tenant_is_quiet_again_after_busy_seconds() -> None:
