@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from tenancy.crud import Statement, answer, execute, plan_call, render
+from tenancy.crud import Statement, answer, attach, plan_call, render
 from tenancy.crud.operations import Select
 from tenancy.engines import QueryResult
 from tenancy.errors import BadRequest, Forbidden, NotFound, StkError, TooManyRequests
@@ -245,17 +245,15 @@ async def _crud(
         statement_timeout_ms=limits.statement_timeout_ms,
         read_only=read_only,
     )
-    if isinstance(plan, Select) and plan.expand:
+    statement = render(plan, conn.engine)
+    result = await query(statement.sql, statement.args)
+    if isinstance(plan, Select) and plan.expand and result.rows:
 
         async def run(statement: Statement) -> QueryResult:
             return await query(statement.sql, statement.args)
 
-        data: Data = await execute(plan, conn.engine, run)
-        return data
-    # One statement, awaited here rather than through `execute` and `run`: every frame between
-    # this one and the pool is passed again each time the request resumes.
-    statement = render(plan, conn.engine)
-    data = answer(plan, await query(statement.sql, statement.args), conn.engine)
+        await attach(result.rows, plan, conn.engine, run)
+    data: Data = answer(plan, result, conn.engine)
     return data
 
 

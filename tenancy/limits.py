@@ -662,7 +662,7 @@ def _prompt_priority() -> None:
     """The calling thread at nice 19 and `SCHED_BATCH`: above `SCHED_IDLE` (weight 15 against
     3, so a quiet tenant's hash takes most of a CPU a busy tenant's hash shares), far below the
     event loop (1024), and, as batch, never preempting anything when it wakes. Both steps only
-    lower a priority, so no privilege is needed (`docs/decisions.md`, password-hash lanes)."""
+    lower a priority, so no privilege is needed (`docs/decisions.md`, password-hash bulkhead)."""
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     with contextlib.suppress(OSError, AttributeError):

@@ -2,8 +2,8 @@
 pools.
 """
 
-from tenancy.crud.execute import Run, answer, execute
+from tenancy.crud.execute import Run, answer, attach
 from tenancy.crud.planner import plan_call
 from tenancy.crud.sql import Statement, render
 
-__all__ = ["Run", "Statement", "answer", "execute", "plan_call", "render"]
+__all__ = ["Run", "Statement", "answer", "attach", "plan_call", "render"]

@@ -1,4 +1,4 @@
-"""Run an Operation: its statement, one more per expanded relation, rows made JSON-ready."""
+"""An Operation's answer: one more statement per expanded relation, rows made JSON-ready."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from tenancy.crud.operations import Expand, Insert, Operation, Select
-from tenancy.crud.sql import Statement, render, render_expand
+from tenancy.crud.sql import Statement, render_expand
 from tenancy.engines import QueryResult
 from tenancy.releases.model import Column
 from tenancy.types import Engine, decoders
@@ -14,22 +14,16 @@ from tenancy.types import Engine, decoders
 Run = Callable[[Statement], Awaitable[QueryResult]]
 
 
-async def execute(plan: Operation, engine: Engine, run: Run) -> Any:
-    """`{"data": ...}` of `docs/api.md`: rows for select, the row for insert, else the affected
-    count.
-
-    A plan without expansions runs one statement: the caller may run `render(plan)` itself and
-    hand the result to `answer` (one await less on the request path, `tenancy.calls`).
-    """
-    result = await run(render(plan, engine))
-    if isinstance(plan, Select) and plan.expand and result.rows:
-        for expand in plan.expand:
-            await _expand(result.rows, expand, engine, run)
-    return answer(plan, result, engine)
+async def attach(rows: list[dict[str, Any]], plan: Select, engine: Engine, run: Run) -> None:
+    """Each relation `plan` expands, onto the rows of its statement (as stored, before `answer`
+    decodes them): one more statement per relation."""
+    for expand in plan.expand:
+        await _expand(rows, expand, engine, run)
 
 
 def answer(plan: Operation, result: QueryResult, engine: Engine) -> Any:
-    """The data of `plan`'s (only or first) statement, once its expansions are attached."""
+    """`{"data": ...}` of `docs/api.md` from `plan`'s statement (its expansions attached):
+    rows for select, the row for insert, else the affected count."""
     if isinstance(plan, Select):
         rows = result.rows or []
         _decode(rows, plan.columns, engine)
