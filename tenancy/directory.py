@@ -19,7 +19,6 @@ from tenancy.invalidation import RESYNC
 from tenancy.pools import engine_of
 from tenancy.principal import Principal, Tenant
 from tenancy.registry import queries
-from tenancy.registry.models import Secret
 from tenancy.registry.records import (
     AdminTokenRecord,
     ConnectionInfo,
@@ -59,6 +58,7 @@ class Directory:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        reads: async_sessionmaker[AsyncSession],
         vault: Vault,
         releases: ReleaseStore,
         ttl: float,
@@ -67,7 +67,9 @@ class Directory:
         registry: StaleOnError | None = None,
         kv: StaleOnError | None = None,
     ) -> None:
-        self._sessions = sessions
+        # Every lookup here is a read: in autocommit, a cold tenant's lookups cost their
+        # statements, not a BEGIN and a ROLLBACK each (`docs/decisions.md`, cold tenants).
+        self._sessions = reads
         self._vault = vault
         self._releases = releases
         # One policy (and circuit breaker) per dependency, shared by the caches reading it.
@@ -194,17 +196,21 @@ class Directory:
 
     async def connection(self, tenant: Tenant, alias: str) -> ConnectionInfo:
         async def load() -> ConnectionInfo | None:
-            async with self._sessions() as session:
-                row = await session.get(Secret, (tenant.project, tenant.env, "connection", alias))
-                if row is None:
-                    return None
-                try:
-                    url = (await self._vault.open(session, row)).decode()
-                except VaultError as exc:
-                    log.error("connection secret unusable: %s", exc)
-                    raise ServiceUnavailable("Tenant database credentials unavailable") from None
-                pooler = row.meta.get("pooler", "none")
-                return ConnectionInfo(alias, url, row.version, engine_of(url), pooler)
+            try:
+                async with self._sessions() as session:
+                    found = await self._vault.read(
+                        session, tenant.project, tenant.env, "connection", alias
+                    )
+            except VaultError as exc:
+                log.error("connection secret unusable: %s", exc)
+                raise ServiceUnavailable("Tenant database credentials unavailable") from None
+            if found is None:
+                return None
+            row, plain = found
+            url = plain.decode()
+            return ConnectionInfo(
+                alias, url, row.version, engine_of(url), row.meta.get("pooler", "none")
+            )
 
         info = await self.connections.get((tenant.project, tenant.env, alias), load)
         if info is None:
@@ -216,15 +222,17 @@ class Directory:
         name. Dropped with the tenant's other entries on `secret.set` / `secret.delete`."""
 
         async def load() -> VersionedSecret | None:
-            async with self._sessions() as session:
-                row = await session.get(Secret, (tenant.project, tenant.env, "secret", name))
-                if row is None:
-                    return None
-                try:
-                    value = await self._vault.open(session, row)
-                except VaultError as exc:
-                    log.error("tenant secret unusable: %s", exc)
-                    raise ServiceUnavailable("Tenant secret unavailable") from None
-                return VersionedSecret(row.version, value)
+            try:
+                async with self._sessions() as session:
+                    found = await self._vault.read(
+                        session, tenant.project, tenant.env, "secret", name
+                    )
+            except VaultError as exc:
+                log.error("tenant secret unusable: %s", exc)
+                raise ServiceUnavailable("Tenant secret unavailable") from None
+            if found is None:
+                return None
+            row, value = found
+            return VersionedSecret(row.version, value)
 
         return await self.secrets.get((tenant.project, tenant.env, name), load)

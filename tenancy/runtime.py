@@ -90,6 +90,7 @@ class Runtime:
         sessions = session_factory(engine)
         directory = Directory(
             sessions,
+            session_factory(engine, autocommit=True),
             vault,
             releases,
             settings.cache_ttl_seconds,
@@ -143,7 +144,7 @@ class Runtime:
                 stores=TenantStores(timeout=settings.storage_timeout_seconds),
                 sessions=MultipartSessions(kv),
             ),
-            usage=Usage(sessions, settings.usage_flush_seconds),
+            usage=Usage(sessions),
             outbox=Outbox(sessions, releases, bus),
         )
         rt.bus.subscribe(rt._on_invalidation)
@@ -151,7 +152,7 @@ class Runtime:
         rt._background = (
             asyncio.create_task(rt.pools.run_janitor(min(30.0, settings.pool_idle_seconds))),
             asyncio.create_task(rt._prune_audit_periodically()),
-            asyncio.create_task(rt.usage.run()),
+            asyncio.create_task(rt._meter_periodically()),
             # Pointer moves a process left unaudited or unannounced (`tenancy/outbox.py`).
             asyncio.create_task(rt.outbox.drain_periodically()),
         )
@@ -172,6 +173,16 @@ class Runtime:
             except (SQLAlchemyError, OSError):
                 log.warning("audit pruning failed; retrying later")
             await asyncio.sleep(AUDIT_PRUNE_EVERY_SECONDS)
+
+    async def _write_metering(self) -> None:
+        """Usage counters and API-key uses, both recorded in memory on the request path."""
+        await self.usage.flush()
+        await self.key_usage.write()
+
+    async def _meter_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.usage_flush_seconds)
+            await self._write_metering()
 
     @property
     def caches(self) -> tuple[Cache[Any], ...]:
@@ -217,7 +228,7 @@ class Runtime:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.usage.flush()  # what this process counted since the last flush (SIGTERM)
+        await self._write_metering()  # what this process counted since the last write (SIGTERM)
         await self.bus.close()
         await self.limits.close()
         await self.pools.close_all()

@@ -1,7 +1,7 @@
 """Usage metering per (project, env, UTC day) (`docs/admin.md`, "Usage").
 
-The request path only adds to a dict in memory; a background task moves the counts to the
-registry in one batch every `STK_USAGE_FLUSH_SECONDS`, adding them to the stored totals (an
+The request path only adds to a dict in memory; the runtime's metering writes move the counts to
+the registry in one batch every `STK_USAGE_FLUSH_SECONDS`, adding them to the stored totals (an
 upsert), so replicas sum up and none pays I/O per request. `close` flushes what is left (a SIGTERM
 loses nothing; a SIGKILL at most one interval). A failed flush keeps its counts for the next one.
 
@@ -42,9 +42,8 @@ def _today() -> int:
 
 
 class Usage:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], flush_seconds: float) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self._flush_seconds = flush_seconds
         self._counts: defaultdict[Key, int] = defaultdict(int)
         self._lock = asyncio.Lock()
 
@@ -95,12 +94,6 @@ class Usage:
                 log.warning("usage flush failed; %d counters kept for the next one", len(rows))
                 for key, value in pending.items():
                     self._counts[key] += value
-
-    async def run(self) -> None:
-        """Flush every interval, for as long as the process serves."""
-        while True:
-            await asyncio.sleep(self._flush_seconds)
-            await self.flush()
 
     async def daily(
         self, project: str, first: date, last: date, env: str | None

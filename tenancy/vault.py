@@ -39,7 +39,9 @@ class Vault:
         session.add(DataKey(project=project, kid=kid, wrapped=wrapped))
 
     async def dek(self, session: AsyncSession, project: str) -> bytes:
-        row = await session.get(DataKey, project)
+        return self._unwrap(project, await session.get(DataKey, project))
+
+    def _unwrap(self, project: str, row: DataKey | None) -> bytes:
         if row is None:
             raise VaultError(f"project {project} has no data key")
         try:
@@ -85,6 +87,31 @@ class Vault:
             raise VaultError(
                 f"{row.kind} {row.name} of {row.project}/{row.env} does not decrypt"
             ) from None
+
+    async def read(
+        self, session: AsyncSession, project: str, env: str, kind: str, name: str
+    ) -> tuple[Secret, bytes] | None:
+        """A sealed row and its plaintext, None when there is no such row.
+
+        Row and data key come from one statement, so they agree without a transaction (a
+        rotation re-seals every row and re-wraps the key in one): the request path reads the
+        registry in autocommit (`docs/decisions.md`, cold tenants)."""
+        found = (
+            await session.execute(
+                select(Secret, DataKey)
+                .outerjoin(DataKey, DataKey.project == Secret.project)
+                .where(
+                    Secret.project == project,
+                    Secret.env == env,
+                    Secret.kind == kind,
+                    Secret.name == name,
+                )
+            )
+        ).first()
+        if found is None:
+            return None
+        row, key = found
+        return row, await self.open(session, row, self._unwrap(project, key))
 
     async def rewrap_all(self, session: AsyncSession) -> int:
         """Re-wrap every data key under the active master key; secrets are untouched."""

@@ -3,7 +3,8 @@ retirement), API-key usage writes and the last-error store."""
 
 from __future__ import annotations
 
-import asyncio
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy import update
 
@@ -11,6 +12,10 @@ from tenancy.lasterrors import LastErrors
 from tenancy.principal import Tenant
 from tenancy.registry.models import ApiKey
 
+from support.bridge import running_bridge
+from support.faults import TcpProxy
+from support.processes import master_keys
+from support.services import asyncpg_url
 from support.world import World
 
 HOST = {"Host": "shop.api.example.com"}
@@ -20,15 +25,7 @@ STATS = {"path": "logics/public/stats"}
 async def last_used(bridge, key_id: str):
     async with bridge.rt.sessions() as session:
         row = await session.get(ApiKey, key_id)
-        return row.last_used_at
-
-
-async def eventually_used(bridge, key_id: str) -> None:
-    for _ in range(200):
-        if await last_used(bridge, key_id) is not None:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the key's use was never written")
+        return row.last_used_at if row is not None else None
 
 
 async def test_a_key_use_is_written_at_most_once_a_minute(bridge) -> None:
@@ -36,20 +33,67 @@ async def test_a_key_use_is_written_at_most_once_a_minute(bridge) -> None:
     key_id = key.removeprefix("stk_").split(".", 1)[0]
     headers = {**HOST, "X-Santokit-Api-Key": key}
     assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
-    await eventually_used(bridge, key_id)
+    await bridge.rt.key_usage.write()
+    assert await last_used(bridge, key_id) is not None
     async with bridge.rt.sessions() as session, session.begin():
         await session.execute(
             update(ApiKey).where(ApiKey.key_id == key_id).values(last_used_at=None)
         )
     for _ in range(3):
         assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
-    await asyncio.sleep(0.2)
+    await bridge.rt.key_usage.write()
     assert await last_used(bridge, key_id) is None  # written a moment ago: not again
     recent = bridge.rt.key_usage.recent
     assert (recent.misses, recent.hits) == (1, 3)
     recent.invalidate()  # as if the minute had passed
     assert (await bridge.client.post("/call", json=STATS, headers=headers)).status_code == 200
-    await eventually_used(bridge, key_id)
+    await bridge.rt.key_usage.write()
+    assert await last_used(bridge, key_id) is not None
+
+
+async def test_key_uses_are_written_in_one_batch_off_the_request_path(tmp_path: Path) -> None:
+    # No periodic write within the test: only the explicit ones and the shutdown's write.
+    keys = master_keys()
+    async with running_bridge(tmp_path, master_keys=keys, usage_flush_seconds=3600) as bridge:
+        world = World(bridge)
+        api_keys = [await world.demo(name) for name in ("shop", "blog", "wiki")]
+        ids = [key.removeprefix("stk_").split(".", 1)[0] for key in api_keys]
+        for name, key in zip(("shop", "blog", "wiki"), api_keys, strict=True):
+            headers = {"Host": f"{name}.api.example.com", "X-Santokit-Api-Key": key}
+            assert (await bridge.client.post("/call", json=STATS, headers=headers)).is_success
+        assert [await last_used(bridge, key_id) for key_id in ids] == [None] * 3
+        # A key deleted before the write does not cost the others theirs.
+        await bridge.admin_json("DELETE", "/projects/blog", 204)
+        await bridge.rt.key_usage.write()
+        used = [await last_used(bridge, key_id) for key_id in ids]
+        assert used[0] is not None and used[1] is None and used[2] is not None
+        recent = bridge.rt.key_usage.recent
+        recent.invalidate()
+        wiki = {"Host": "wiki.api.example.com", "X-Santokit-Api-Key": api_keys[2]}
+        assert (await bridge.client.post("/call", json=STATS, headers=wiki)).is_success
+    # Recorded after the last write: written when the process stops.
+    async with running_bridge(tmp_path, master_keys=keys) as again:
+        assert (await last_used(again, ids[2])) > used[2]
+
+
+async def test_a_failed_key_use_write_is_kept_for_the_next(pg_url: str, tmp_path: Path) -> None:
+    registry = TcpProxy("127.0.0.1", urlsplit(pg_url).port or 5432)
+    port = await registry.accept()
+    url = asyncpg_url(pg_url).replace(f":{urlsplit(pg_url).port or 5432}/", f":{port}/", 1)
+    try:
+        async with running_bridge(tmp_path, url, usage_flush_seconds=3600) as bridge:
+            key = await World(bridge).demo("shop")
+            key_id = key.removeprefix("stk_").split(".", 1)[0]
+            headers = {**HOST, "X-Santokit-Api-Key": key}
+            assert (await bridge.client.post("/call", json=STATS, headers=headers)).is_success
+            await registry.refuse()
+            registry.cut()
+            await bridge.rt.key_usage.write()  # fails: the use stays recorded
+            await registry.accept()
+            await bridge.rt.key_usage.write()
+            assert await last_used(bridge, key_id) is not None
+    finally:
+        await registry.close()
 
 
 def test_last_errors_are_kept_per_env_and_forgotten_per_env_or_project() -> None:

@@ -67,6 +67,7 @@ async def create(
 
 async def list_keys(rt: Runtime, project: str, env: str) -> list[dict[str, Any]]:
     await require_env(rt, project, env)
+    await rt.key_usage.write()  # this replica's latest uses; others write on their own interval
     async with rt.sessions() as session:
         query = (
             select(ApiKey)

@@ -103,5 +103,9 @@ def _name_the_failure(context: ExceptionContext) -> Exception | None:
     return None
 
 
-def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
+def session_factory(engine: AsyncEngine, *, autocommit: bool = False) -> async_sessionmaker[Any]:
+    """`autocommit` for sessions that only read, each statement on its own: no BEGIN and
+    ROLLBACK round trips around them (the engine's pool and limits are shared)."""
+    if autocommit:
+        engine = engine.execution_options(isolation_level="AUTOCOMMIT")
     return async_sessionmaker(engine, expire_on_commit=False)

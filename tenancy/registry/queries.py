@@ -5,7 +5,7 @@ The only place that maps a row to a record, so a column added to a record is fil
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenancy.limits import Limits
@@ -17,10 +17,18 @@ async def project_record(session: AsyncSession, project_id: str) -> ProjectRecor
     row = await session.get(Project, project_id)
     if row is None:
         return None
-    envs = (await session.scalars(select(Env.id).where(Env.project == project_id))).all()
-    hosts = (
-        await session.scalars(select(ProjectHost.host).where(ProjectHost.project == project_id))
-    ).all()
+    # Envs and hosts in one round trip: a cold tenant's first request waits for this read.
+    names = await session.execute(
+        select(literal("env"), Env.id)
+        .where(Env.project == project_id)
+        .union_all(
+            select(literal("host"), ProjectHost.host).where(ProjectHost.project == project_id)
+        )
+    )
+    envs: list[str] = []
+    hosts: list[str] = []
+    for kind, name in names:
+        (envs if kind == "env" else hosts).append(name)
     return ProjectRecord(
         id=row.id,
         status=row.status,
