@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import time
@@ -48,11 +47,11 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 # 5 lookups.
 _PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
 _TIME_SHIFTS = (40, 30, 20, 10, 0)
-# 80 random bits are 10 bytes and exactly 16 base32 characters: RFC 4648 base32 of a batch, with
-# its alphabet translated to Crockford's, is each id's random part in turn.
-_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD.encode())
+# A random byte's low 5 bits as a base32 character (each of the 32 values from 8 bytes: uniform),
+# so one `bytes.translate` of a batch (C speed) yields 16 random characters, 80 random bits, per
+# id; RFC 4648 base32 is a Python loop on 3.11, most of a request id's cost.
+_FIVE_BITS = bytes(ord(_CROCKFORD[byte & 31]) for byte in range(256))
 _BATCH = 256  # random parts drawn per os.urandom call
-_RANDOM_BYTES = 10
 _RANDOM_CHARS = 16
 
 
@@ -68,8 +67,7 @@ class _UlidSource:
         os.register_at_fork(after_in_child=self.randoms.clear)
 
     def refill(self) -> None:
-        text = base64.b32encode(os.urandom(_RANDOM_BYTES * _BATCH)).translate(_TO_CROCKFORD)
-        chars = text.decode("ascii")
+        chars = os.urandom(_RANDOM_CHARS * _BATCH).translate(_FIVE_BITS).decode("ascii")
         self.randoms.extend(
             [chars[start : start + _RANDOM_CHARS] for start in range(0, len(chars), _RANDOM_CHARS)]
         )
