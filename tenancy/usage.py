@@ -30,11 +30,9 @@ from tenancy.registry.models import UsageCounter
 
 log = logging.getLogger("stk.usage")
 EPOCH = date(1970, 1, 1)
-Key = tuple[str, str, int, str]  # project, env, days since the epoch (UTC), metric
-
-
-def status_class(status: int) -> str:
-    return f"{status // 100}xx"
+Day = tuple[str, str, int]  # project, env, days since the epoch (UTC)
+# `requests.<kind>.<class>` by kind, indexed by status // 100: built once per kind.
+_REQUESTS: dict[str, tuple[str, ...]] = {}
 
 
 def _today() -> int:
@@ -44,39 +42,49 @@ def _today() -> int:
 class Usage:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
-        self._counts: defaultdict[Key, int] = defaultdict(int)
+        # One counter dict per tenant and day: a request looks its tenant's up once.
+        self._counts: dict[Day, defaultdict[str, int]] = {}
         self._lock = asyncio.Lock()
+
+    def _day(self, tenant: Tenant) -> defaultdict[str, int]:
+        key = (tenant.project, tenant.env, _today())
+        counts = self._counts.get(key)
+        if counts is None:
+            counts = self._counts[key] = defaultdict(int)
+        return counts
 
     def add(self, tenant: Tenant, metric: str, amount: int = 1) -> None:
         """Count `amount` for today (UTC): a dict update, never I/O."""
-        self._counts[(tenant.project, tenant.env, _today(), metric)] += amount
+        self._day(tenant)[metric] += amount
 
     def request(self, tenant: Tenant, kind: str, status: int, received: int, sent: int) -> None:
         """One answered request of an admitted tenant (the HTTP layer's part)."""
-        counts, day = self._counts, _today()
-        counts[(tenant.project, tenant.env, day, f"requests.{kind}.{status_class(status)}")] += 1
-        counts[(tenant.project, tenant.env, day, "bytes.in")] += received
-        counts[(tenant.project, tenant.env, day, "bytes.out")] += sent
+        counts = self._day(tenant)
+        names = _REQUESTS.get(kind)
+        if names is None:
+            names = _REQUESTS[kind] = tuple(f"requests.{kind}.{n}xx" for n in range(10))
+        counts[names[status // 100]] += 1
+        counts["bytes.in"] += received
+        counts["bytes.out"] += sent
 
     def call(self, tenant: Tenant, kind: str, op: str, data: Any, seconds: float) -> None:
         """What one successful `/call` did (the pipeline's part, `tenancy/calls.py`)."""
-        self.add(tenant, "db.ms", round(seconds * 1000))
+        counts = self._day(tenant)
+        counts["db.ms"] += round(seconds * 1000)
         if isinstance(data, list):
-            self.add(tenant, "rows.read", len(data))
+            counts["rows.read"] += len(data)
         elif kind == "storage":
             if op.endswith("sign"):
-                self.add(tenant, "storage.signatures")
+                counts["storage.signatures"] += 1
         elif "affected" in data:
-            self.add(tenant, "rows.written", int(data["affected"]))
+            counts["rows.written"] += int(data["affected"])
         else:
-            self.add(tenant, "rows.written")  # an insert answers the row it wrote
+            counts["rows.written"] += 1  # an insert answers the row it wrote
 
     async def flush(self) -> None:
         """Add the counts so far to the registry's totals, in one transaction."""
         async with self._lock:
-            pending, self._counts = self._counts, defaultdict(int)
-            if not pending:
-                return
+            pending, self._counts = self._counts, {}
             rows = [
                 {
                     "project": project,
@@ -85,15 +93,20 @@ class Usage:
                     "metric": metric,
                     "value": value,
                 }
-                for (project, env, day, metric), value in pending.items()
+                for (project, env, day), counts in pending.items()
+                for metric, value in counts.items()
             ]
+            if not rows:
+                return
             try:
                 async with self._sessions() as session, session.begin():
                     await session.execute(_upsert(session, rows))
             except (SQLAlchemyError, OSError):
                 log.warning("usage flush failed; %d counters kept for the next one", len(rows))
-                for key, value in pending.items():
-                    self._counts[key] += value
+                for key, counts in pending.items():
+                    kept = self._counts.setdefault(key, defaultdict(int))
+                    for metric, value in counts.items():
+                        kept[metric] += value
 
     async def daily(
         self, project: str, first: date, last: date, env: str | None

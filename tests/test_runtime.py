@@ -3,6 +3,7 @@ retirement), API-key usage writes and the last-error store."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -76,7 +77,8 @@ async def test_key_uses_are_written_in_one_batch_off_the_request_path(tmp_path: 
         assert (await last_used(again, ids[2])) > used[2]
 
 
-async def test_a_failed_key_use_write_is_kept_for_the_next(pg_url: str, tmp_path: Path) -> None:
+async def test_failed_metering_writes_are_kept_for_the_next(pg_url: str, tmp_path: Path) -> None:
+    """Usage counters and key uses both survive a registry that refused their write."""
     registry = TcpProxy("127.0.0.1", urlsplit(pg_url).port or 5432)
     port = await registry.accept()
     url = asyncpg_url(pg_url).replace(f":{urlsplit(pg_url).port or 5432}/", f":{port}/", 1)
@@ -85,13 +87,22 @@ async def test_a_failed_key_use_write_is_kept_for_the_next(pg_url: str, tmp_path
             key = await World(bridge).demo("shop")
             key_id = key.removeprefix("stk_").split(".", 1)[0]
             headers = {**HOST, "X-Santokit-Api-Key": key}
-            assert (await bridge.client.post("/call", json=STATS, headers=headers)).is_success
+            await bridge.rt.usage.flush()  # the set-up's own counts (logins, say) written
+            for _ in range(2):
+                assert (await bridge.client.post("/call", json=STATS, headers=headers)).is_success
             await registry.refuse()
             registry.cut()
             await bridge.rt.key_usage.write()  # fails: the use stays recorded
+            await bridge.rt.usage.flush()  # fails: the counts stay
+            assert (await bridge.client.post("/call", json=STATS, headers=headers)).is_success
             await registry.accept()
             await bridge.rt.key_usage.write()
+            await bridge.rt.usage.flush()
             assert await last_used(bridge, key_id) is not None
+            today = datetime.now(UTC).date()
+            (day,) = await bridge.rt.usage.daily("shop", today, today, "prod")
+            assert day["counters"]["requests.logics.2xx"] == 3
+            assert day["counters"]["rows.read"] == 3  # one row per stats call
     finally:
         await registry.close()
 
