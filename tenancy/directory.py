@@ -19,6 +19,7 @@ from tenancy.invalidation import RESYNC
 from tenancy.pools import engine_of
 from tenancy.principal import Principal, Tenant
 from tenancy.registry import queries
+from tenancy.registry.models import Secret
 from tenancy.registry.records import (
     AdminTokenRecord,
     ConnectionInfo,
@@ -167,6 +168,17 @@ class Directory:
 
         return await self.admin_tokens.get(("*admintoken*", token_id), load)
 
+    async def _sealed(self, tenant: Tenant, kind: str, name: str) -> tuple[Secret, bytes] | None:
+        """A sealed row of the tenant and its plaintext; one that does not decrypt is the
+        keyring's fault, logged for the operator and a 503 for the caller."""
+        try:
+            async with self._sessions() as session:
+                return await self._vault.read(session, tenant.project, tenant.env, kind, name)
+        except VaultError as exc:
+            log.error("%s %s unusable: %s", kind, name, exc)
+            what = "database credentials" if kind == "connection" else "secret"
+            raise ServiceUnavailable(f"Tenant {what} unavailable") from None
+
     async def verify_bearer(self, project_id: str | None, token: str) -> tuple[Tenant, Principal]:
         return await self.signing.verify(project_id, token)
 
@@ -196,14 +208,7 @@ class Directory:
 
     async def connection(self, tenant: Tenant, alias: str) -> ConnectionInfo:
         async def load() -> ConnectionInfo | None:
-            try:
-                async with self._sessions() as session:
-                    found = await self._vault.read(
-                        session, tenant.project, tenant.env, "connection", alias
-                    )
-            except VaultError as exc:
-                log.error("connection secret unusable: %s", exc)
-                raise ServiceUnavailable("Tenant database credentials unavailable") from None
+            found = await self._sealed(tenant, "connection", alias)
             if found is None:
                 return None
             row, plain = found
@@ -222,17 +227,7 @@ class Directory:
         name. Dropped with the tenant's other entries on `secret.set` / `secret.delete`."""
 
         async def load() -> VersionedSecret | None:
-            try:
-                async with self._sessions() as session:
-                    found = await self._vault.read(
-                        session, tenant.project, tenant.env, "secret", name
-                    )
-            except VaultError as exc:
-                log.error("tenant secret unusable: %s", exc)
-                raise ServiceUnavailable("Tenant secret unavailable") from None
-            if found is None:
-                return None
-            row, value = found
-            return VersionedSecret(row.version, value)
+            found = await self._sealed(tenant, "secret", name)
+            return VersionedSecret(found[0].version, found[1]) if found is not None else None
 
         return await self.secrets.get((tenant.project, tenant.env, name), load)
