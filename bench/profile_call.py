@@ -72,9 +72,10 @@ async def database() -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def serving(**overrides: object) -> AsyncIterator[App]:
+async def serving(keyring: Keyring | None = None, **overrides: object) -> AsyncIterator[App]:
     """The real app, started, with a SQLite registry in a temp dir and an in-memory KV store;
-    `overrides` are further settings (`redis_url=...`). Access lines go to memory."""
+    `overrides` are further settings (`redis_url=...`), `keyring` the master keys (default: new
+    ones). Access lines go to memory."""
     data = Path(tempfile.mkdtemp())
     values: dict[str, Any] = {
         "data_dir": data,
@@ -88,7 +89,8 @@ async def serving(**overrides: object) -> AsyncIterator[App]:
     handler = logging.getLogger().handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(io.StringIO())  # the production JSON path, written to memory
-    app = create_app(settings, Keyring.parse(Keyring.generate_entry("p")), [TOKEN], migrate=True)
+    keys = keyring or Keyring.parse(Keyring.generate_entry("p"))
+    app = create_app(settings, keys, [TOKEN], migrate=True)
     async with app.lifespan():
         yield app
 
