@@ -105,9 +105,9 @@ class RequestMiddleware:
                 headers = [*message.get("headers", []), rid_header]
                 if has_origin:  # only a browser's request gets CORS headers
                     headers += await self.cors.headers(scope, judge=refusal is None)
-                message["headers"] = headers
                 if req.rate is not None:
-                    message["headers"].extend(rate_headers(req.rate))
+                    headers += rate_headers(req.rate)
+                message["headers"] = headers
             else:
                 sent += len(message.get("body", b""))
             await send(message)

@@ -186,15 +186,14 @@ class Limiters:
             principal.sub,
             address if per_address else "",
         )
-        buckets = self.buckets.lookup(key)
+        buckets = self.buckets.peek(key)  # never stale: derived here, checked below
         if buckets is None or buckets.limits is not limits or buckets.caller is not caller:
             mine = caller.over(self.defaults)
             buckets = _buckets_of(tenant, limits, caller, mine, principal, address)
             self.buckets.put(key, buckets)
         if not buckets.rates:
             return None
-        rate = self.rate
-        return rate.spend(buckets) or await rate.ask(buckets)
+        return self.rate.spend(buckets) or await self.rate.ask(buckets)
 
     def auth_guard(self, tenant: Tenant, caller: CallerLimits, address: str) -> AuthGuard:
         mine = caller.over(self.defaults)  # a sign-in hashes a password: merging is nothing
@@ -515,7 +514,7 @@ class RateLimiter:
         now = time.time()
         local = self._local
         if len(local) > _LOCAL_MAX:
-            self._local = local = {k: tat for k, tat in local.items() if tat > now}
+            local = self._pruned(now)
         counts: tuple[int, ...] = ()  # one bucket: `() + pair` is the pair, no copy
         tats = []
         for key, interval in buckets.steps:  # not `zip`: on this path, it costs a fifth of it
@@ -528,6 +527,12 @@ class RateLimiter:
             tats.append(tat)
         local.update(zip(buckets.keys, tats, strict=False))  # as long by construction
         return RateState(buckets, counts)
+
+    def _pruned(self, now: float) -> dict[str, float]:
+        """The buckets not full again yet (a method of its own: a comprehension here would
+        make `now` a closure cell in `_locally`, slower on every request)."""
+        self._local = {k: tat for k, tat in self._local.items() if tat > now}
+        return self._local
 
     def _refused(self, buckets: Buckets, now: float) -> RateState:
         """A request over one of its rates: nothing recorded, the wait and the headers."""
