@@ -25,7 +25,7 @@ from bridge.state import split_base
 from tenancy.calls import RequestState
 from tenancy.errors import as_unavailable
 from tenancy.ids import REQUEST_ID, new_ulid
-from tenancy.limits import WINDOW_SECONDS, RateState
+from tenancy.limits import RateState
 
 if TYPE_CHECKING:  # loaded only when tracing is on (`bridge/tracing.py`)
     from bridge.tracing import RequestTracer
@@ -105,9 +105,9 @@ class RequestMiddleware:
                 headers = [*message.get("headers", []), rid_header]
                 if has_origin:  # only a browser's request gets CORS headers
                     headers += await self.cors.headers(scope, judge=refusal is None)
-                message["headers"] = headers
                 if req.rate is not None:
-                    message["headers"].extend(rate_headers(req.rate))
+                    headers += rate_headers(req.rate)
+                message["headers"] = headers
             else:
                 sent += len(message.get("body", b""))
             await send(message)
@@ -184,15 +184,10 @@ class RequestMiddleware:
 
 def rate_headers(rate: RateState) -> list[tuple[bytes, bytes]]:
     """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers): one item per
-    limit that counted this request (`docs/api.md`)."""
-    policy, current = [], []
-    for r in rate.results:  # one loop, no generators: on every limited request
-        policy.append(f'"{r.name}";q={r.quota};w={WINDOW_SECONDS}')
-        current.append(f'"{r.name}";r={r.remaining};t={r.reset}')
-    return [
-        (b"ratelimit-policy", ", ".join(policy).encode()),
-        (b"ratelimit", ", ".join(current).encode()),
-    ]
+    limit that counted this request (`docs/api.md`): the policy as the caller's `Buckets` hold
+    it, the counts filled into their template (one `%` for every limit)."""
+    buckets = rate.buckets
+    return [(b"ratelimit-policy", buckets.policy), (b"ratelimit", buckets.current % rate.counts)]
 
 
 def _route(req: RequestState, scope: Scope) -> str:

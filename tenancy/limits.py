@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, TypeVar
 import redis.asyncio as aioredis
 
 from tenancy.breaker import Breaker
+from tenancy.cache import Cache
 from tenancy.errors import BadRequest, ServiceUnavailable, TooManyRequests
 from tenancy.principal import Principal, Tenant
 from tenancy.redis_url import RedisOptions, connect
@@ -144,7 +145,14 @@ class Limiters:
             CallerLimits(0, 0, 0, DEFAULT_FREE_PER_EMAIL, DEFAULT_FREE_PER_ADDRESS)
         )
         self._max_concurrency = max_concurrency
-        self._merges: dict[int, tuple[CallerLimits, CallerLimits]] = {}
+        defaults = self.defaults
+        self._rates_by_default = bool(
+            defaults.per_api_key or defaults.per_user or defaults.per_address
+        )
+        # A caller's buckets, asked for on each of its requests and derived from objects a new
+        # release or project record replaces: an entry keeps the limits it was derived from
+        # and is derived again once they are other objects (`docs/decisions.md`, limits).
+        self.buckets: Cache[Buckets] = Cache("rate_buckets", None, max_entries=_BUCKETS_MAX)
 
     async def admit(
         self,
@@ -155,38 +163,40 @@ class Limiters:
         address: str,
     ) -> RateState | None:
         """Every rate that applies to this request, checked in one step (at most one Redis
-        call); None when none applies, so unlimited tenants pay nothing."""
-        mine = self._merged(caller)
+        call); None when none applies, so unlimited tenants pay nothing.
+
+        The buckets (names, rates, header values) and the merged limits are derived once per
+        (tenant, caller, address when it is limited), not per request, and again only when the
+        release's or the project's limits are other objects: a new release, a changed record."""
         if not (
-            limits.requests_per_minute or mine.per_api_key or mine.per_user or mine.per_address
+            limits.requests_per_minute
+            or caller.per_api_key
+            or caller.per_user
+            or caller.per_address
+            or self._rates_by_default
         ):
             return None
-        rates = []
-        scope = f"{tenant.project}:{tenant.env}"
-        if limits.requests_per_minute:
-            rates.append(Rate("tenant", f"t:{scope}", limits.requests_per_minute))
-        if mine.per_api_key and principal.type == "api_key":
-            rates.append(Rate("key", f"k:{scope}:{principal.sub}", mine.per_api_key))
-        if mine.per_user and principal.type == "user":
-            rates.append(Rate("user", f"u:{scope}:{principal.sub}", mine.per_user))
-        if mine.per_address and address:
-            rates.append(Rate("address", f"a:{scope}:{address}", mine.per_address))
-        if not rates:
+        per_address = caller.per_address
+        if per_address is None:
+            per_address = self.defaults.per_address
+        key = (
+            tenant.project,
+            tenant.env,
+            principal.type,
+            principal.sub,
+            address if per_address else "",
+        )
+        buckets = self.buckets.peek(key)  # never stale: derived here, checked below
+        if buckets is None or buckets.limits is not limits or buckets.caller is not caller:
+            mine = caller.over(self.defaults)
+            buckets = _buckets_of(tenant, limits, caller, mine, principal, address)
+            self.buckets.put(key, buckets)
+        if not buckets.rates:
             return None
-        return await self.rate.check(rates)
-
-    def _merged(self, caller: CallerLimits) -> CallerLimits:
-        """`caller` over the settings' defaults, once per release's limits (it is asked on every
-        request): kept by identity, so an equal but newer object is merged anew."""
-        found = self._merges.get(id(caller))
-        if found is None or found[0] is not caller:
-            if len(self._merges) > _MERGES_MAX:
-                self._merges.clear()
-            found = self._merges[id(caller)] = (caller, caller.over(self.defaults))
-        return found[1]
+        return self.rate.spend(buckets) or await self.rate.ask(buckets)
 
     def auth_guard(self, tenant: Tenant, caller: CallerLimits, address: str) -> AuthGuard:
-        mine = self._merged(caller)
+        mine = caller.over(self.defaults)  # a sign-in hashes a password: merging is nothing
         return AuthGuard(
             self.auth,
             f"{tenant.project}:{tenant.env}",
@@ -203,7 +213,34 @@ class Limiters:
         self.hashing.close()
 
 
-_MERGES_MAX = 4096  # distinct release limits kept merged (`Limiters._merged`)
+# Callers whose buckets are kept (each entry a few hundred bytes): past them the least recently
+# used one is derived again on its next request.
+_BUCKETS_MAX = 16_384
+
+
+def _buckets_of(
+    tenant: Tenant,
+    limits: Limits,
+    caller: CallerLimits,
+    mine: CallerLimits,
+    principal: Principal,
+    address: str,
+) -> Buckets:
+    """The rates a request of `principal` (from `address`) meets: `limits` (the project's) and
+    `mine` (`caller`, the release's, over the defaults)."""
+    rates = []
+    scope = f"{tenant.project}:{tenant.env}"
+    if limits.requests_per_minute:
+        rates.append(Rate("tenant", f"t:{scope}", limits.requests_per_minute))
+    if mine.per_api_key and principal.type == "api_key":
+        rates.append(Rate("key", f"k:{scope}:{principal.sub}", mine.per_api_key))
+    if mine.per_user and principal.type == "user":
+        rates.append(Rate("user", f"u:{scope}:{principal.sub}", mine.per_user))
+    if mine.per_address and address:
+        rates.append(Rate("address", f"a:{scope}:{address}", mine.per_address))
+    return Buckets.of(rates, limits, caller)
+
+
 DEFAULT_FREE_PER_EMAIL = 5
 DEFAULT_FREE_PER_ADDRESS = 20
 
@@ -258,14 +295,47 @@ class SharedStore:
             await self.redis.aclose()
 
 
-# Rates and their results are made for every limited request: named tuples, immutable and
-# several times cheaper to build than frozen dataclasses (`docs/decisions.md`, hot path).
 class Rate(NamedTuple):
     """One limit on one request: `per_minute` for bucket `key` (policy `name` in headers)."""
 
     name: str
     key: str
     per_minute: int
+
+
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """The rates of a request and what checking and answering them needs, derived from the
+    rates alone: built once per caller (`Limiters.admit`), so an admitted request computes
+    only its counts (`docs/decisions.md`, limits)."""
+
+    rates: tuple[Rate, ...]
+    keys: tuple[str, ...]  # each rate's bucket
+    steps: tuple[tuple[str, float], ...]  # each rate's bucket and its seconds per unit
+    policy: bytes  # the `RateLimit-Policy` value (`docs/api.md`)
+    current: bytes  # the `RateLimit` value, a `%` template over `RateState.counts`
+    limits: Limits | None = None  # the project's and the release's limits it was derived from
+    caller: CallerLimits | None = None
+
+    @classmethod
+    def of(
+        cls,
+        rates: list[Rate],
+        limits: Limits | None = None,
+        caller: CallerLimits | None = None,
+    ) -> Buckets:
+        """One list item per rate in both headers (draft-ietf-httpapi-ratelimit-headers)."""
+        policy = ", ".join(f'"{r.name}";q={r.per_minute};w={WINDOW_SECONDS}' for r in rates)
+        current = ", ".join(f'"{r.name}";r=%d;t=%d' for r in rates)
+        return cls(
+            tuple(rates),
+            tuple(rate.key for rate in rates),
+            tuple((rate.key, WINDOW_SECONDS / rate.per_minute) for rate in rates),
+            policy.encode(),
+            current.encode(),
+            limits,
+            caller,
+        )
 
 
 class RateResult(NamedTuple):
@@ -275,16 +345,28 @@ class RateResult(NamedTuple):
     reset: int  # seconds until the whole quota is available again
 
 
+# Made for every limited request: a named tuple of what was derived before (`buckets`) and the
+# request's own numbers, immutable and several times cheaper to build than a frozen dataclass;
+# `RateResult`s only when asked for (`docs/decisions.md`, hot path).
 class RateState(NamedTuple):
     """What the rates said about one request: the `RateLimit-Policy` / `RateLimit` headers
     (`docs/api.md`) and, when refused, how long to wait."""
 
-    results: tuple[RateResult, ...]
+    buckets: Buckets
+    counts: tuple[int, ...]  # each rate's remaining quota and reset, in turn
     retry_after: int = 0  # 0 when admitted
 
     @property
     def allowed(self) -> bool:
         return self.retry_after == 0
+
+    @property
+    def results(self) -> tuple[RateResult, ...]:
+        counts = self.counts
+        return tuple(
+            RateResult(rate.name, rate.per_minute, counts[2 * i], counts[2 * i + 1])
+            for i, rate in enumerate(self.buckets.rates)
+        )
 
 
 # GCRA over every bucket of a request at once, on Redis's clock: all admitted (and recorded)
@@ -355,50 +437,61 @@ class RateLimiter:
         self._script = store.script(_GCRA)
         self._local: dict[str, float] = {}
         self._leases: dict[str, _Lease] = {}
+        # The request counted without a wait: in this process when there is no Redis (every
+        # request counts here, exactly), else out of the leases held here; None when Redis must
+        # be asked (`ask`). Chosen once, and not a coroutine: it runs on every limited request.
+        self.spend: Callable[[Buckets], RateState | None] = (
+            self._locally if self._script is None else self._leased
+        )
 
     async def check(self, rates: list[Rate]) -> RateState:
-        if self._script is None:  # no Redis: every request counts here, exactly
-            return self._locally(rates)
+        """One request against `rates`, as `Limiters.admit` checks a caller's `Buckets`."""
+        buckets = Buckets.of(rates)
+        return self.spend(buckets) or await self.ask(buckets)
+
+    def _leased(self, buckets: Buckets) -> RateState | None:
+        """Out of the leases held here, if there is one with a unit left for every bucket."""
         now = time.monotonic()
         leases = self._leases
         held = []
-        for rate in rates:
-            lease = leases.get(rate.key)
+        for key in buckets.keys:
+            lease = leases.get(key)
             if lease is None or lease.units < 1 or lease.expires <= now:
-                return await self._ask(rates, now)
+                return None
             held.append(lease)
-        results = []
-        for rate, lease in zip(rates, held, strict=True):
+        counts: tuple[int, ...] = ()
+        for lease in held:
             lease.units -= 1
-            remaining = lease.remaining + lease.units
-            results.append(RateResult(rate.name, rate.per_minute, remaining, lease.reset))
-        return RateState(tuple(results))
+            counts += (lease.remaining + lease.units, lease.reset)
+        return RateState(buckets, counts)
 
-    async def _ask(self, rates: list[Rate], now: float) -> RateState:
+    async def ask(self, buckets: Buckets) -> RateState:
         """One script call for every bucket of the request, each asking for a lease."""
-        intervals = [WINDOW_SECONDS / rate.per_minute for rate in rates]
-        keys = [f"stk:rl:{rate.key}" for rate in rates]
+        now = time.monotonic()
+        rates = buckets.rates
+        keys = [f"stk:rl:{key}" for key in buckets.keys]
         wants = [self._want(rate, now) for rate in rates]
-        answer = await self._store.run(self._script, keys, [*intervals, *wants, WINDOW_SECONDS])
+        args = [*(interval for _, interval in buckets.steps), *wants, WINDOW_SECONDS]
+        answer = await self._store.run(self._script, keys, args)
         if answer is None:
-            return self._locally(rates)
+            return self._locally(buckets)
         allowed, clock = bool(int(answer[0])), float(answer[1])
         tats = [float(t) for t in answer[2::2]]
-        state = _state(rates, intervals, allowed, clock, tats)
-        if allowed:
-            if len(self._leases) > _LOCAL_MAX:
-                self._leases = {k: v for k, v in self._leases.items() if v.expires > now}
-            for rate, result, granted in zip(rates, state.results, answer[3::2], strict=True):
-                self._leases[rate.key] = _Lease(
-                    int(granted) - 1,
-                    int(granted),
-                    now,
-                    now + LEASE_SECONDS,
-                    result.remaining,
-                    result.reset,
-                )
-            state = _with_leases(state, rates, self._leases)
-        return state
+        state = _state(buckets, allowed, clock, tats)
+        if not allowed:
+            return state
+        if len(self._leases) > _LOCAL_MAX:
+            self._leases = {k: v for k, v in self._leases.items() if v.expires > now}
+        # The headers' remaining counts include the units just leased here (not spent yet).
+        counts = list(state.counts)
+        for i, (rate, granted) in enumerate(zip(rates, answer[3::2], strict=True)):
+            size = int(granted)
+            remaining, reset = counts[2 * i], counts[2 * i + 1]
+            self._leases[rate.key] = _Lease(
+                size - 1, size, now, now + LEASE_SECONDS, remaining, reset
+            )
+            counts[2 * i] = remaining + size - 1
+        return RateState(buckets, tuple(counts))
 
     def _want(self, rate: Rate, now: float) -> int:
         """The units to ask for: the bucket's demand here over the last lease, per
@@ -411,68 +504,55 @@ class RateLimiter:
         elapsed = max(min(now, lease.expires) - lease.began, 0.001)
         return max(1, min(most, math.ceil(used * LEASE_SECONDS / elapsed)))
 
-    def _locally(self, rates: list[Rate]) -> RateState:
+    def _locally(self, buckets: Buckets) -> RateState:
         """The same GCRA on this process's clock and buckets (keyed like Redis's, unprefixed).
 
-        An admitted request (nearly all) is answered in one pass over its rates, the refused
-        one through `_state` like Redis's answer: this runs on every request of a limited
-        tenant when there is no Redis (`docs/decisions.md`, limits)."""
+        An admitted request (nearly all) is answered in one pass over its rates, with no
+        object but its counts and state; the refused one through `_state` like Redis's answer:
+        this runs on every request of a limited tenant when there is no Redis
+        (`docs/decisions.md`, limits)."""
         now = time.time()
         local = self._local
         if len(local) > _LOCAL_MAX:
-            self._local = local = {k: tat for k, tat in local.items() if tat > now}
-        results, tats = [], []
-        for rate in rates:
-            interval = WINDOW_SECONDS / rate.per_minute
-            tat = local.get(rate.key, now)
+            local = self._pruned(now)
+        counts: tuple[int, ...] = ()  # one bucket: `() + pair` is the pair, no copy
+        tats = []
+        for key, interval in buckets.steps:  # not `zip`: on this path, it costs a fifth of it
+            tat = local.get(key, now)
             tat = (tat if tat > now else now) + interval
             if tat - WINDOW_SECONDS > now:
-                return self._refused(rates, now)
+                return self._refused(buckets, now)
             ahead = tat - now
-            remaining = int((WINDOW_SECONDS - ahead) // interval)
-            results.append(RateResult(rate.name, rate.per_minute, remaining, math.ceil(ahead)))
+            counts += (int((WINDOW_SECONDS - ahead) // interval), math.ceil(ahead))
             tats.append(tat)
-        for rate, tat in zip(rates, tats, strict=True):
-            local[rate.key] = tat
-        return RateState(tuple(results))
+        local.update(zip(buckets.keys, tats, strict=False))  # as long by construction
+        return RateState(buckets, counts)
 
-    def _refused(self, rates: list[Rate], now: float) -> RateState:
+    def _pruned(self, now: float) -> dict[str, float]:
+        """The buckets not full again yet (a method of its own: a comprehension here would
+        make `now` a closure cell in `_locally`, slower on every request)."""
+        self._local = {k: tat for k, tat in self._local.items() if tat > now}
+        return self._local
+
+    def _refused(self, buckets: Buckets, now: float) -> RateState:
         """A request over one of its rates: nothing recorded, the wait and the headers."""
-        intervals = [WINDOW_SECONDS / rate.per_minute for rate in rates]
-        tats = [
-            max(self._local.get(rate.key, now), now) + interval
-            for rate, interval in zip(rates, intervals, strict=True)
-        ]
-        return _state(rates, intervals, False, now, tats)
+        tats = [max(self._local.get(key, now), now) + interval for key, interval in buckets.steps]
+        return _state(buckets, False, now, tats)
 
 
-def _with_leases(state: RateState, rates: list[Rate], leases: dict[str, _Lease]) -> RateState:
-    """The headers' remaining counts include the units just leased here (not spent yet)."""
-    return RateState(
-        tuple(
-            RateResult(r.name, r.quota, r.remaining + leases[rate.key].units, r.reset)
-            for rate, r in zip(rates, state.results, strict=True)
-        )
-    )
-
-
-def _state(
-    rates: list[Rate], intervals: list[float], allowed: bool, now: float, tats: list[float]
-) -> RateState:
-    results = []
+def _state(buckets: Buckets, allowed: bool, now: float, tats: list[float]) -> RateState:
+    counts: list[int] = []
     wait = 0.0
-    for rate, interval, tat in zip(rates, intervals, tats, strict=True):
+    for (_, interval), tat in zip(buckets.steps, tats, strict=True):
         ahead = tat - now
         if allowed:
-            remaining = int((WINDOW_SECONDS - ahead) // interval)
-            reset = math.ceil(ahead)
+            counts += (int((WINDOW_SECONDS - ahead) // interval), math.ceil(ahead))
         else:
             remaining = max(0, int((WINDOW_SECONDS - ahead + interval) // interval))
-            reset = math.ceil(ahead - interval)
+            counts += (remaining, math.ceil(ahead - interval))
             if ahead > WINDOW_SECONDS:
                 wait = max(wait, ahead - WINDOW_SECONDS)
-        results.append(RateResult(rate.name, rate.per_minute, remaining, reset))
-    return RateState(tuple(results), 0 if allowed else max(1, math.ceil(wait)))
+    return RateState(buckets, tuple(counts), 0 if allowed else max(1, math.ceil(wait)))
 
 
 # Failed sign-ins per bucket: a count and a blocked-until time, both forgotten a window after

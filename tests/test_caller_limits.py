@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from bridge.middleware import rate_headers
 from tenancy.errors import PublishError
 from tenancy.limits import AuthThrottle, Rate, RateLimiter, SharedStore
 from tenancy.releases.compile.compiler import compile_release
@@ -209,3 +210,21 @@ async def test_in_process_rates_answer_every_bucket_and_record_only_admitted_req
     # The refused request took nothing from the tenant's bucket.
     tenant_only = await limiter.check([rates[0]])
     assert tenant_only.allowed and tenant_only.results[0].remaining == 3
+
+
+async def test_the_headers_name_every_bucket_in_order_admitted_or_refused() -> None:
+    """`RateLimit-Policy` and `RateLimit` as a request's `Buckets` hold them (derived once per
+    caller, `docs/decisions.md`, limits), its counts filled in: one item per rate, in order."""
+    limiter = RateLimiter(SharedStore(None))
+    rates = [Rate("tenant", "t:shop:prod", 6), Rate("key", "k:shop:prod:k1", 2)]
+    states = [await limiter.check(rates) for _ in range(3)]
+    policy = b'"tenant";q=6;w=60, "key";q=2;w=60'
+    currents = [
+        b'"tenant";r=5;t=10, "key";r=1;t=30',
+        b'"tenant";r=4;t=20, "key";r=0;t=60',
+        b'"tenant";r=4;t=20, "key";r=0;t=60',  # refused: nothing recorded
+    ]
+    assert [rate_headers(state) for state in states] == [
+        [(b"ratelimit-policy", policy), (b"ratelimit", current)] for current in currents
+    ]
+    assert [state.retry_after for state in states] == [0, 0, 30]

@@ -11,11 +11,13 @@ import threading
 import pytest
 
 from tenancy.errors import BadRequest, ServiceUnavailable, TooManyRequests
-from tenancy.limits import CallerLimits, FairPool, HashBulkhead, Limiters, Limits
-from tenancy.principal import Principal, Tenant
+from tenancy.limits import CallerLimits, FairPool, HashBulkhead, Limiters, Limits, RateState
+from tenancy.principal import ANONYMOUS, Principal, Tenant
 
 SHOP = Tenant("shop", "prod")
 USER = Principal("user", "u1")
+KEY = Principal("api_key", "k1")
+ADDRESS = "203.0.113.7"
 
 
 def test_the_json_form_round_trips_with_only_set_limits() -> None:
@@ -84,6 +86,57 @@ async def test_admit_counts_only_tenants_with_a_rate_limit() -> None:
         )
         assert state is not None and state.allowed
         assert list(limiters.rate._local) == ["t:shop:prod"]
+    finally:
+        await limiters.close()
+
+
+def _seen(state: RateState | None) -> list[tuple[str, int, int]]:
+    assert state is not None and state.allowed
+    return [(r.name, r.quota, r.remaining) for r in state.results]
+
+
+async def test_a_callers_buckets_are_derived_once_and_again_for_other_limits() -> None:
+    """What a caller's requests are checked against (bucket names, rates, header values) is
+    derived on its first request and kept, until the release's or the project's limits are
+    other objects: a new release, even with equal limits, or a changed project record. The
+    buckets' counts carry over; another key has its own (`docs/decisions.md`, limits).
+    6 a minute is one unit every 10 s: the counts hold however slowly the test runs."""
+    limiters = Limiters(None, max_concurrency=2)
+    release, project = CallerLimits(per_api_key=6), Limits()
+    try:
+        first = await limiters.admit(SHOP, project, release, KEY, ADDRESS)
+        second = await limiters.admit(SHOP, project, release, KEY, ADDRESS)
+        assert first is not None and second is not None
+        assert second.buckets is first.buckets and len(limiters.buckets) == 1
+        assert _seen(second) == [("key", 6, 4)]
+        newer = await limiters.admit(SHOP, project, CallerLimits(per_api_key=6), KEY, ADDRESS)
+        assert newer is not None and newer.buckets is not first.buckets
+        assert _seen(newer) == [("key", 6, 3)]
+        raised = CallerLimits(per_api_key=60)  # one unit a second: 30 s of it spent
+        assert _seen(await limiters.admit(SHOP, project, raised, KEY, ADDRESS)) == [("key", 60, 29)]
+        project = Limits(requests_per_minute=6)
+        both = await limiters.admit(SHOP, project, raised, KEY, ADDRESS)
+        assert _seen(both) == [("tenant", 6, 5), ("key", 60, 28)]
+        other = await limiters.admit(SHOP, project, raised, Principal("api_key", "k2"), ADDRESS)
+        assert _seen(other) == [("tenant", 6, 4), ("key", 60, 59)]
+        assert len(limiters.buckets) == 2  # one entry per caller, replaced when derived again
+    finally:
+        await limiters.close()
+
+
+async def test_the_settings_defaults_and_addresses_give_buckets_of_their_own() -> None:
+    """A default from the settings applies unless the release sets its own (0: off) and only to
+    the callers it names; per address, each address has its bucket, anonymous callers too."""
+    limiters = Limiters(None, max_concurrency=2, defaults=CallerLimits(per_api_key=6))
+    try:
+        unset, off = CallerLimits(), CallerLimits(per_api_key=0)
+        assert _seen(await limiters.admit(SHOP, Limits(), unset, KEY, ADDRESS)) == [("key", 6, 5)]
+        assert await limiters.admit(SHOP, Limits(), off, KEY, ADDRESS) is None
+        assert await limiters.admit(SHOP, Limits(), unset, USER, ADDRESS) is None
+        release = CallerLimits(per_address=6)
+        for address, left in (("198.51.100.1", 5), ("198.51.100.1", 4), ("198.51.100.2", 5)):
+            state = await limiters.admit(SHOP, Limits(), release, ANONYMOUS, address)
+            assert _seen(state) == [("address", 6, left)]
     finally:
         await limiters.close()
 
