@@ -1,9 +1,11 @@
 """Prometheus metrics (`docs/operations.md`). No tenant label unless STK_METRICS_TENANT_LABEL=true:
 tenant ids are unbounded and would explode the series count of a large fleet.
 
-Request metrics are counted per request. Everything the core already counts (pools, breakers,
-cache events, invalidations) and the process's own figures are copied into metrics by `sync`,
-never on the request path: at scrape time, and every `SYNC_SECONDS` under several workers.
+Request metrics are counted per request: in plain integers, moved into the client's metrics by
+`sync`, in a single process; straight into the client's metrics under several workers (a scrape
+is answered by any of them). Everything the core already counts (pools, breakers, cache events,
+invalidations) and the process's own figures are copied into metrics by `sync` too, never on the
+request path: at scrape time, and every `SYNC_SECONDS` under several workers.
 
 With `serve --workers N` the CLI sets `PROMETHEUS_MULTIPROC_DIR` before the workers start
 (`bridge/cli.py`): each worker writes its series to files there and a scrape, whichever worker
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -42,6 +45,7 @@ from tenancy.runtime import Runtime
 # `<counter>_created` series double the count for a timestamp nobody graphs (and expose as
 # gauges in the text format).
 disable_created_metrics()  # type: ignore[no-untyped-call]
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)  # request seconds
 SYNC_SECONDS = 5.0  # how stale another worker's core gauges may be in a scrape
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -50,8 +54,10 @@ class Metrics:
     def __init__(self, tenant_label: bool) -> None:
         self.multiprocess = bool(os.environ.get(MULTIPROC_DIR))
         self.registry = CollectorRegistry()
-        # Labelled children, looked up once: `labels()` costs more than the increment itself.
-        self._children: dict[tuple[str, int, str | None], tuple[Any, Any]] = {}
+        # Per label set, its children (looked up once: `labels()` costs more than the increment
+        # itself) and, in a single process, what was served since the last sync.
+        self._tallies: dict[tuple[str, int, str | None], _Tally] = {}
+        self.observe = self._observe_now if self.multiprocess else self._tally
         self._seen: dict[tuple[str, ...], float] = {}  # the core's counts already added
         self.tenant_label = tenant_label
         reg = self.registry
@@ -62,7 +68,7 @@ class Metrics:
             "Request duration",
             ["route_kind"],
             registry=reg,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            buckets=BUCKETS,
         )
         self.pools_open = _gauge("stk_pools_open", "Open tenant pools", [], reg)
         self.connections = _gauge("stk_pool_connections", "Open tenant connections", ["state"], reg)
@@ -106,16 +112,32 @@ class Metrics:
             for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
                 reg.register(collector)
 
-    def observe(self, req: RequestState, path: str, status: int, seconds: float) -> None:
+    def _tally_of(self, req: RequestState, path: str, status: int) -> _Tally:
         kind = route_kind(req, path)
         key = (kind, status, req.project if self.tenant_label else None)
-        children = self._children.get(key)
-        if children is None:
+        tally = self._tallies.get(key)
+        if tally is None:
             labels = [kind, str(status), *([req.project or ""] if self.tenant_label else [])]
-            children = (self.requests.labels(*labels), self.duration.labels(kind))
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+            tally = self._tallies[key] = _Tally(
+                self.requests.labels(*labels), self.duration.labels(kind)
+            )
+        return tally
+
+    def _tally(self, req: RequestState, path: str, status: int, seconds: float) -> None:
+        """One request, counted in plain integers until the next sync (a scrape): the client's
+        counter and histogram take a lock and a dozen calls per request (`docs/decisions.md`,
+        hot path)."""
+        tally = self._tally_of(req, path, status)
+        tally.count += 1
+        tally.seconds += seconds
+        tally.buckets[bisect_left(BUCKETS, seconds)] += 1
+
+    def _observe_now(self, req: RequestState, path: str, status: int, seconds: float) -> None:
+        """Under several workers: straight into this worker's files, so a scrape answered by
+        another worker counts this request already."""
+        tally = self._tally_of(req, path, status)
+        tally.counter.inc()
+        tally.histogram.observe(seconds)
 
     def _add(self, counter: Counter, key: tuple[str, ...], total: float) -> None:
         """Bring `counter{key}` to the core's running `total` (it only grows in a process)."""
@@ -128,6 +150,8 @@ class Metrics:
 
     def sync(self, rt: Runtime) -> None:
         """Copy the core's counts and this process's figures into the metrics."""
+        for tally in self._tallies.values():
+            tally.flush()
         pools = rt.pools
         self.pools_open.set(pools.open_pools)
         self.connections.labels("in_use").set(pools.connections_in_use)
@@ -184,6 +208,33 @@ class Metrics:
             with suppress(asyncio.CancelledError):
                 await task
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+class _Tally:
+    """A label set's children and the requests served since its last flush."""
+
+    __slots__ = ("buckets", "count", "counter", "histogram", "seconds")
+
+    def __init__(self, counter: Any, histogram: Any) -> None:
+        self.counter = counter
+        self.histogram = histogram
+        self.count = 0
+        self.seconds = 0.0
+        self.buckets = [0] * (len(BUCKETS) + 1)  # the last one is +Inf
+
+    def flush(self) -> None:
+        """Into the client's values: what `observe` would have added, request by request. Its
+        histogram has no bulk update, so this adds to the per-bucket values `observe` adds to
+        (`tests/test_metrics.py` checks the exposition against `observe`'s)."""
+        if not self.count:
+            return
+        self.counter.inc(self.count)
+        self.histogram._sum.inc(self.seconds)
+        for index, count in enumerate(self.buckets):
+            if count:
+                self.histogram._buckets[index].inc(count)
+                self.buckets[index] = 0
+        self.count, self.seconds = 0, 0.0
 
 
 def _gauge(name: str, documentation: str, labels: list[str], registry: CollectorRegistry) -> Gauge:

@@ -110,3 +110,50 @@ def test_an_internal_port_keeps_metrics_and_readiness_off_the_public_one(tmp_pat
         assert httpx.get(internal + "/admin/v1/projects").status_code == 404
     finally:
         stop(server)
+
+
+async def test_request_counts_kept_between_scrapes_expose_as_observed(bridge: Bridge) -> None:
+    """In a single process, requests are counted in plain integers until a scrape: the
+    exposition equals what the client's own `inc` and `observe` give for the same requests,
+    boundaries, +Inf and a second scrape included (it guards the bulk update of the client's
+    histogram values, `bridge.metrics._Tally.flush`)."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from bridge.metrics import BUCKETS, Metrics
+    from tenancy.calls import RequestState
+
+    metrics = Metrics(tenant_label=False)
+    reference = CollectorRegistry()
+    counted = Counter("stk_requests", "", ["route_kind", "status"], registry=reference)
+    timed = Histogram(
+        "stk_request_duration_seconds", "", ["route_kind"], registry=reference, buckets=BUCKETS
+    )
+    for seconds in (0.0005, 0.001, 0.0011, 0.0025, 0.3, 10, 11, 42.5):
+        metrics.observe(RequestState("r"), "/nowhere", 404, seconds)
+        counted.labels("other", "404").inc()
+        timed.labels("other").observe(seconds)
+
+    def ours() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        found = parse(metrics.render(bridge.rt).decode())
+        return {
+            (name, tuple(sorted(labels.items()))): value
+            for family in ("stk_requests", "stk_request_duration_seconds")
+            for name, labels, value in found[family][1]
+            if labels.get("route_kind") == "other" and labels.get("status", "404") == "404"
+        }
+
+    expected = {
+        (name, tuple(sorted(labels.items()))): value
+        for family in ("stk_requests", "stk_request_duration_seconds")
+        for name, labels, value in parse(generate_latest(reference).decode())[family][1]
+    }
+    assert ours() == expected
+    metrics.observe(RequestState("r"), "/nowhere", 404, 0.004)
+    counted.labels("other", "404").inc()
+    timed.labels("other").observe(0.004)
+    expected = {
+        (name, tuple(sorted(labels.items()))): value
+        for family in ("stk_requests", "stk_request_duration_seconds")
+        for name, labels, value in parse(generate_latest(reference).decode())[family][1]
+    }
+    assert ours() == expected  # what the first scrape moved is not moved again
