@@ -29,7 +29,7 @@ from bench import procs, report, setup, throughput
 from bench.client import Client
 from bench.context import FULL, PROJECT_DIR, QUICK, Bench, Plan
 from bench.pg import Postgres, external, start_private, stop_private
-from bench.run import OUT, _clean_redis
+from bench.run import OUT, clean_redis
 from tenancy.keyring import Keyring
 from tenancy.releases.compile.compiler import compile_release, load_project_dir
 from tenancy.releases.model import Release
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(pg.drop_all())
         finally:
             stop_private(pg)
-            _clean_redis(redis_url, prefix)
+            clean_redis(redis_url, prefix)
     data["machine"]["loadavgEnd"] = report.loadavg()
     data["elapsedSeconds"] = round(time.monotonic() - began, 1)
     out = OUT / f"poolers-{stamp}.json"

@@ -38,6 +38,7 @@ from bench.profile_call import (
     request_headers,
     serving,
 )
+from bench.run import clean_redis
 from tenancy.directory import Directory
 from tenancy.engines.postgresql import PgConnection
 from tenancy.keyring import Keyring
@@ -65,11 +66,12 @@ async def main(tenants: int, profile: bool) -> None:
     registry = f"stk_cold_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(PG)
     await admin.execute(f'CREATE DATABASE "{registry}"')
+    prefix = f"stkcold:{uuid.uuid4().hex[:8]}:"
     settings = {
         "registry_url": PG.rpartition("/")[0].replace("postgresql://", "postgresql+asyncpg://")
         + "/"
         + registry,
-        "kv_url": f"{REDIS}?prefix=stkcold:{uuid.uuid4().hex[:8]}:",
+        "kv_url": f"{REDIS}?prefix={prefix}",
     }
     keyring = Keyring.parse(Keyring.generate_entry("p"))  # both apps open the same secrets
     try:
@@ -116,6 +118,7 @@ async def main(tenants: int, profile: bool) -> None:
     finally:
         await admin.execute(f'DROP DATABASE "{registry}" WITH (FORCE)')
         await admin.close()
+        clean_redis(REDIS, prefix)  # the tenants' manifests and bundles
 
 
 if __name__ == "__main__":

@@ -264,7 +264,8 @@ def run_all(bench: Bench, servers: list[procs.Server], data: dict[str, Any]) -> 
         results["S6"] = memory.summarize(points)
 
 
-def _clean_redis(url: str, prefix: str) -> None:
+def clean_redis(url: str, prefix: str) -> None:
+    """Delete every key under `prefix`: what a bench run wrote to the shared Redis."""
     client = redis.Redis.from_url(url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
@@ -329,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(pg.drop_all())
         finally:
             stop_private(pg)
-            _clean_redis(redis_url, prefix)
+            clean_redis(redis_url, prefix)
     data["machine"]["loadavgEnd"] = report.loadavg()
     data["elapsedSeconds"] = round(time.monotonic() - BEGAN, 1)
     data["steps"] = STEPS
