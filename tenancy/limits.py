@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import math
@@ -20,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import redis.asyncio as aioredis
 
@@ -463,7 +464,7 @@ class RateLimiter:
         for lease in held:
             lease.units -= 1
             counts += (lease.remaining + lease.units, lease.reset)
-        return RateState(buckets, counts)
+        return _admitted((buckets, counts, 0))
 
     async def ask(self, buckets: Buckets) -> RateState:
         """One script call for every bucket of the request, each asking for a lease."""
@@ -507,26 +508,24 @@ class RateLimiter:
     def _locally(self, buckets: Buckets) -> RateState:
         """The same GCRA on this process's clock and buckets (keyed like Redis's, unprefixed).
 
-        An admitted request (nearly all) is answered in one pass over its rates, with no
-        object but its counts and state; the refused one through `_state` like Redis's answer:
-        this runs on every request of a limited tenant when there is no Redis
-        (`docs/decisions.md`, limits)."""
+        An admitted request (nearly all) is answered in one pass over its rates, each bucket
+        recorded as it is checked, with no object but its counts and state; a refusal undoes
+        what the pass recorded (`_refused`): this runs on every request of a limited tenant when
+        there is no Redis (`docs/decisions.md`, limits)."""
         now = time.time()
         local = self._local
         if len(local) > _LOCAL_MAX:
             local = self._pruned(now)
         counts: tuple[int, ...] = ()  # one bucket: `() + pair` is the pair, no copy
-        tats = []
         for key, interval in buckets.steps:  # not `zip`: on this path, it costs a fifth of it
             tat = local.get(key, now)
             tat = (tat if tat > now else now) + interval
             if tat - WINDOW_SECONDS > now:
-                return self._refused(buckets, now)
+                return self._refused(buckets, key, now)
+            local[key] = tat
             ahead = tat - now
             counts += (int((WINDOW_SECONDS - ahead) // interval), math.ceil(ahead))
-            tats.append(tat)
-        local.update(zip(buckets.keys, tats, strict=False))  # as long by construction
-        return RateState(buckets, counts)
+        return _admitted((buckets, counts, 0))
 
     def _pruned(self, now: float) -> dict[str, float]:
         """The buckets not full again yet (a method of its own: a comprehension here would
@@ -534,10 +533,25 @@ class RateLimiter:
         self._local = {k: tat for k, tat in self._local.items() if tat > now}
         return self._local
 
-    def _refused(self, buckets: Buckets, now: float) -> RateState:
-        """A request over one of its rates: nothing recorded, the wait and the headers."""
-        tats = [max(self._local.get(key, now), now) + interval for key, interval in buckets.steps]
+    def _refused(self, buckets: Buckets, over: str, now: float) -> RateState:
+        """A request over bucket `over`: the buckets before it give back the unit `_locally`
+        recorded (a bucket it had found full is then at `now`: full again), so nothing is
+        recorded; the wait and the headers."""
+        local = self._local
+        for key, interval in buckets.steps:
+            if key == over:
+                break
+            local[key] -= interval
+        tats = [max(local.get(key, now), now) + interval for key, interval in buckets.steps]
         return _state(buckets, False, now, tats)
+
+
+# An admitted request's `RateState` from its fields in one tuple, built in C: a named tuple's own
+# constructor is a Python function, a frame more on every limited request.
+_admitted = cast(
+    Callable[[tuple[Buckets, tuple[int, ...], int]], RateState],
+    functools.partial(tuple.__new__, RateState),
+)
 
 
 def _state(buckets: Buckets, allowed: bool, now: float, tats: list[float]) -> RateState:
