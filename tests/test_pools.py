@@ -14,7 +14,7 @@ import pytest
 from tenancy.errors import BadRequest, Conflict, ServiceUnavailable, Timeout
 from tenancy.pools import PoolKey, engine_of, verify_url
 
-from support.pools import SLEEP_PG, MakeManager, backends, eventually, sqlite_db
+from support.pools import SLEEP_PG, MakeManager, backends, eventually, sqlite_db, sqlite_threads
 
 SECRET = "S3cretPw-9f1"
 # About a billion steps: far longer than any timeout below.
@@ -415,6 +415,24 @@ async def test_unreachable_tenant_database_is_503_without_secrets(
     with pytest.raises(ServiceUnavailable, match="file does not exist"):
         await manager.query(PoolKey("other", "dev", "main", 1), f"sqlite:///{missing}", "X", [])
     assert not os.path.exists(missing)
+
+
+async def test_a_failed_sqlite_open_leaves_no_thread_behind(
+    tmp_path: Path, make_manager: MakeManager
+) -> None:
+    """aiosqlite stops a failed open's thread without waiting: one still running when the event
+    loop closes fails there with "Event loop is closed". Checked at once, ten times over, since
+    without the wait the thread is only usually still alive."""
+    manager = make_manager()
+    url = f"sqlite:///{tmp_path / 'gone.db'}"
+    before = sqlite_threads()
+    for version in range(10):  # a pool each: the breaker would stop trying after 5 failures
+        with pytest.raises(ServiceUnavailable, match="file does not exist"):
+            await manager.query(PoolKey("shop", "dev", "main", version), url, "SELECT 1", [])
+        assert sqlite_threads() <= before
+        with pytest.raises(BadRequest, match="cannot open a SQLite database there"):
+            await verify_url(url)
+        assert sqlite_threads() <= before
 
 
 async def test_connections_opened_together_on_a_fresh_sqlite_file_all_succeed(

@@ -37,7 +37,7 @@ class SqliteConnection:
     @classmethod
     async def open(cls, path: str, statement_timeout_ms: int) -> SqliteConnection:
         try:
-            conn = await aiosqlite.connect(_rw_uri(path), uri=True, isolation_level=None)
+            conn = await opened(aiosqlite.connect(_rw_uri(path), uri=True, isolation_level=None))
         except sqlite3.Error as exc:
             reason = _open_reason(exc, path)
             raise ServiceUnavailable(f"Tenant database unavailable: {reason}") from None
@@ -92,13 +92,32 @@ class SqliteConnection:
 async def verify(path: str) -> None:
     """Open read-write without creating the file; reading the schema proves it is a database."""
     try:
-        async with aiosqlite.connect(_rw_uri(path), uri=True) as conn:
+        conn = await opened(aiosqlite.connect(_rw_uri(path), uri=True))
+        try:
             await conn.execute_fetchall("SELECT 1 FROM sqlite_master LIMIT 1")
+        finally:
+            await conn.close()
     except sqlite3.Error as exc:
         # Missing, not a database, unreadable: one answer, so the check tells nobody which files
         # exist (issue 9); the operator's log keeps which it was.
         log.warning("connection check failed: %s", _open_reason(exc, path))
         raise BadRequest("Connection check failed: cannot open a SQLite database there") from None
+
+
+async def opened(pending: aiosqlite.Connection) -> aiosqlite.Connection:
+    """Await an `aiosqlite.connect(...)`; when the open fails, return only once its worker thread
+    has ended.
+
+    On a failed open aiosqlite stops its thread without waiting for it, and the thread's last act
+    is a callback into this event loop: a loop closed before then (a shutdown, each test's own
+    loop) turns it into "Event loop is closed" in that thread (`docs/tenancy.md`, "Connection
+    pools"). Only a failure waits: a cancelled open returns at once, as a timeout needs.
+    """
+    try:
+        return await pending
+    except Exception:
+        await asyncio.to_thread(pending._thread.join)
+        raise
 
 
 def path_of(url: str) -> str:

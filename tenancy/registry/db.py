@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import event, make_url
 from sqlalchemy.engine import Dialect, ExceptionContext
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.util import await_only
 
-from tenancy.engines.sqlite import private_file
+from tenancy.engines.sqlite import opened, private_file
 from tenancy.errors import RegistryUnreachable
 
 
@@ -38,7 +39,17 @@ def create_registry_engine(url: str, timeouts: RegistryTimeouts | None = None) -
         if path and path != ":memory:" and not path.startswith("file:"):
             private_file(path)  # every tenant's users and sealed secrets: this user only
         pool: dict[str, Any] = {"pool_timeout": timeouts.pool_wait} if timeouts else {}
-        engine = create_async_engine(url, connect_args={"timeout": busy}, **pool)
+
+        async def _open() -> aiosqlite.Connection:
+            """SQLAlchemy's own open (the URL's arguments, a daemon thread), through
+            `sqlite.opened` so a failed open leaves no thread behind (`docs/tenancy.md`)."""
+            dialect, sync_url = engine.sync_engine.dialect, engine.sync_engine.url
+            args, kwargs = dialect.create_connect_args(sync_url)
+            pending = aiosqlite.connect(*args, **{**kwargs, "timeout": busy})
+            pending._thread.daemon = True  # a connection never closed must not hold up exit
+            return await opened(pending)
+
+        engine = create_async_engine(url, async_creator=_open, **pool)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

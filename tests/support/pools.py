@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -38,6 +39,11 @@ def sqlite_db(tmp_path: Path, name: str = "tenant.db") -> str:
     with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("PRAGMA journal_mode = WAL")
     return f"sqlite:///{path}"
+
+
+def sqlite_threads() -> set[threading.Thread]:
+    """aiosqlite's worker threads alive now: one per connection open, opening or stopping."""
+    return {t for t in threading.enumerate() if t.name.endswith("(_connection_worker_thread)")}
 
 
 async def backends(pg_url: str) -> int:
