@@ -46,6 +46,8 @@ LOG_OWNERS_MAX = 10_000
 # An entry's state: as loaded (fresh until it expires); a stale value re-armed after a failed
 # reload (answered until it expires, counted stale); marked stale by a change.
 FRESH, REARMED, CHANGED = 0, 1, 2
+# What `Cache.peek` reads for a key it does not hold: no value.
+_ABSENT: tuple[float, None, int] = (-math.inf, None, FRESH)
 
 
 class _Open(Exception):
@@ -225,8 +227,7 @@ class Cache(Generic[V]):
         Also the read of a cache of values derived in process that never expire, asked on
         every request (`Limiters.admit`): no clock, no reordering (eviction is then least
         recently stored first), a third of `lookup`'s work."""
-        entry = self._entries.get(key)
-        return entry[1] if entry is not None else None
+        return self._entries.get(key, _ABSENT)[1]
 
     def fresh(self, key: Key) -> V | None:
         """The cached value if it is fresh (not expired, not stale); never loads, not counted."""

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from math import ceil
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar, cast
 
@@ -150,6 +151,7 @@ class Limiters:
         self._rates_by_default = bool(
             defaults.per_api_key or defaults.per_user or defaults.per_address
         )
+        self._by_address = bool(defaults.per_address)
         # A caller's buckets, asked for on each of its requests and derived from objects a new
         # release or project record replaces: an entry keeps the limits it was derived from
         # and is derived again once they are other objects (`docs/decisions.md`, limits).
@@ -177,21 +179,22 @@ class Limiters:
             or self._rates_by_default
         ):
             return None
-        per_address = caller.per_address
-        if per_address is None:
-            per_address = self.defaults.per_address
+        # The address is part of the key whenever an address limit may apply (the release's,
+        # or the settings' unless the release's 0 turns it off: then its callers' buckets are
+        # the same under each address, only kept once per address).
         key = (
             tenant.project,
             tenant.env,
             principal.type,
             principal.sub,
-            address if per_address else "",
+            address if caller.per_address or self._by_address else "",
         )
         buckets = self.buckets.peek(key)  # never stale: derived here, checked below
         if buckets is None or buckets.limits is not limits or buckets.caller is not caller:
             mine = caller.over(self.defaults)
             buckets = _buckets_of(tenant, limits, caller, mine, principal, address)
             self.buckets.put(key, buckets)
+            self.rate.derived()
         if not buckets.rates:
             return None
         return self.rate.spend(buckets) or await self.rate.ask(buckets)
@@ -313,7 +316,7 @@ class Buckets:
     rates: tuple[Rate, ...]
     keys: tuple[str, ...]  # each rate's bucket
     steps: tuple[tuple[str, float], ...]  # each rate's bucket and its seconds per unit
-    policy: bytes  # the `RateLimit-Policy` value (`docs/api.md`)
+    policy: tuple[bytes, bytes]  # the `RateLimit-Policy` header (`docs/api.md`), as sent
     current: bytes  # the `RateLimit` value, a `%` template over `RateState.counts`
     limits: Limits | None = None  # the project's and the release's limits it was derived from
     caller: CallerLimits | None = None
@@ -332,7 +335,7 @@ class Buckets:
             tuple(rates),
             tuple(rate.key for rate in rates),
             tuple((rate.key, WINDOW_SECONDS / rate.per_minute) for rate in rates),
-            policy.encode(),
+            (b"ratelimit-policy", policy.encode()),
             current.encode(),
             limits,
             caller,
@@ -354,7 +357,7 @@ class RateState(NamedTuple):
     (`docs/api.md`) and, when refused, how long to wait."""
 
     buckets: Buckets
-    counts: tuple[int, ...]  # each rate's remaining quota and reset, in turn
+    counts: tuple[float, ...]  # each rate's remaining quota and reset, in turn (whole numbers)
     retry_after: int = 0  # 0 when admitted
 
     @property
@@ -365,7 +368,7 @@ class RateState(NamedTuple):
     def results(self) -> tuple[RateResult, ...]:
         counts = self.counts
         return tuple(
-            RateResult(rate.name, rate.per_minute, counts[2 * i], counts[2 * i + 1])
+            RateResult(rate.name, rate.per_minute, int(counts[2 * i]), int(counts[2 * i + 1]))
             for i, rate in enumerate(self.buckets.rates)
         )
 
@@ -448,7 +451,18 @@ class RateLimiter:
     async def check(self, rates: list[Rate]) -> RateState:
         """One request against `rates`, as `Limiters.admit` checks a caller's `Buckets`."""
         buckets = Buckets.of(rates)
+        self.derived()
         return self.spend(buckets) or await self.ask(buckets)
+
+    def derived(self) -> None:
+        """A caller's buckets were derived: prune the in-process ones past `_LOCAL_MAX`.
+
+        Here rather than per request: a bucket new to this process comes with a derivation
+        (`Limiters.admit`, `check`); between two, only the buckets of the callers kept derived
+        (`_BUCKETS_MAX`, a few each) can come back once pruned, so the dict stays bounded."""
+        if len(self._local) > _LOCAL_MAX:
+            now = time.time()
+            self._local = {k: tat for k, tat in self._local.items() if tat > now}
 
     def _leased(self, buckets: Buckets) -> RateState | None:
         """Out of the leases held here, if there is one with a unit left for every bucket."""
@@ -487,7 +501,7 @@ class RateLimiter:
         counts = list(state.counts)
         for i, (rate, granted) in enumerate(zip(rates, answer[3::2], strict=True)):
             size = int(granted)
-            remaining, reset = counts[2 * i], counts[2 * i + 1]
+            remaining, reset = int(counts[2 * i]), int(counts[2 * i + 1])
             self._leases[rate.key] = _Lease(
                 size - 1, size, now, now + LEASE_SECONDS, remaining, reset
             )
@@ -514,24 +528,17 @@ class RateLimiter:
         there is no Redis (`docs/decisions.md`, limits)."""
         now = time.time()
         local = self._local
-        if len(local) > _LOCAL_MAX:
-            local = self._pruned(now)
-        counts: tuple[int, ...] = ()  # one bucket: `() + pair` is the pair, no copy
+        counts: tuple[float, ...] = ()  # one bucket: `() + pair` is the pair, no copy
         for key, interval in buckets.steps:  # not `zip`: on this path, it costs a fifth of it
             tat = local.get(key, now)
             tat = (tat if tat > now else now) + interval
-            if tat - WINDOW_SECONDS > now:
+            ahead = tat - now
+            if ahead > WINDOW_SECONDS:
                 return self._refused(buckets, key, now)
             local[key] = tat
-            ahead = tat - now
-            counts += (int((WINDOW_SECONDS - ahead) // interval), math.ceil(ahead))
+            # The remaining count stays a whole float: `%d` formats it as `int` would.
+            counts += ((WINDOW_SECONDS - ahead) // interval, ceil(ahead))
         return _admitted((buckets, counts, 0))
-
-    def _pruned(self, now: float) -> dict[str, float]:
-        """The buckets not full again yet (a method of its own: a comprehension here would
-        make `now` a closure cell in `_locally`, slower on every request)."""
-        self._local = {k: tat for k, tat in self._local.items() if tat > now}
-        return self._local
 
     def _refused(self, buckets: Buckets, over: str, now: float) -> RateState:
         """A request over bucket `over`: the buckets before it give back the unit `_locally`
@@ -549,7 +556,7 @@ class RateLimiter:
 # An admitted request's `RateState` from its fields in one tuple, built in C: a named tuple's own
 # constructor is a Python function, a frame more on every limited request.
 _admitted = cast(
-    Callable[[tuple[Buckets, tuple[int, ...], int]], RateState],
+    Callable[[tuple[Buckets, tuple[float, ...], int]], RateState],
     functools.partial(tuple.__new__, RateState),
 )
 

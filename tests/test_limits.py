@@ -141,6 +141,46 @@ async def test_the_settings_defaults_and_addresses_give_buckets_of_their_own() -
         await limiters.close()
 
 
+async def test_a_release_turning_the_default_address_limit_off_shares_the_key_bucket() -> None:
+    """With the settings' per-address default on, a caller's buckets are kept per address even
+    where the release turns it off (0): each address's entry holds the same key bucket, whose
+    count they share, and no address bucket (`docs/decisions.md`, limits)."""
+    limiters = Limiters(None, max_concurrency=2, defaults=CallerLimits(per_address=6))
+    project, release = Limits(), CallerLimits(per_api_key=6, per_address=0)
+    try:
+        for address, left in (("198.51.100.1", 5), ("198.51.100.2", 4), ("198.51.100.1", 3)):
+            state = await limiters.admit(SHOP, project, release, KEY, address)
+            assert _seen(state) == [("key", 6, left)]
+        assert list(limiters.rate._local) == ["k:shop:prod:k1"] and len(limiters.buckets) == 2
+    finally:
+        await limiters.close()
+
+
+async def test_in_process_buckets_are_pruned_when_a_caller_is_derived_never_while_counting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past the bound, a derivation (not each request) drops the buckets that are full again
+    and keeps every one still counting: a bucket forgotten mid-count would admit its caller
+    anew (`docs/decisions.md`, limits)."""
+    monkeypatch.setattr("tenancy.limits._LOCAL_MAX", 2)
+    limiters = Limiters(None, max_concurrency=2)
+    project, release = Limits(), CallerLimits(per_api_key=6)
+    try:
+        assert _seen(await limiters.admit(SHOP, project, release, KEY, ADDRESS)) == [("key", 6, 5)]
+        limiters.rate._local.update({"k:shop:prod:gone": 0.0, "k:shop:prod:old": 1.0})
+        # A kept caller's request counts without pruning.
+        assert _seen(await limiters.admit(SHOP, project, release, KEY, ADDRESS)) == [("key", 6, 4)]
+        assert len(limiters.rate._local) == 3
+        other = Principal("api_key", "k2")
+        assert _seen(await limiters.admit(SHOP, project, release, other, ADDRESS)) == [
+            ("key", 6, 5)
+        ]
+        assert sorted(limiters.rate._local) == ["k:shop:prod:k1", "k:shop:prod:k2"]
+        assert _seen(await limiters.admit(SHOP, project, release, KEY, ADDRESS)) == [("key", 6, 3)]
+    finally:
+        await limiters.close()
+
+
 # --- password-hash bulkhead (issue 9 row 2; docs/security.md, passwords) ----------------------
 
 FLOOD, QUIET = Tenant("flood", "prod"), Tenant("quiet", "prod")
