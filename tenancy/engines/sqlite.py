@@ -22,6 +22,8 @@ from tenancy.errors import BadRequest, Conflict, ServiceUnavailable, StkError, T
 
 log = logging.getLogger("stk.engines")
 PREFIX = "sqlite:///"
+# How long a failed open waits for aiosqlite's thread to end (`opened`).
+_THREAD_END_SECONDS = 5.0
 
 
 class SqliteConnection:
@@ -116,7 +118,9 @@ async def opened(pending: aiosqlite.Connection) -> aiosqlite.Connection:
     try:
         return await pending
     except Exception:
-        await asyncio.to_thread(pending._thread.join)
+        # Its last step is queued behind the failed open alone, so the thread ends at once; the
+        # bound keeps a wedged one from holding the request (and an executor thread) for good.
+        await asyncio.to_thread(pending._thread.join, _THREAD_END_SECONDS)
         raise
 
 
