@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from bridge.http import CoalescingHttpToolsProtocol
+from bridge.http import CoalescingHttpToolsProtocol, check_headers_once
 from tenancy.ids import new_ulid
 from tenancy.settings import Settings, load_settings
 
@@ -286,5 +286,7 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
 
 
 def server_options() -> dict[str, Any]:
-    """uvicorn options for `stk-bridge serve` and `dev` (`bridge/cli.py`, `bridge/dev.py`)."""
+    """uvicorn options for `stk-bridge serve` and `dev` (`bridge/cli.py`, `bridge/dev.py`); the
+    protocol's header checks remembered (`bridge.http`)."""
+    check_headers_once()
     return {"http": BoundedHttpToolsProtocol}

@@ -1,18 +1,32 @@
-"""The HTTP protocol `stk-bridge serve` runs: uvicorn's httptools protocol, one write per response.
+"""The HTTP protocol `stk-bridge serve` runs: uvicorn's httptools protocol, one write per response,
+its header checks remembered.
 
 uvicorn writes a response's status line and headers, then its body, each with its own
 `transport.write`: two system calls (and two TCP segments) for a small JSON answer, whatever the
 application does (`docs/decisions.md`, hot path). The transport handed to the protocol here holds
 what is written during one event-loop iteration and writes it at the end of that iteration, or
 before anything else touches the connection (close), as one call.
+
+uvicorn also checks every response header's name and value with a regular expression, on every
+response: about 2,000 machine instructions a search, 4,500 a header, a twentieth of a small
+answer's whole cost. The names, and most values, are the same few bytes on every response;
+`CheckedOnce` answers those from what already passed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
+from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# Clean names and values remembered per check, each of at most `CHECKED_BYTES`: past the count
+# the memory starts over (a request id, new on every response, would otherwise fill it for
+# good), so it holds at most a quarter of a megabyte.
+CHECKED_MAX = 1024
+CHECKED_BYTES = 256
 
 
 class CoalescedWrites:
@@ -64,3 +78,40 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalesced: Any = CoalescedWrites(transport, self.loop)
         super().connection_made(coalesced)
+
+
+class CheckedOnce(dict[bytes, None]):
+    """A header check with the `search` of uvicorn's pattern (one character class: it finds any
+    byte of the class), remembering the bytes that passed it.
+
+    A remembered text is answered by the dict's own lookup in C (`search` is `dict.__getitem__`:
+    None); any other goes to `__missing__`, which deletes the class's bytes from it
+    (`bytes.translate`, a fraction of a search) and remembers it when nothing went. A text with
+    one of them gets the pattern's own match, every time, and is never remembered."""
+
+    __slots__ = ("_class", "pattern")
+
+    def __init__(self, pattern: re.Pattern[bytes]) -> None:
+        super().__init__()
+        self.pattern = pattern
+        self._class = bytes(b for b in range(256) if pattern.search(bytes([b])))
+
+    search = dict.__getitem__
+
+    def __missing__(self, text: bytes) -> re.Match[bytes] | None:
+        if len(text.translate(None, self._class)) != len(text):
+            return self.pattern.search(text)
+        if len(text) <= CHECKED_BYTES:
+            if len(self) >= CHECKED_MAX:
+                self.clear()
+            self[text] = None
+        return None
+
+
+def check_headers_once() -> None:
+    """uvicorn's httptools protocol checks response headers through two module patterns
+    (`HEADER_RE`, `HEADER_VALUE_RE`): each wrapped once in a `CheckedOnce`."""
+    for name in ("HEADER_RE", "HEADER_VALUE_RE"):
+        pattern = getattr(httptools_impl, name)
+        if not isinstance(pattern, CheckedOnce):
+            setattr(httptools_impl, name, CheckedOnce(pattern))
