@@ -186,8 +186,8 @@ def rate_headers(rate: RateState) -> list[tuple[bytes, bytes]]:
     """`RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers): one item per
     limit that counted this request (`docs/api.md`): the policy header as the caller's `Buckets`
     hold it, the counts filled into their template (one `%` for every limit)."""
-    buckets = rate.buckets
-    return [buckets.policy, (b"ratelimit", buckets.current % rate.counts)]
+    buckets, counts, _ = rate
+    return [buckets.policy, (b"ratelimit", buckets.current % counts)]
 
 
 def _route(req: RequestState, scope: Scope) -> str:

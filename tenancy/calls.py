@@ -126,8 +126,8 @@ async def admit(rt: Runtime, hints: Hints, state: RequestState, address: str) ->
     )
     if rate is not None:
         state.rate = rate
-        if rate.retry_after:  # not `allowed`: a property call less on every limited request
-            raise TooManyRequests("Rate limit exceeded", retry_after=rate.retry_after)
+        if rate[2]:  # the wait: refused
+            raise TooManyRequests("Rate limit exceeded", retry_after=rate[2])
     return Admission(tenant, principal, resolved.project, release, address)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import logging
 import math
@@ -22,7 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from math import ceil
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -317,7 +316,7 @@ class Buckets:
     keys: tuple[str, ...]  # each rate's bucket
     steps: tuple[tuple[str, float], ...]  # each rate's bucket and its seconds per unit
     policy: tuple[bytes, bytes]  # the `RateLimit-Policy` header (`docs/api.md`), as sent
-    current: bytes  # the `RateLimit` value, a `%` template over `RateState.counts`
+    current: bytes  # the `RateLimit` value, a `%` template over a `RateState`'s counts
     limits: Limits | None = None  # the project's and the release's limits it was derived from
     caller: CallerLimits | None = None
 
@@ -349,28 +348,24 @@ class RateResult(NamedTuple):
     reset: int  # seconds until the whole quota is available again
 
 
-# Made for every limited request: a named tuple of what was derived before (`buckets`) and the
-# request's own numbers, immutable and several times cheaper to build than a frozen dataclass;
-# `RateResult`s only when asked for (`docs/decisions.md`, hot path).
-class RateState(NamedTuple):
-    """What the rates said about one request: the `RateLimit-Policy` / `RateLimit` headers
-    (`docs/api.md`) and, when refused, how long to wait."""
+# What the rates said about one request: the caller's `Buckets` (the `RateLimit-Policy` /
+# `RateLimit` headers, `docs/api.md`), each rate's remaining quota and reset in turn (whole
+# numbers), and how long to wait (0: admitted). Made for every limited request, so a plain tuple:
+# a named tuple's instance costs five times as much to build (`docs/decisions.md`, hot path).
+RateState = tuple["Buckets", tuple[float, ...], int]
 
-    buckets: Buckets
-    counts: tuple[float, ...]  # each rate's remaining quota and reset, in turn (whole numbers)
-    retry_after: int = 0  # 0 when admitted
 
-    @property
-    def allowed(self) -> bool:
-        return self.retry_after == 0
+def allowed(state: RateState) -> bool:
+    return state[2] == 0
 
-    @property
-    def results(self) -> tuple[RateResult, ...]:
-        counts = self.counts
-        return tuple(
-            RateResult(rate.name, rate.per_minute, int(counts[2 * i]), int(counts[2 * i + 1]))
-            for i, rate in enumerate(self.buckets.rates)
-        )
+
+def results(state: RateState) -> tuple[RateResult, ...]:
+    """Each rate's figures, by name: for tests and tools, never on the request path."""
+    buckets, counts, _ = state
+    return tuple(
+        RateResult(rate.name, rate.per_minute, int(counts[2 * i]), int(counts[2 * i + 1]))
+        for i, rate in enumerate(buckets.rates)
+    )
 
 
 # GCRA over every bucket of a request at once, on Redis's clock: all admitted (and recorded)
@@ -478,7 +473,7 @@ class RateLimiter:
         for lease in held:
             lease.units -= 1
             counts += (lease.remaining + lease.units, lease.reset)
-        return _admitted((buckets, counts, 0))
+        return buckets, counts, 0
 
     async def ask(self, buckets: Buckets) -> RateState:
         """One script call for every bucket of the request, each asking for a lease."""
@@ -490,15 +485,15 @@ class RateLimiter:
         answer = await self._store.run(self._script, keys, args)
         if answer is None:
             return self._locally(buckets)
-        allowed, clock = bool(int(answer[0])), float(answer[1])
+        admitted, clock = bool(int(answer[0])), float(answer[1])
         tats = [float(t) for t in answer[2::2]]
-        state = _state(buckets, allowed, clock, tats)
-        if not allowed:
+        state = _state(buckets, admitted, clock, tats)
+        if not admitted:
             return state
         if len(self._leases) > _LOCAL_MAX:
             self._leases = {k: v for k, v in self._leases.items() if v.expires > now}
         # The headers' remaining counts include the units just leased here (not spent yet).
-        counts = list(state.counts)
+        counts = list(state[1])
         for i, (rate, granted) in enumerate(zip(rates, answer[3::2], strict=True)):
             size = int(granted)
             remaining, reset = int(counts[2 * i]), int(counts[2 * i + 1])
@@ -506,7 +501,7 @@ class RateLimiter:
                 size - 1, size, now, now + LEASE_SECONDS, remaining, reset
             )
             counts[2 * i] = remaining + size - 1
-        return RateState(buckets, tuple(counts))
+        return buckets, tuple(counts), 0
 
     def _want(self, rate: Rate, now: float) -> int:
         """The units to ask for: the bucket's demand here over the last lease, per
@@ -538,7 +533,7 @@ class RateLimiter:
             local[key] = tat
             # The remaining count stays a whole float: `%d` formats it as `int` would.
             counts += ((WINDOW_SECONDS - ahead) // interval, ceil(ahead))
-        return _admitted((buckets, counts, 0))
+        return buckets, counts, 0
 
     def _refused(self, buckets: Buckets, over: str, now: float) -> RateState:
         """A request over bucket `over`: the buckets before it give back the unit `_locally`
@@ -553,27 +548,19 @@ class RateLimiter:
         return _state(buckets, False, now, tats)
 
 
-# An admitted request's `RateState` from its fields in one tuple, built in C: a named tuple's own
-# constructor is a Python function, a frame more on every limited request.
-_admitted = cast(
-    Callable[[tuple[Buckets, tuple[float, ...], int]], RateState],
-    functools.partial(tuple.__new__, RateState),
-)
-
-
-def _state(buckets: Buckets, allowed: bool, now: float, tats: list[float]) -> RateState:
+def _state(buckets: Buckets, admitted: bool, now: float, tats: list[float]) -> RateState:
     counts: list[int] = []
     wait = 0.0
     for (_, interval), tat in zip(buckets.steps, tats, strict=True):
         ahead = tat - now
-        if allowed:
+        if admitted:
             counts += (int((WINDOW_SECONDS - ahead) // interval), math.ceil(ahead))
         else:
             remaining = max(0, int((WINDOW_SECONDS - ahead + interval) // interval))
             counts += (remaining, math.ceil(ahead - interval))
             if ahead > WINDOW_SECONDS:
                 wait = max(wait, ahead - WINDOW_SECONDS)
-    return RateState(buckets, tuple(counts), 0 if allowed else max(1, math.ceil(wait)))
+    return buckets, tuple(counts), 0 if admitted else max(1, math.ceil(wait))
 
 
 # Failed sign-ins per bucket: a count and a blocked-until time, both forgotten a window after
