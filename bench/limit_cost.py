@@ -14,24 +14,46 @@ the limiter's alone: a second tenant differs from `shop` by more than the limit 
 `--bytecodes` counts instead, deterministically: Python calls (`sys.setprofile`, Python and C)
 and bytecodes executed (`sys.settrace` opcode events) per request. In a request each bytecode of
 the limiter costs about what an average one of S1's does, so this is the steadiest measure of
-a change on a shared machine. Figures, not assertions: `bench/RESULTS.md`.
+a change on a shared machine.
+
+`--instructions` counts what the issue asks about, S1's CPU as served: machine instructions per
+request (valgrind's callgrind, the same count whatever else the machine does) of the same world
+behind a real uvicorn server (the protocol and loop `stk-bridge serve` uses) under
+`--connections` keep-alive clients, as `make bench`'s wrk sends them. It runs the world twice
+(the limiter real, then skipped), counting only while a batch of one tenant's requests is in
+flight; S1's own count is then the whole request: HTTP parsing, event loop, driver and all.
+Figures, not assertions: `bench/RESULTS.md`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import random
+import re
+import shutil
+import signal
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import uvicorn
+
 from bench.features import world
+from bench.load import run_wrk, write_requests
+from bench.procs import REPO, Server, cpu_pair, free_port
 from bench.profile_call import S1_BODY, database, one, serving
+from bridge.guard import server_options
 
 SKIPPED = "keyed, skipped"
 # (name, tenant): what each batch runs.
@@ -153,14 +175,216 @@ def _bytecodes(seen: list[int]) -> None:
     sys.settrace(start)
 
 
+# Counted per served request: each tenant three times (the median kept), to show the count repeats.
+SERVED = ["shop", "plain", "keyed", "every"] * 3
+_LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
+
+
+async def served(ready: Path, port: int, skip: bool) -> None:
+    """The world behind uvicorn with `stk-bridge serve`'s protocol (the loop is the runner's):
+    each tenant's raw S1 request goes to `ready`, then it listens until SIGTERM."""
+    # Usage counters and keys' last use are written every `usage_flush_seconds`, whatever the
+    # load: off here, so no count holds a registry write, and S1's count is the smaller.
+    async with database() as url, serving(usage_flush_seconds=86400) as app:
+        tenants = await world(app, url)
+        skippable(app)(skip)
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            lifespan="off",  # `serving` started the app
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            **server_options(),
+        )
+        sent = {
+            name: [(k.decode(), v.decode()) for k, v in h] for name, h in tenants.headers.items()
+        }
+        written = ready.with_suffix(".part")
+        await asyncio.to_thread(written.write_text, json.dumps(sent))
+        written.rename(ready)  # whole, for the driver that waits for it
+        await uvicorn.Server(config).serve()
+
+
+def _raw(headers: list[list[str]]) -> bytes:
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return f"POST /call HTTP/1.1\r\n{lines}\r\n".encode() + S1_BODY
+
+
+async def _send(port: int, request: bytes, count: int, connections: int) -> None:
+    """`count` copies of `request` over `connections` keep-alive connections; each must be a 200
+    with a Content-Length body."""
+    left = [count]
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while left[0] > 0:
+                left[0] -= 1
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = _LENGTH.search(head)
+                if not head.startswith(b"HTTP/1.1 200 ") or length is None:
+                    raise SystemExit(f"bench: unexpected answer {head[:200]!r}")
+                await reader.readexactly(int(length[1]))
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client() for _ in range(connections)))
+
+
+def counted_served(requests: int, connections: int, keep: Path | None) -> None:
+    valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
+    if valgrind is None or control is None:
+        raise SystemExit("bench: valgrind not found; install with `apt-get install -y valgrind`")
+    found: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as work:
+        for skip in (False, True):
+            for name, each in _count_one(
+                Path(work), valgrind, control, skip, requests, connections, keep
+            ):
+                found.setdefault(SKIPPED if skip and name == "keyed" else name, []).append(each)
+        user = _user_share(Path(work), connections)
+    s1 = statistics.median(found["shop"])
+    print(f"instructions per served request, {requests} per count, {connections} connections:")
+    for name, counts in found.items():
+        print(f"{name:>14}  {'  '.join(f'{c:11,.0f}' for c in counts)}")
+    print(
+        f"S1 under wrk, not counted: {100 * user:.0f} % of its CPU in user space (the rest, the"
+        " kernel's, has no instructions here): a share of S1's CPU is the share of its"
+        " instructions times that"
+    )
+    lines = [(name, base, what) for name, base, what in PAIRS if "every" not in (name, base)]
+    lines.append(("every", "keyed", "address and tenant limits on top of the key's"))
+    for name, base, what in lines:
+        added = statistics.median(found[name]) - statistics.median(found[base])
+        print(
+            f"{name:>14} - {base:<14} {added:+8,.0f}  {100 * added / s1:+5.2f} % of S1's"
+            f" instructions, {100 * user * added / s1:+5.2f} % of its CPU  {what}"
+        )
+
+
+@contextlib.contextmanager
+def _world_process(
+    work: Path, tag: str, prefix: list[str], skip: bool = False
+) -> Iterator[tuple[subprocess.Popen[bytes], int, dict[str, bytes]]]:
+    """`served` in a process of its own, run under `prefix` (valgrind, taskset): the process,
+    its port and each tenant's raw S1 request, once it listens."""
+    ready, port = work / f"ready-{tag}", free_port()
+    args = [*prefix, sys.executable, "-m", "bench.limit_cost", "--serve", str(ready)]
+    args += ["--port", str(port), *(["--skip"] if skip else [])]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"}
+    with (work / f"server-{tag}.log").open("wb") as log:
+        proc = subprocess.Popen(args, env=env, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 900
+            while not ready.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"bench: the served world did not start: {log.name}")
+                time.sleep(0.5)
+            sent = json.loads(ready.read_text())
+            _listening(port, proc)
+            yield proc, port, {name: _raw(headers) for name, headers in sent.items()}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(120)
+
+
+def _listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("bench: the served world does not listen")
+
+
+def _count_one(
+    work: Path,
+    valgrind: str,
+    control: str,
+    skip: bool,
+    requests: int,
+    connections: int,
+    keep: Path | None,
+) -> list[tuple[str, float]]:
+    """One served world under callgrind, counting off until a tenant's batch is sent: (tenant,
+    instructions per request) for each of `SERVED`."""
+    out = work / f"callgrind-{skip}"
+    prefix = [valgrind, "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    with _world_process(work, f"count-{skip}", prefix, skip) as (proc, port, raw):
+        pid = str(proc.pid)
+        results = []
+        for name in SERVED if not skip else ["shop", "keyed"] * 3:
+            asyncio.run(_send(port, raw[name], 200, connections))  # warm, not counted
+            subprocess.run([control, "--instr=on", pid], check=True, capture_output=True)
+            asyncio.run(_send(port, raw[name], requests, connections))
+            subprocess.run([control, "--instr=off", pid], check=True, capture_output=True)
+            subprocess.run([control, f"--dump={name}", pid], check=True, capture_output=True)
+            dump = max(work.glob(f"callgrind-{skip}.*"), key=lambda path: path.stat().st_mtime_ns)
+            totals = re.search(r"(?m)^totals: (\d+)", dump.read_text())
+            assert totals is not None, dump
+            results.append((name, int(totals[1]) / requests))
+            if keep is not None:  # for `callgrind_annotate`: where a difference goes
+                shutil.copy(dump, keep / f"{'skipped' if skip else 'real'}-{name}-{len(results)}")
+            dump.unlink()
+        return results
+
+
+def _user_share(work: Path, connections: int) -> float:
+    """The share of S1's CPU in user space, served on one CPU with wrk on the other for 10 s."""
+    server_cpu, load_cpu = cpu_pair()
+    with _world_process(work, "wrk", ["taskset", "-c", str(server_cpu)]) as (proc, port, raw):
+        asyncio.run(_send(port, raw["shop"], 2000, connections))  # warm
+        requests = write_requests(work / "s1.lua", [_wrk_request(raw["shop"])])
+        server = Server("bridge", proc, port, work / "server-wrk.log")
+        before = _user_system(proc.pid)
+        run_wrk(server, requests, 10, connections, load_cpu)
+        user, system = (b - a for a, b in zip(before, _user_system(proc.pid), strict=True))
+    return user / (user + system)
+
+
+def _wrk_request(raw: bytes) -> tuple[dict[str, str], str]:
+    head, _, body = raw.decode().partition("\r\n\r\n")
+    fields = dict(line.split(": ", 1) for line in head.split("\r\n")[1:])
+    fields.pop("content-length")  # wrk sets it
+    return fields, body
+
+
+def _user_system(pid: int) -> tuple[int, int]:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]), int(fields[12])
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--bytecodes", action="store_true", help="count calls and bytecodes")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions of served requests"
+    )
+    parser.add_argument("--requests", type=int, default=1000, help="per count (--instructions)")
+    parser.add_argument("--connections", type=int, default=32, help="(--instructions)")
+    parser.add_argument(
+        "--keep", type=Path, help="a directory for each count's callgrind file (--instructions)"
+    )
+    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # one world, served
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--skip", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        loop_factory = uvicorn.Config("bridge.asgi:create").get_loop_factory()
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(served(args.serve, args.port, args.skip))
+        raise SystemExit(0)
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    if args.bytecodes:
+    if args.instructions:
+        counted_served(args.requests, args.connections, args.keep)
+    elif args.bytecodes:
         asyncio.run(counted(200))
     else:
         asyncio.run(timed(args.rounds, args.batch))
