@@ -175,8 +175,10 @@ def _bytecodes(seen: list[int]) -> None:
     sys.settrace(start)
 
 
-# Counted per served request: each tenant three times (the median kept), to show the count repeats.
-SERVED = ["shop", "plain", "keyed", "every"] * 3
+# Counted per served request, each `--repeats` times in turn (the median kept): the limiter real,
+# then skipped.
+SERVED = ["shop", "plain", "keyed", "every"]
+SERVED_SKIPPED = ["shop", "keyed"]
 _LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 
 
@@ -234,7 +236,7 @@ async def _send(port: int, request: bytes, count: int, connections: int) -> None
     await asyncio.gather(*(client() for _ in range(connections)))
 
 
-def counted_served(requests: int, connections: int, keep: Path | None) -> None:
+def counted_served(requests: int, connections: int, repeats: int, keep: Path | None) -> None:
     valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
     if valgrind is None or control is None:
         raise SystemExit("bench: valgrind not found; install with `apt-get install -y valgrind`")
@@ -242,7 +244,7 @@ def counted_served(requests: int, connections: int, keep: Path | None) -> None:
     with tempfile.TemporaryDirectory() as work:
         for skip in (False, True):
             for name, each in _count_one(
-                Path(work), valgrind, control, skip, requests, connections, keep
+                Path(work), valgrind, control, skip, requests, connections, repeats, keep
             ):
                 found.setdefault(SKIPPED if skip and name == "keyed" else name, []).append(each)
         user = _user_share(Path(work), connections)
@@ -309,6 +311,7 @@ def _count_one(
     skip: bool,
     requests: int,
     connections: int,
+    repeats: int,
     keep: Path | None,
 ) -> list[tuple[str, float]]:
     """One served world under callgrind, counting off until a tenant's batch is sent: (tenant,
@@ -318,7 +321,7 @@ def _count_one(
     with _world_process(work, f"count-{skip}", prefix, skip) as (proc, port, raw):
         pid = str(proc.pid)
         results = []
-        for name in SERVED if not skip else ["shop", "keyed"] * 3:
+        for name in (SERVED_SKIPPED if skip else SERVED) * repeats:
             asyncio.run(_send(port, raw[name], 200, connections))  # warm, not counted
             subprocess.run([control, "--instr=on", pid], check=True, capture_output=True)
             asyncio.run(_send(port, raw[name], requests, connections))
@@ -369,6 +372,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--requests", type=int, default=1000, help="per count (--instructions)")
     parser.add_argument("--connections", type=int, default=32, help="(--instructions)")
+    parser.add_argument("--repeats", type=int, default=3, help="counts per tenant (--instructions)")
     parser.add_argument(
         "--keep", type=Path, help="a directory for each count's callgrind file (--instructions)"
     )
@@ -383,7 +387,7 @@ if __name__ == "__main__":
         raise SystemExit(0)
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.instructions:
-        counted_served(args.requests, args.connections, args.keep)
+        counted_served(args.requests, args.connections, args.repeats, args.keep)
     elif args.bytecodes:
         asyncio.run(counted(200))
     else:
