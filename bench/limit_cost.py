@@ -206,6 +206,9 @@ async def served(ready: Path, port: int, skip: bool) -> None:
         written = ready.with_suffix(".part")
         await asyncio.to_thread(written.write_text, json.dumps(sent))
         written.rename(ready)  # whole, for the driver that waits for it
+        # uvicorn raises a SIGTERM again once it has shut down, with the handler it found: a
+        # no-op one lets this process drop its database before it ends.
+        signal.signal(signal.SIGTERM, lambda *_: None)
         await uvicorn.Server(config).serve()
 
 
