@@ -349,6 +349,9 @@ async def test_hash_lanes_run_below_the_event_loop_and_one_thread_per_usable_cpu
             first = asyncio.ensure_future(bulkhead.compute(busy, gate.held, "first"))
             assert await asyncio.to_thread(gate.started.wait, 10)
             low = asyncio.ensure_future(bulkhead.compute(busy, threading.get_native_id))
+            # Its first step submits the job: while `first` still runs, so the tenant is busy.
+            # Without this turn the job was submitted only once `first` might have ended.
+            await asyncio.sleep(0)
             gate.release.set()
             assert await first == "first"
             assert os.sched_getscheduler(await low) == os.SCHED_IDLE
