@@ -36,7 +36,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,7 +50,7 @@ import uvicorn
 
 from bench.features import world
 from bench.load import run_wrk, write_requests
-from bench.procs import REPO, Server, cpu_pair, free_port
+from bench.procs import REPO, Server, cpu_pair, free_port, wait_ready
 from bench.profile_call import S1_BODY, database, one, serving
 from bridge.guard import server_options
 
@@ -289,22 +288,11 @@ def _world_process(
                     raise SystemExit(f"bench: the served world did not start: {log.name}")
                 time.sleep(0.5)
             sent = json.loads(ready.read_text())
-            _listening(port, proc)
+            wait_ready(Server(f"world-{tag}", proc, port, Path(log.name)))
             yield proc, port, {name: _raw(headers) for name, headers in sent.items()}
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
-
-
-def _listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("bench: the served world does not listen")
 
 
 def _count_one(
@@ -347,9 +335,9 @@ def _user_share(work: Path, connections: int) -> float:
         asyncio.run(_send(port, raw["shop"], 2000, connections))  # warm
         requests = write_requests(work / "s1.lua", [_wrk_request(raw["shop"])])
         server = Server("bridge", proc, port, work / "server-wrk.log")
-        before = _user_system(proc.pid)
+        before = server.cpu_times()
         run_wrk(server, requests, 10, connections, load_cpu)
-        user, system = (b - a for a, b in zip(before, _user_system(proc.pid), strict=True))
+        user, system = (b - a for a, b in zip(before, server.cpu_times(), strict=True))
     return user / (user + system)
 
 
@@ -358,11 +346,6 @@ def _wrk_request(raw: bytes) -> tuple[dict[str, str], str]:
     fields = dict(line.split(": ", 1) for line in head.split("\r\n")[1:])
     fields.pop("content-length")  # wrk sets it
     return fields, body
-
-
-def _user_system(pid: int) -> tuple[int, int]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return int(fields[11]), int(fields[12])
 
 
 if __name__ == "__main__":

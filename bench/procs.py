@@ -61,8 +61,12 @@ class Server:
         raise RuntimeError(f"no VmRSS for {self.name}")
 
     def cpu_seconds(self) -> float:
+        return sum(self.cpu_times())
+
+    def cpu_times(self) -> tuple[float, float]:
+        """Seconds of CPU so far: in user space, in the kernel (utime, stime)."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+        return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
 
     def stop(self, timeout: float = 15) -> None:
         if self.proc.poll() is None:
