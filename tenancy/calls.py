@@ -21,7 +21,7 @@ from tenancy.crud import Statement, answer, attach, plan_call, render
 from tenancy.crud.operations import Select
 from tenancy.engines import QueryResult
 from tenancy.errors import BadRequest, Forbidden, NotFound, StkError, TooManyRequests
-from tenancy.limits import RateState
+from tenancy.limits import Buckets, RateState
 from tenancy.pools import PoolKey
 from tenancy.principal import Principal, Tenant
 from tenancy.registry.records import ProjectRecord
@@ -121,10 +121,10 @@ async def admit(rt: Runtime, hints: Hints, state: RequestState, address: str) ->
     if hints.origin is not None and not origin_allowed(release.cors_origins, hints.origin):
         raise Forbidden("Origin not allowed")
     tenant, principal = resolved.tenant, resolved.principal
-    rate = await rt.limits.admit(
-        tenant, resolved.project.limits, release.limits, principal, address
-    )
+    rate = rt.limits.admit(tenant, resolved.project.limits, release.limits, principal, address)
     if rate is not None:
+        if isinstance(rate, Buckets):  # no lease held here: Redis counts it
+            rate = await rt.limits.rate.ask(rate)
         state.rate = rate
         if rate[2]:  # the wait: refused
             raise TooManyRequests("Rate limit exceeded", retry_after=rate[2])

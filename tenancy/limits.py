@@ -156,16 +156,20 @@ class Limiters:
         # and is derived again once they are other objects (`docs/decisions.md`, limits).
         self.buckets: Cache[Buckets] = Cache("rate_buckets", None, max_entries=_BUCKETS_MAX)
 
-    async def admit(
+    def admit(
         self,
         tenant: Tenant,
         limits: Limits,
         caller: CallerLimits,
         principal: Principal,
         address: str,
-    ) -> RateState | None:
-        """Every rate that applies to this request, checked in one step (at most one Redis
-        call); None when none applies, so unlimited tenants pay nothing.
+    ) -> RateState | Buckets | None:
+        """Every rate that applies to this request, checked in one step: None when none applies,
+        so unlimited tenants pay nothing; the counts when this process could count the request
+        (no Redis, or a lease held here: nearly every request); else the caller's `Buckets`, for
+        one Redis call (`RateLimiter.ask`). Not a coroutine: it runs on every request of a
+        limited tenant, and a coroutine's creation and await were a twentieth of what the limit
+        adds to it (`docs/decisions.md`, limits).
 
         The buckets (names, rates, header values) and the merged limits are derived once per
         (tenant, caller, address when it is limited), not per request, and again only when the
@@ -196,7 +200,7 @@ class Limiters:
             self.rate.derived()
         if not buckets.rates:
             return None
-        return self.rate.spend(buckets) or await self.rate.ask(buckets)
+        return self.rate.spend(buckets) or buckets
 
     def auth_guard(self, tenant: Tenant, caller: CallerLimits, address: str) -> AuthGuard:
         mine = caller.over(self.defaults)  # a sign-in hashes a password: merging is nothing

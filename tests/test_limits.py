@@ -88,9 +88,9 @@ async def test_admit_counts_only_tenants_with_a_rate_limit() -> None:
     limiters = Limiters(None, max_concurrency=2)
     try:
         for _ in range(5):
-            assert await limiters.admit(SHOP, Limits(), CallerLimits(), USER, "203.0.113.7") is None
+            assert limiters.admit(SHOP, Limits(), CallerLimits(), USER, "203.0.113.7") is None
         assert limiters.rate._local == {}
-        state = await limiters.admit(
+        state = limiters.admit(
             SHOP, Limits(requests_per_minute=1), CallerLimits(), USER, "203.0.113.7"
         )
         assert state is not None and allowed(state)
@@ -113,20 +113,20 @@ async def test_a_callers_buckets_are_derived_once_and_again_for_other_limits() -
     limiters = Limiters(None, max_concurrency=2)
     release, project = CallerLimits(per_api_key=6), Limits()
     try:
-        first = await limiters.admit(SHOP, project, release, KEY, ADDRESS)
-        second = await limiters.admit(SHOP, project, release, KEY, ADDRESS)
+        first = limiters.admit(SHOP, project, release, KEY, ADDRESS)
+        second = limiters.admit(SHOP, project, release, KEY, ADDRESS)
         assert first is not None and second is not None
         assert second[0] is first[0] and len(limiters.buckets) == 1
         assert _seen(second) == [("key", 6, 4)]
-        newer = await limiters.admit(SHOP, project, CallerLimits(per_api_key=6), KEY, ADDRESS)
+        newer = limiters.admit(SHOP, project, CallerLimits(per_api_key=6), KEY, ADDRESS)
         assert newer is not None and newer[0] is not first[0]
         assert _seen(newer) == [("key", 6, 3)]
         raised = CallerLimits(per_api_key=60)  # one unit a second: 30 s of it spent
-        assert _seen(await limiters.admit(SHOP, project, raised, KEY, ADDRESS)) == [("key", 60, 29)]
+        assert _seen(limiters.admit(SHOP, project, raised, KEY, ADDRESS)) == [("key", 60, 29)]
         project = Limits(requests_per_minute=6)
-        both = await limiters.admit(SHOP, project, raised, KEY, ADDRESS)
+        both = limiters.admit(SHOP, project, raised, KEY, ADDRESS)
         assert _seen(both) == [("tenant", 6, 5), ("key", 60, 28)]
-        other = await limiters.admit(SHOP, project, raised, Principal("api_key", "k2"), ADDRESS)
+        other = limiters.admit(SHOP, project, raised, Principal("api_key", "k2"), ADDRESS)
         assert _seen(other) == [("tenant", 6, 4), ("key", 60, 59)]
         assert len(limiters.buckets) == 2  # one entry per caller, replaced when derived again
     finally:
@@ -139,12 +139,12 @@ async def test_the_settings_defaults_and_addresses_give_buckets_of_their_own() -
     limiters = Limiters(None, max_concurrency=2, defaults=CallerLimits(per_api_key=6))
     try:
         unset, off = CallerLimits(), CallerLimits(per_api_key=0)
-        assert _seen(await limiters.admit(SHOP, Limits(), unset, KEY, ADDRESS)) == [("key", 6, 5)]
-        assert await limiters.admit(SHOP, Limits(), off, KEY, ADDRESS) is None
-        assert await limiters.admit(SHOP, Limits(), unset, USER, ADDRESS) is None
+        assert _seen(limiters.admit(SHOP, Limits(), unset, KEY, ADDRESS)) == [("key", 6, 5)]
+        assert limiters.admit(SHOP, Limits(), off, KEY, ADDRESS) is None
+        assert limiters.admit(SHOP, Limits(), unset, USER, ADDRESS) is None
         release = CallerLimits(per_address=6)
         for address, left in (("198.51.100.1", 5), ("198.51.100.1", 4), ("198.51.100.2", 5)):
-            state = await limiters.admit(SHOP, Limits(), release, ANONYMOUS, address)
+            state = limiters.admit(SHOP, Limits(), release, ANONYMOUS, address)
             assert _seen(state) == [("address", 6, left)]
     finally:
         await limiters.close()
@@ -158,7 +158,7 @@ async def test_a_release_turning_the_default_address_limit_off_shares_the_key_bu
     project, release = Limits(), CallerLimits(per_api_key=6, per_address=0)
     try:
         for address, left in (("198.51.100.1", 5), ("198.51.100.2", 4), ("198.51.100.1", 3)):
-            state = await limiters.admit(SHOP, project, release, KEY, address)
+            state = limiters.admit(SHOP, project, release, KEY, address)
             assert _seen(state) == [("key", 6, left)]
         assert list(limiters.rate._local) == ["k:shop:prod:k1"] and len(limiters.buckets) == 2
     finally:
@@ -175,17 +175,15 @@ async def test_in_process_buckets_are_pruned_when_a_caller_is_derived_never_whil
     limiters = Limiters(None, max_concurrency=2)
     project, release = Limits(), CallerLimits(per_api_key=6)
     try:
-        assert _seen(await limiters.admit(SHOP, project, release, KEY, ADDRESS)) == [("key", 6, 5)]
+        assert _seen(limiters.admit(SHOP, project, release, KEY, ADDRESS)) == [("key", 6, 5)]
         limiters.rate._local.update({"k:shop:prod:gone": 0.0, "k:shop:prod:old": 1.0})
         # A kept caller's request counts without pruning.
-        assert _seen(await limiters.admit(SHOP, project, release, KEY, ADDRESS)) == [("key", 6, 4)]
+        assert _seen(limiters.admit(SHOP, project, release, KEY, ADDRESS)) == [("key", 6, 4)]
         assert len(limiters.rate._local) == 3
         other = Principal("api_key", "k2")
-        assert _seen(await limiters.admit(SHOP, project, release, other, ADDRESS)) == [
-            ("key", 6, 5)
-        ]
+        assert _seen(limiters.admit(SHOP, project, release, other, ADDRESS)) == [("key", 6, 5)]
         assert sorted(limiters.rate._local) == ["k:shop:prod:k1", "k:shop:prod:k2"]
-        assert _seen(await limiters.admit(SHOP, project, release, KEY, ADDRESS)) == [("key", 6, 3)]
+        assert _seen(limiters.admit(SHOP, project, release, KEY, ADDRESS)) == [("key", 6, 3)]
     finally:
         await limiters.close()
 
