@@ -2,6 +2,7 @@
 skipped (issue 12: each feature at most 3 % of S1's CPU per request).
 
     .venv/bin/python -m bench.limit_cost [--rounds 100] [--batch 200] [--bytecodes]
+    .venv/bin/python -m bench.limit_cost --instructions [--repeats 5] | --steps 20000
 
 `bench.features`' tenants in one app (in-process counting, no Redis): `shop` (S1, no limit),
 `plain` (a second unlimited tenant: the control), `keyed` (a per-key limit), `every` (tenant +
@@ -22,7 +23,10 @@ behind a real uvicorn server (the protocol and loop `stk-bridge serve` uses) und
 `--connections` keep-alive clients, as `make bench`'s wrk sends them. It runs the world twice
 (the limiter real, then skipped), counting only while a batch of one tenant's requests is in
 flight; S1's own count is then the whole request: HTTP parsing, event loop, driver and all.
-Figures, not assertions: `bench/RESULTS.md`.
+
+`--steps N` counts the limit's own two steps alone (the admission's rate step and the
+`RateLimit` headers, N loops for one per-key caller, no server), under callgrind: for a change to
+the limiter itself. Figures, not assertions: `bench/RESULTS.md`.
 """
 
 from __future__ import annotations
@@ -48,11 +52,14 @@ from typing import Any
 
 import uvicorn
 
-from bench.features import world
+from bench.features import NEVER, world
 from bench.load import run_wrk, write_requests
 from bench.procs import REPO, Server, cpu_pair, free_port, wait_ready
 from bench.profile_call import S1_BODY, database, one, serving
 from bridge.guard import server_options
+from bridge.middleware import rate_headers
+from tenancy.limits import Buckets, CallerLimits, Limiters, Limits, RateState
+from tenancy.principal import Principal, Tenant
 
 SKIPPED = "keyed, skipped"
 # (name, tenant): what each batch runs.
@@ -72,12 +79,12 @@ PAIRS = [
 
 
 def skippable(app: Any) -> Callable[[bool], None]:
-    """Switch the app's `Limiters.admit` between itself and a coroutine answering None at once
+    """Switch the app's `Limiters.admit` between itself and a function answering None at once
     (what the gate answers an unlimited tenant). Neither side pays a wrapper: a wrapper's
-    `await` of the real limiter was counted as the limiter's (6 bytecodes a request)."""
+    call of the real limiter was counted as the limiter's (6 bytecodes a request)."""
     limits = app.runtime.limits
 
-    async def skipped(*args: Any) -> None:
+    def skipped(*args: Any) -> None:
         return None
 
     def set_skip(value: bool) -> None:
@@ -175,7 +182,10 @@ def _bytecodes(seen: list[int]) -> None:
 
 
 # Counted per served request, each `--repeats` times in turn (the median kept): the limiter real,
-# then skipped.
+# then skipped. The app's timers (the outbox drain, the metrics sync, the pool janitor) run every
+# few seconds of wall time and a batch under callgrind takes about ten, so some batches hold one
+# at some fifty times its served weight per request (535 k against 548 k for the same tenant);
+# the median of five leaves those out. Between processes the same tenant moves by ±2 k.
 SERVED = ["shop", "plain", "keyed", "every"]
 SERVED_SKIPPED = ["shop", "keyed"]
 _LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
@@ -269,6 +279,52 @@ def counted_served(requests: int, connections: int, repeats: int, keep: Path | N
         )
 
 
+async def steps(n: int, skip: bool) -> None:
+    """The admission's rate step and the middleware's headers, `n` times for one caller with a
+    per-key limit (in process, no Redis), with `Limiters.admit` real or answering None."""
+    limiters = Limiters(None, max_concurrency=2)
+    tenant, caller = Tenant("shop", "prod"), CallerLimits(per_api_key=NEVER)
+    key = Principal("api_key", "k1")
+    project = Limits()
+    admit = (lambda *args: None) if skip else limiters.admit
+    kept: list[RateState | None] = [None]
+    base = [(b"content-type", b"application/json"), (b"content-length", b"57")]
+    for _ in range(n + 3):  # as `calls.admit`, then `send_wrapper`
+        rate = admit(tenant, project, caller, key, "203.0.113.7")
+        if rate is not None:
+            assert not isinstance(rate, Buckets)  # no Redis: always counted here
+            kept[0] = rate
+            if rate[2]:
+                raise SystemExit("bench: refused")
+        headers = [*base, (b"x-request-id", b"01JD0000000000000000000000")]
+        if kept[0] is not None:
+            headers += rate_headers(kept[0])
+    await limiters.close()
+
+
+def counted_steps(n: int) -> None:
+    """Callgrind over `steps` run with 0 and `n` loops, real and skipped: per loop, the two
+    steps' instructions without a server, a pool or the rest of a request around them."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("bench: valgrind not found; install with `apt-get install -y valgrind`")
+    found = {}
+    for skip in (False, True):
+        totals = []
+        for loops in (0, n):
+            args = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
+            args += ["-m", "bench.limit_cost", "--inner", "--steps", str(loops)]
+            args += ["--skip"] if skip else []
+            env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"}
+            done = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
+            collected = re.search(r"Collected : (\d+)", done.stderr)
+            assert collected is not None, done.stderr
+            totals.append(int(collected[1]))
+        found[skip] = (totals[1] - totals[0]) / n
+    print(f"admission's rate step + headers, per loop of {n}: limiter real {found[False]:,.0f},")
+    print(f"  skipped {found[True]:,.0f}: the limit adds {found[False] - found[True]:+,.0f}")
+
+
 @contextlib.contextmanager
 def _world_process(
     work: Path, tag: str, prefix: list[str], skip: bool = False
@@ -358,21 +414,30 @@ if __name__ == "__main__":
     )
     parser.add_argument("--requests", type=int, default=1000, help="per count (--instructions)")
     parser.add_argument("--connections", type=int, default=32, help="(--instructions)")
-    parser.add_argument("--repeats", type=int, default=3, help="counts per tenant (--instructions)")
+    parser.add_argument("--repeats", type=int, default=5, help="counts per tenant (--instructions)")
     parser.add_argument(
         "--keep", type=Path, help="a directory for each count's callgrind file (--instructions)"
+    )
+    parser.add_argument(
+        "--steps", type=int, help="count instructions of the rate step and headers in a loop"
     )
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # one world, served
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--skip", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)  # `--steps`' loop
     args = parser.parse_args()
     if args.serve:
         loop_factory = uvicorn.Config("bridge.asgi:create").get_loop_factory()
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(served(args.serve, args.port, args.skip))
         raise SystemExit(0)
+    if args.steps is not None and args.inner:
+        asyncio.run(steps(args.steps, args.skip))
+        raise SystemExit(0)
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    if args.instructions:
+    if args.steps:
+        counted_steps(args.steps)
+    elif args.instructions:
         counted_served(args.requests, args.connections, args.repeats, args.keep)
     elif args.bytecodes:
         asyncio.run(counted(200))
