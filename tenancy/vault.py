@@ -8,13 +8,26 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenancy import sealing
 from tenancy.errors import ServiceUnavailable
 from tenancy.keyring import Keyring, KeyringError, new_dek
 from tenancy.registry.models import DataKey, Secret
+
+# A sealed row and its project's data key: built once, run with the values bound (a cold
+# tenant's first request waits for it; `docs/decisions.md`, cold tenants).
+_SEALED = (
+    select(Secret, DataKey)
+    .outerjoin(DataKey, DataKey.project == Secret.project)
+    .where(
+        Secret.project == bindparam("project"),
+        Secret.env == bindparam("env"),
+        Secret.kind == bindparam("kind"),
+        Secret.name == bindparam("name"),
+    )
+)
 
 
 class VaultError(ServiceUnavailable):
@@ -96,18 +109,8 @@ class Vault:
         Row and data key come from one statement, so they agree without a transaction (a
         rotation re-seals every row and re-wraps the key in one): the request path reads the
         registry in autocommit (`docs/decisions.md`, cold tenants)."""
-        found = (
-            await session.execute(
-                select(Secret, DataKey)
-                .outerjoin(DataKey, DataKey.project == Secret.project)
-                .where(
-                    Secret.project == project,
-                    Secret.env == env,
-                    Secret.kind == kind,
-                    Secret.name == name,
-                )
-            )
-        ).first()
+        values = {"project": project, "env": env, "kind": kind, "name": name}
+        found = (await session.execute(_SEALED, values)).first()
         if found is None:
             return None
         row, key = found
