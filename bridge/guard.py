@@ -287,6 +287,8 @@ class BoundedHttpToolsProtocol(CoalescingHttpToolsProtocol):
 
 def server_options() -> dict[str, Any]:
     """uvicorn options for `stk-bridge serve` and `dev` (`bridge/cli.py`, `bridge/dev.py`); the
-    protocol's header checks remembered (`bridge.http`)."""
+    protocol's header checks remembered (`bridge.http`). No `Server: uvicorn` on every answer: it
+    tells a scanner which server to probe and costs each response a header line
+    (`docs/decisions.md`, hot path); `Date` stays, as HTTP asks of an origin with a clock."""
     check_headers_once()
-    return {"http": BoundedHttpToolsProtocol}
+    return {"http": BoundedHttpToolsProtocol, "server_header": False}

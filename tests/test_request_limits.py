@@ -198,6 +198,16 @@ def test_half_sent_body_gets_408_and_the_connection_closes(server):
     assert b"connection: close" in answer.lower()
 
 
+def test_a_served_answer_has_a_date_and_names_no_server_software(server):
+    with _connect(server) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = _read_all(sock, 5)
+    head = answer.partition(b"\r\n\r\n")[0].split(b"\r\n")
+    names = {line.partition(b":")[0].lower() for line in head[1:]}
+    assert head[0].startswith(b"HTTP/1.1 200"), head
+    assert b"date" in names and b"server" not in names, head
+
+
 @pytest.mark.slow
 def test_a_body_sent_slowly_within_its_deadline_is_served(server):
     """Deadlines are per phase and per request: a head and a body each sent in pieces within
