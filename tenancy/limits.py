@@ -318,7 +318,9 @@ class Buckets:
 
     rates: tuple[Rate, ...]
     keys: tuple[str, ...]  # each rate's bucket
-    steps: tuple[tuple[str, float], ...]  # each rate's bucket and its seconds per unit
+    # Each rate's bucket, its seconds per unit, and the counts of a request that finds the
+    # bucket full (idle: nearly every request of a caller under its rate), known in advance.
+    steps: tuple[tuple[str, float, tuple[int, int]], ...]
     policy: tuple[bytes, bytes]  # the `RateLimit-Policy` header (`docs/api.md`), as sent
     current: bytes  # the `RateLimit` value, a `%` template over a `RateState`'s counts
     limits: Limits | None = None  # the project's and the release's limits it was derived from
@@ -337,12 +339,19 @@ class Buckets:
         return cls(
             tuple(rates),
             tuple(rate.key for rate in rates),
-            tuple((rate.key, WINDOW_SECONDS / rate.per_minute) for rate in rates),
+            tuple(_step(rate) for rate in rates),
             (b"ratelimit-policy", policy.encode()),
             current.encode(),
             limits,
             caller,
         )
+
+
+def _step(rate: Rate) -> tuple[str, float, tuple[int, int]]:
+    """A rate's bucket, its interval, and what `_locally` answers when the bucket is full: one
+    interval ahead, the quota less one remaining, whole again in `ceil(interval)` seconds."""
+    interval = WINDOW_SECONDS / rate.per_minute
+    return rate.key, interval, (rate.per_minute - 1, ceil(interval))
 
 
 class RateResult(NamedTuple):
@@ -371,6 +380,12 @@ def results(state: RateState) -> tuple[RateResult, ...]:
         for i, rate in enumerate(buckets.rates)
     )
 
+
+# TATs are floats: sums of intervals round, and Redis answers them to the microsecond. A count
+# computed from one is given this much slack, so rounding never costs a caller a unit it has
+# (a `RateLimit` of 7 where 8 remain); at worst a unit is counted a microsecond early.
+_SLACK = 1e-6
+_HORIZON = WINDOW_SECONDS + _SLACK
 
 # GCRA over every bucket of a request at once, on Redis's clock: all admitted (and recorded)
 # or none. A bucket holds its theoretical arrival time (TAT); a request is admitted when the new
@@ -438,7 +453,7 @@ class RateLimiter:
     def __init__(self, store: SharedStore) -> None:
         self._store = store
         self._script = store.script(_GCRA)
-        self._local: dict[str, float] = {}
+        self._local: dict[str, float] = {}  # bucket → TAT, on `time.monotonic`'s clock
         self._leases: dict[str, _Lease] = {}
         # The request counted without a wait: in this process when there is no Redis (every
         # request counts here, exactly), else out of the leases held here; None when Redis must
@@ -460,7 +475,7 @@ class RateLimiter:
         (`Limiters.admit`, `check`); between two, only the buckets of the callers kept derived
         (`_BUCKETS_MAX`, a few each) can come back once pruned, so the dict stays bounded."""
         if len(self._local) > _LOCAL_MAX:
-            now = time.time()
+            now = time.monotonic()
             self._local = {k: tat for k, tat in self._local.items() if tat > now}
 
     def _leased(self, buckets: Buckets) -> RateState | None:
@@ -485,7 +500,7 @@ class RateLimiter:
         rates = buckets.rates
         keys = [f"stk:rl:{key}" for key in buckets.keys]
         wants = [self._want(rate, now) for rate in rates]
-        args = [*(interval for _, interval in buckets.steps), *wants, WINDOW_SECONDS]
+        args = [*(interval for _, interval, _ in buckets.steps), *wants, WINDOW_SECONDS]
         answer = await self._store.run(self._script, keys, args)
         if answer is None:
             return self._locally(buckets)
@@ -519,24 +534,31 @@ class RateLimiter:
         return max(1, min(most, math.ceil(used * LEASE_SECONDS / elapsed)))
 
     def _locally(self, buckets: Buckets) -> RateState:
-        """The same GCRA on this process's clock and buckets (keyed like Redis's, unprefixed).
+        """The same GCRA on this process's monotonic clock and buckets (keyed like Redis's,
+        unprefixed).
 
         An admitted request (nearly all) is answered in one pass over its rates, each bucket
         recorded as it is checked, with no object but its counts and state; a refusal undoes
-        what the pass recorded (`_refused`): this runs on every request of a limited tenant when
-        there is no Redis (`docs/decisions.md`, limits)."""
-        now = time.time()
+        what the pass recorded (`_refused`). A full bucket (its TAT past: the caller is under
+        its rate) takes the counts derived with the buckets, with no arithmetic: this runs on
+        every request of a limited tenant when there is no Redis (`docs/decisions.md`,
+        limits)."""
+        now = time.monotonic()
         local = self._local
         counts: tuple[float, ...] = ()  # one bucket: `() + pair` is the pair, no copy
-        for key, interval in buckets.steps:  # not `zip`: on this path, it costs a fifth of it
+        for key, interval, idle in buckets.steps:  # not `zip`: here it costs a fifth of it
             tat = local.get(key, now)
-            tat = (tat if tat > now else now) + interval
+            if tat <= now:
+                local[key] = now + interval
+                counts += idle
+                continue
+            tat += interval
             ahead = tat - now
             if ahead > WINDOW_SECONDS:
                 return self._refused(buckets, key, now)
             local[key] = tat
             # The remaining count stays a whole float: `%d` formats it as `int` would.
-            counts += ((WINDOW_SECONDS - ahead) // interval, ceil(ahead))
+            counts += ((_HORIZON - ahead) // interval, ceil(ahead - _SLACK))
         return buckets, counts, 0
 
     def _refused(self, buckets: Buckets, over: str, now: float) -> RateState:
@@ -544,27 +566,27 @@ class RateLimiter:
         recorded (a bucket it had found full is then at `now`: full again), so nothing is
         recorded; the wait and the headers."""
         local = self._local
-        for key, interval in buckets.steps:
+        for key, interval, _ in buckets.steps:
             if key == over:
                 break
             local[key] -= interval
-        tats = [max(local.get(key, now), now) + interval for key, interval in buckets.steps]
+        tats = [max(local.get(key, now), now) + interval for key, interval, _ in buckets.steps]
         return _state(buckets, False, now, tats)
 
 
 def _state(buckets: Buckets, admitted: bool, now: float, tats: list[float]) -> RateState:
     counts: list[int] = []
     wait = 0.0
-    for (_, interval), tat in zip(buckets.steps, tats, strict=True):
+    for (_, interval, _), tat in zip(buckets.steps, tats, strict=True):
         ahead = tat - now
         if admitted:
-            counts += (int((WINDOW_SECONDS - ahead) // interval), math.ceil(ahead))
+            counts += (int((_HORIZON - ahead) // interval), math.ceil(ahead - _SLACK))
         else:
-            remaining = max(0, int((WINDOW_SECONDS - ahead + interval) // interval))
-            counts += (remaining, math.ceil(ahead - interval))
+            remaining = max(0, int((_HORIZON - ahead + interval) // interval))
+            counts += (remaining, math.ceil(ahead - interval - _SLACK))
             if ahead > WINDOW_SECONDS:
                 wait = max(wait, ahead - WINDOW_SECONDS)
-    return buckets, tuple(counts), 0 if admitted else max(1, math.ceil(wait))
+    return buckets, tuple(counts), 0 if admitted else max(1, math.ceil(wait - _SLACK))
 
 
 # Failed sign-ins per bucket: a count and a blocked-until time, both forgotten a window after

@@ -134,8 +134,8 @@ async def test_a_busy_bucket_asks_redis_once_per_lease_not_per_request(redis_url
     assert all(allowed(state) for state in states)
     assert store.calls < 60, store.calls
     remaining = [results(state)[0].remaining for state in states]
-    # Redis's clock has microseconds: a count may round one lower.
-    assert remaining[0] in (5998, 5999) and 4999 <= remaining[-1] <= 5000 + dripped, remaining
+    # Redis answers its TATs to the microsecond: the count must not round one lower for it.
+    assert remaining[0] == 5999 and 4999 <= remaining[-1] <= 5000 + dripped, remaining
 
 
 async def test_leases_never_admit_beyond_the_budget_across_replicas(redis_url) -> None:
@@ -154,3 +154,42 @@ async def test_leases_never_admit_beyond_the_budget_across_replicas(redis_url) -
         for store in stores:
             await store.close()
     assert 230 <= admitted <= 240 + 4 * (elapsed + 1), (admitted, elapsed)
+
+
+async def burst(limiter: RateLimiter, quota: int) -> tuple[list[int], list[int]]:
+    """`quota` + 1 requests at once on a new bucket: each admitted one's remaining count, and
+    the refused one's (count, wait)."""
+    rates = [Rate("key", f"k:shop:prod:burst-{quota}-{time.monotonic_ns()}", quota)]
+    states = [await limiter.check(rates) for _ in range(quota + 1)]
+    assert [allowed(state) for state in states] == [True] * quota + [False], quota
+    refused = states[-1]
+    return [results(state)[0].remaining for state in states[:-1]], [
+        results(refused)[0].remaining,
+        refused[2],
+    ]
+
+
+async def test_a_burst_counts_down_every_unit_in_process() -> None:
+    """`RateLimit`'s remaining count is exact for every quota: 60 / quota is rarely a whole
+    float, and the TATs' rounding once read 7 where 8 remained (a quota of 9), for many
+    quotas. A burst (each request within one interval of the first) counts down to 0."""
+    limiter = RateLimiter(SharedStore(None))
+    for quota in range(1, 121):
+        remaining, (after, wait) = await burst(limiter, quota)
+        assert remaining == list(range(quota - 1, -1, -1)), quota
+        assert after == 0 and 1 <= wait <= -(-60 // quota), (quota, wait)
+
+
+async def test_a_burst_counts_down_every_unit_through_redis(redis_url) -> None:
+    """The same through Redis, whose answers round the TATs to the microsecond; quotas whose
+    interval is no whole float (9, 18, 23 read one low before), each burst well within one
+    interval (2.6 s and more) on a loaded machine too."""
+    store = SharedStore(redis_url)
+    limiter = RateLimiter(store)
+    try:
+        for quota in (1, 2, 7, 9, 11, 18, 23):
+            remaining, (after, wait) = await burst(limiter, quota)
+            assert remaining == list(range(quota - 1, -1, -1)), quota
+            assert after == 0 and 1 <= wait <= -(-60 // quota), (quota, wait)
+    finally:
+        await store.close()
