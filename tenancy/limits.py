@@ -381,10 +381,12 @@ def results(state: RateState) -> tuple[RateResult, ...]:
     )
 
 
-# TATs are floats: sums of intervals round, and Redis answers them to the microsecond. A count
-# computed from one is given this much slack, so rounding never costs a caller a unit it has
-# (a `RateLimit` of 7 where 8 remain); at worst a unit is counted a microsecond early.
-_SLACK = 1e-6
+# TATs are floats: sums of intervals round, and Redis answers them to the microsecond (as text,
+# of doubles whose step at today's epoch seconds is a quarter of one: together up to ~1.4 µs
+# off). A count computed from one is given ten microseconds of slack, so rounding never costs a
+# caller a unit it has (a `RateLimit` of 7 where 8 remain); at worst a unit is counted that
+# much before it returns.
+_SLACK = 1e-5
 _HORIZON = WINDOW_SECONDS + _SLACK
 
 # GCRA over every bucket of a request at once, on Redis's clock: all admitted (and recorded)
